@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create .venv and install what they need; torch==2.13.0 goes in first so that
+# pip never pulls a CUDA build of torch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: setup demo test lint clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/python examples/roundtrip.py --out outputs/demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check invblocks tasks tests
+
+test: setup lint
+	@$(BIN)/python -m pytest -q invblocks tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) outputs .hypothesis

@@ -1,0 +1,242 @@
+"""The node contract: :class:`Block`, its :class:`Inversion` kinds and the inverse view."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence as SequenceABC
+from typing import Any
+
+import torch
+from FrEIA.modules import InvertibleModule
+from torch import Tensor
+
+__all__ = ["Block", "Dims", "InverseView", "Inversion", "as_dims"]
+
+Dims = list[tuple[int, ...]]
+"""Shapes of a node's inputs or outputs, one tuple per tensor, batch dimension excluded."""
+
+
+class Inversion(enum.Enum):
+    """What a block's inverse promises; :func:`invblocks.testing.check_block` checks it.
+
+    ``EXACT``
+        A bijection: ``inverse(forward(x)) == x`` to float precision, with a log-determinant.
+    ``LEFT``
+        Injective: ``inverse(forward(x)) == x`` to float precision (left inverse).
+    ``AUGMENTED``
+        Dimension-reducing; the inverse rebuilds the dropped dimensions from the output.
+    ``LEARNED``
+        The inverse is a separately parameterised network (identity at initialisation).
+    ``LOSSY``
+        Many-to-one with a right inverse: ``forward(inverse(y)) == y``.
+    ``STE``
+        Non-differentiable forward (quantisation); straight-through or noise gradient.
+    """
+
+    EXACT = "exact"
+    LEFT = "left"
+    AUGMENTED = "augmented"
+    LEARNED = "learned"
+    LOSSY = "lossy"
+    STE = "ste"
+
+    @staticmethod
+    def combine(kinds: list[Inversion]) -> Inversion:
+        """The kind of a chain of blocks: the weakest promise among ``kinds``.
+
+        The order, strongest first, is EXACT, LEFT, STE, LOSSY, AUGMENTED, LEARNED.
+        An empty chain is EXACT (the identity).
+        """
+        return max(kinds, key=_STRENGTH.index, default=Inversion.EXACT)
+
+
+_STRENGTH = [
+    Inversion.EXACT,
+    Inversion.LEFT,
+    Inversion.STE,
+    Inversion.LOSSY,
+    Inversion.AUGMENTED,
+    Inversion.LEARNED,
+]
+
+
+def as_dims(dims: Any) -> Dims:
+    """Normalise ``(C, H, W)``, ``[(C, H, W), ...]`` or a ``torch.Size`` to a list of tuples."""
+    if dims is None:
+        return []
+    if isinstance(dims, torch.Size) or (
+        isinstance(dims, SequenceABC) and dims and all(isinstance(d, int) for d in dims)
+    ):
+        return [tuple(int(d) for d in dims)]
+    return [tuple(int(d) for d in shape) for shape in dims]
+
+
+def _fmt(dims: Dims) -> str:
+    return ", ".join(str(tuple(d)) for d in dims) if dims else "()"
+
+
+class Block(InvertibleModule):
+    """Base class of every invblocks node; call-compatible with FrEIA's ``InvertibleModule``.
+
+    ``block([x, ...], c=[...], rev=False, jac=True)`` returns ``((y, ...), log_det)``, where
+    ``log_det`` is a ``(B,)`` tensor in the input dtype (zeros where the kind has none) and
+    ``rev=True`` runs the inverse, returning ``-log_det``. ``block(x)`` with a bare tensor is
+    a notebook convenience that returns the bare output tensor (a tuple for several outputs).
+
+    Subclasses implement the hooks, never :meth:`forward`:
+
+    * ``_forward(xs, c) -> (outputs, log_det | None)`` and ``_inverse(ys, c) -> (...)``,
+      where ``xs`` is a tuple of tensors and ``outputs`` a tensor or a tuple of tensors;
+    * ``_output_dims(dims)`` and ``_input_dims(dims)``: shape inference in both directions,
+      raising :class:`ValueError` (via :meth:`_shape_error`) on shapes the block cannot take.
+
+    The base class checks input counts and shapes before the hooks run and names the block
+    in every error.
+
+    Arguments:
+        dims_in: Input shapes ``[(C, H, W), ...]`` (FrEIA convention, batch excluded), or
+            ``None`` to take them from the first call. A block that was built with
+            ``dims_in`` checks the channel counts of what it receives.
+        dims_c: Condition shapes (FrEIA convention); invblocks' own blocks take none.
+    """
+
+    inversion: Inversion = Inversion.EXACT
+    n_inputs: int = 1
+
+    def __init__(self, dims_in: Any = None, dims_c: Any = None) -> None:
+        super().__init__(as_dims(dims_in), as_dims(dims_c))
+        if self.dims_in and len(self.dims_in) != self.n_inputs:
+            raise ValueError(
+                f"{self._name()} takes {self.n_inputs} input(s); "
+                f"received dims_in for {len(self.dims_in)}: {_fmt(self.dims_in)}"
+            )
+
+    # ------------------------------------------------------------------ hooks
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        raise NotImplementedError(f"{self._name()} does not implement _forward")
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        raise NotImplementedError(f"{self._name()} does not implement _inverse")
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        return [tuple(d) for d in dims]
+
+    def _input_dims(self, dims: Dims) -> Dims:
+        return [tuple(d) for d in dims]
+
+    # ------------------------------------------------------------ public API
+    def output_dims(self, input_dims: Any) -> Dims:
+        """Output shapes for ``input_dims`` (batch excluded); ``ValueError`` if not accepted."""
+        dims = as_dims(input_dims)
+        self._check_count(dims, self.n_inputs, "input")
+        return self._output_dims(dims)
+
+    def input_dims(self, output_dims: Any) -> Dims:
+        """Input shapes that produce ``output_dims`` (inverse shape inference)."""
+        return self._input_dims(as_dims(output_dims))
+
+    def forward(
+        self,
+        x_or_z: Tensor | SequenceABC[Tensor],
+        c: SequenceABC[Tensor] | None = None,
+        rev: bool = False,
+        jac: bool = True,
+    ) -> Any:
+        """Run the block (``rev=False``) or its inverse (``rev=True``). Do not override."""
+        bare = isinstance(x_or_z, Tensor)
+        xs = (x_or_z,) if bare else tuple(x_or_z)
+        cs = tuple(c) if c is not None else ()
+        shapes = [tuple(x.shape[1:]) for x in xs]
+        if rev:
+            self._input_dims(shapes)
+            outs, log_det = self._inverse(xs, cs)
+        else:
+            self._check_count(shapes, self.n_inputs, "input")
+            self._output_dims(shapes)
+            outs, log_det = self._forward(xs, cs)
+        outs = (outs,) if isinstance(outs, Tensor) else tuple(outs)
+        if bare:
+            return outs[0] if len(outs) == 1 else outs
+        return outs, self._normalise_log_det(log_det, xs[0])
+
+    def inverse(self) -> InverseView:
+        """A module that runs this block backwards (shares its parameters)."""
+        return InverseView(self)
+
+    # --------------------------------------------------------------- helpers
+    def _name(self) -> str:
+        return type(self).__name__
+
+    def _shape_error(self, expected: str, received: Any) -> ValueError:
+        """A ``ValueError`` naming this block, what it expected and what it received."""
+        return ValueError(
+            f"{self._name()} expects {expected}; received input shape(s) {_fmt(as_dims(received))}"
+        )
+
+    def _check_count(self, dims: Dims, n: int, what: str) -> None:
+        if len(dims) != n:
+            raise ValueError(
+                f"{self._name()} takes {n} {what}(s); received {len(dims)}: {_fmt(dims)}"
+            )
+
+    def _check_channels(self, dims: Dims, channels: int | None, *, spatial: bool = True) -> None:
+        """Check one ``(C, H, W)`` input against the channel count the block was built for."""
+        self._check_count(dims, 1, "input")
+        (shape,) = dims
+        if spatial and len(shape) != 3:
+            raise self._shape_error("one image tensor of shape (B, C, H, W)", dims)
+        if channels is not None and shape[0] != channels:
+            raise self._shape_error(f"{channels} channels, shape (B, {channels}, H, W)", dims)
+
+    @staticmethod
+    def _normalise_log_det(log_det: Any, like: Tensor) -> Tensor:
+        batch = like.shape[0]
+        if log_det is None:
+            return like.new_zeros(batch)
+        if not isinstance(log_det, Tensor):
+            return like.new_full((batch,), float(log_det))
+        log_det = log_det.to(like.dtype)
+        if log_det.dim() == 0:
+            return log_det.expand(batch)
+        return log_det.reshape(batch)
+
+    def extra_repr(self) -> str:
+        return f"inversion={self.inversion.name}"
+
+
+class InverseView(Block):
+    """A block run backwards: ``InverseView(b)(y) == b(y, rev=True)``; parameters shared.
+
+    Its inversion kind is the wrapped block's (an exact block's inverse is exact; for the
+    one-sided kinds the roles of forward and inverse swap, which the kind still describes).
+    """
+
+    def __init__(self, block: Block) -> None:
+        super().__init__()
+        self.block = block
+        self.inversion = block.inversion
+        self.n_inputs = len(block.output_dims(block.dims_in)) if block.dims_in else 1
+        if block.dims_in:
+            self.dims_in = block.output_dims(block.dims_in)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self.block(xs, c=c, rev=True)
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self.block(ys, c=c, rev=False)
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        return self.block.input_dims(dims)
+
+    def _input_dims(self, dims: Dims) -> Dims:
+        return self.block.output_dims(dims)
+
+    def _check_count(self, dims: Dims, n: int, what: str) -> None:
+        # The wrapped block checks its own output count in its inverse.
+        return None
+
+    def inverse(self) -> Block:
+        return self.block
+
+    def _name(self) -> str:
+        return f"inverse of {self.block._name()}"

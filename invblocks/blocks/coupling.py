@@ -1,0 +1,124 @@
+"""The affine coupling block of IICNet / IRN (also WIN's ``Flow``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..block import Block, Dims, Inversion
+from .dense import DenseBlock
+
+__all__ = ["AffineCoupling", "SubnetConstructor"]
+
+SubnetConstructor = Callable[..., nn.Module]
+"""``f(c_in, c_out) -> nn.Module`` mapping ``(B, c_in, H, W)`` to ``(B, c_out, H, W)``."""
+
+
+def _build(
+    ctor: SubnetConstructor, c_in: int, c_out: int, generator: torch.Generator | None
+) -> nn.Module:
+    try:
+        takes_generator = "generator" in inspect.signature(ctor).parameters
+    except (TypeError, ValueError):
+        takes_generator = False
+    if takes_generator:
+        return ctor(c_in, c_out, generator=generator)
+    return ctor(c_in, c_out)
+
+
+class AffineCoupling(Block):
+    """IICNet's coupling: ``x = [x1; x2]`` with ``x1`` the first ``split`` channels,
+
+    .. code-block:: text
+
+        y1 = x1 + F(x2)
+        s  = clamp * (2 * sigmoid(H(y1)) - 1)
+        y2 = x2 * exp(s) + G(y1)
+
+    and the exact inverse ``x2 = (y2 - G(y1)) * exp(-s)``, ``x1 = y1 - F(x2)``. The
+    log-determinant is ``sum(s)`` over ``(C, H, W)``.
+
+    Arguments:
+        dims_in: Input shapes; gives ``channels`` when that is not passed.
+        channels: ``C``, the total channel count.
+        split: Channels in ``x1`` (IICNet: the embedding's channels, e.g. 3); default ``C // 2``.
+        clamp: Bound of ``|s|`` (1.0 in IICNet and WIN).
+        subnet_constructor: ``f(c_in, c_out) -> nn.Module`` for ``F, G, H``; default
+            :class:`~invblocks.blocks.DenseBlock` (5 convolutions, growth 32, last conv zero,
+            so the block is the identity at initialisation). A constructor that accepts a
+            ``generator`` keyword receives the block's.
+        generator: Random source for the subnets' initialisation.
+
+    Shapes:
+        ``(B, C, H, W) -> (B, C, H, W)``
+
+    Example:
+        >>> block = AffineCoupling(channels=15, split=3)
+        >>> x = torch.rand(2, 15, 8, 8)
+        >>> torch.equal(block(x), x)  # identity at initialisation
+        True
+    """
+
+    inversion = Inversion.EXACT
+
+    def __init__(
+        self,
+        dims_in: Any = None,
+        *,
+        channels: int | None = None,
+        split: int | None = None,
+        clamp: float = 1.0,
+        subnet_constructor: SubnetConstructor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(dims_in)
+        if channels is None:
+            if not self.dims_in:
+                raise ValueError("AffineCoupling needs `channels` or `dims_in`")
+            channels = self.dims_in[0][0]
+        if self.dims_in:
+            self._check_channels(self.dims_in, channels)
+        split = channels // 2 if split is None else split
+        if not 0 < split < channels:
+            raise ValueError(
+                f"AffineCoupling: split must be in 1..{channels - 1} for {channels} channels; "
+                f"received {split}"
+            )
+        if clamp <= 0:
+            raise ValueError(f"AffineCoupling: clamp must be > 0; received {clamp}")
+        self.channels, self.split, self.clamp = channels, split, float(clamp)
+        ctor = subnet_constructor or DenseBlock
+        c1, c2 = split, channels - split
+        self.F = _build(ctor, c2, c1, generator)
+        self.G = _build(ctor, c1, c2, generator)
+        self.H = _build(ctor, c1, c2, generator)
+
+    def _scale(self, y1: Tensor) -> Tensor:
+        return self.clamp * (2.0 * torch.sigmoid(self.H(y1)) - 1.0)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        x1, x2 = xs[0].split((self.split, self.channels - self.split), dim=1)
+        y1 = x1 + self.F(x2)
+        s = self._scale(y1)
+        y2 = x2 * torch.exp(s) + self.G(y1)
+        return torch.cat((y1, y2), dim=1), s.sum(dim=(1, 2, 3))
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        y1, y2 = ys[0].split((self.split, self.channels - self.split), dim=1)
+        s = self._scale(y1)
+        x2 = (y2 - self.G(y1)) * torch.exp(-s)
+        x1 = y1 - self.F(x2)
+        return torch.cat((x1, x2), dim=1), -s.sum(dim=(1, 2, 3))
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        self._check_channels(dims, self.channels)
+        return [tuple(dims[0])]
+
+    _input_dims = _output_dims
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, split={self.split}, clamp={self.clamp}, {super().extra_repr()}"

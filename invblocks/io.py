@@ -1,0 +1,96 @@
+"""Image files: read to tensors, write 8-bit PNGs atomically, find the bundled photographs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+__all__ = ["PHOTOS", "photo_path", "read_image", "write_png"]
+
+PHOTOS = {
+    "astronaut": ("scikit-image", "skimage/data/astronaut.png"),
+    "coffee": ("scikit-image", "skimage/data/coffee.png"),
+    "chelsea": ("scikit-image", "skimage/data/chelsea.png"),
+    "rocket": ("scikit-image", "skimage/data/rocket.jpg"),
+}
+"""Real photographs shipped inside installed packages: name -> (distribution, file)."""
+
+
+def photo_path(name: str) -> Path:
+    """Path of a bundled photograph (see :data:`PHOTOS`), found through package metadata.
+
+    Raises:
+        KeyError: unknown name. FileNotFoundError: the package that ships it is not installed
+        (``pip install invblocks[data]``).
+    """
+    if name not in PHOTOS:
+        raise KeyError(f"unknown photo {name!r}; known: {sorted(PHOTOS)}")
+    dist, rel = PHOTOS[name]
+    try:
+        path = Path(str(metadata.distribution(dist).locate_file(rel)))
+    except metadata.PackageNotFoundError as err:
+        raise FileNotFoundError(
+            f"photo {name!r} ships with {dist}, which is not installed: "
+            "pip install 'invblocks[data]'"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"photo {name!r} not found at {path} ({dist} installed?)")
+    return path
+
+
+def read_image(path: str | os.PathLike, mode: str = "RGB") -> Tensor:
+    """Read an image file as a float tensor in ``[0, 1]`` of shape ``(C, H, W)``.
+
+    ``mode`` is a Pillow mode (``"RGB"``: 3 channels, ``"L"``: 1); palette, RGBA and 16-bit
+    images are converted to it (alpha is dropped). Raises ``ValueError`` naming the file when
+    it is missing, truncated or not an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img.convert(mode))
+    except FileNotFoundError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+    t = torch.from_numpy(arr.copy()).float().div_(255.0)
+    return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """``(C, H, W)`` in ``[0, 1]`` -> ``(H, W, C)`` (or ``(H, W)``) uint8, rounding to nearest."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"expected an image of shape (1 or 3, H, W); received {tuple(image.shape)}")
+    arr = torch.round(image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
+    return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
+
+
+def write_png(image: Tensor, path: str | os.PathLike) -> Path:
+    """Write a ``(C, H, W)`` image in ``[0, 1]`` as an 8-bit PNG, atomically.
+
+    The file appears complete or not at all (written to a temporary file in the same folder,
+    then renamed). Values are rounded to the nearest of 256 levels, so a tensor already on
+    that grid reads back bit-identical with :func:`read_image`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(to_uint8(image))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

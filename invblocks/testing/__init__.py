@@ -1,0 +1,228 @@
+"""Property checks every block must pass, reusable by plugin authors.
+
+:func:`check_block` runs, on one block and one input shape, the checks its
+:class:`~invblocks.Inversion` kind promises (the table in the design notes); hypothesis
+strategies for shapes, dtypes and seeds live in :mod:`invblocks.testing.strategies`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..block import Block, Inversion, as_dims
+from ..graph import Sequence
+
+__all__ = ["BlockCheckError", "check_block", "perturb_parameters", "tolerance"]
+
+
+class BlockCheckError(AssertionError):
+    """A block broke a property its inversion kind promises."""
+
+
+def tolerance(dtype: torch.dtype) -> float:
+    """Round-trip tolerance, relative to the input's magnitude: 1e-5 (fp32), 1e-10 (fp64)."""
+    return {torch.float64: 1e-10, torch.float32: 1e-5}.get(dtype, 1e-2)
+
+
+def perturb_parameters(block: torch.nn.Module, scale: float, generator: torch.Generator) -> None:
+    """Add ``scale * N(0, 1)`` noise to every parameter, in place.
+
+    Most blocks start as the identity (zero-initialised last convolutions); a round trip of
+    an identity proves nothing, so checks run on perturbed copies.
+    """
+    with torch.no_grad():
+        for p in block.parameters():
+            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
+            p.add_(noise * scale)
+
+
+def _fail(block: Block, what: str) -> BlockCheckError:
+    return BlockCheckError(f"{block._name()} ({block.inversion.name}): {what}")
+
+
+def _max_rel_err(a: Tensor, b: Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1.0))
+
+
+def _run(block: Block, xs: list[Tensor], rev: bool = False) -> tuple[tuple[Tensor, ...], Tensor]:
+    out, log_det = block(xs, rev=rev)
+    return tuple(out), log_det
+
+
+def _check_shapes(block: Block, dims: list, xs: list[Tensor], ys: tuple, log_det: Tensor) -> None:
+    batch = xs[0].shape[0]
+    expected = block.output_dims(dims)
+    got = [tuple(y.shape[1:]) for y in ys]
+    if got != [tuple(d) for d in expected]:
+        raise _fail(block, f"output_dims says {expected} but forward returned {got}")
+    if log_det.shape != (batch,) or log_det.dtype != xs[0].dtype:
+        raise _fail(
+            block,
+            f"log_det must be shape ({batch},) dtype {xs[0].dtype}; "
+            f"received {tuple(log_det.shape)} {log_det.dtype}",
+        )
+    back = block.input_dims(expected)
+    if [tuple(d) for d in back] != [tuple(d) for d in dims]:
+        raise _fail(block, f"input_dims({expected}) gives {back}, expected {dims}")
+
+
+def _check_log_det(block: Block, x: Tensor, log_det: Tensor, tol: float) -> None:
+    """Compare the returned log-det with slogdet of the autograd Jacobian, sample by sample."""
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1]
+
+        def f(v: Tensor, shape: torch.Size = xi.shape) -> Tensor:
+            (y,), _ = block([v.reshape(shape)])
+            return y.reshape(-1)
+
+        jac = torch.autograd.functional.jacobian(f, xi.reshape(-1))
+        sign, logabs = torch.linalg.slogdet(jac)
+        if sign == 0 or abs(float(logabs - log_det[i])) > 100 * tol * max(1.0, abs(float(logabs))):
+            raise _fail(
+                block,
+                f"log_det {float(log_det[i]):.8g} differs from slogdet of the Jacobian "
+                f"{float(logabs):.8g} (sample {i})",
+            )
+
+
+def _check_gradients(block: Block, xs: list[Tensor], generator: torch.Generator) -> None:
+    """Every trainable parameter gets a non-zero gradient from a loss on both directions."""
+    params = [(n, p) for n, p in block.named_parameters() if p.requires_grad]
+    if not params:
+        return
+    block.zero_grad(set_to_none=True)
+    ys, log_det = _run(block, xs)
+    loss = log_det.sum()
+    for y in ys:
+        w = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+        loss = loss + (w * y).sum()
+    back, _ = _run(block, list(ys), rev=True)
+    for x in back:
+        w = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        loss = loss + (w * x).sum()
+    loss.backward()
+    dead = [n for n, p in params if p.grad is None or not bool(p.grad.abs().sum() > 0)]
+    if dead:
+        raise _fail(block, f"no gradient reaches parameter(s) {dead}")
+
+
+def check_block(
+    block: Block,
+    dims: Any,
+    *,
+    batch: int = 2,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    perturb: float = 0.05,
+    log_det_max_numel: int = 300,
+    check_gradients: bool = True,
+    low: float = 0.0,
+    high: float = 1.0,
+) -> None:
+    """Check the properties ``block``'s inversion kind promises, on inputs of shape ``dims``.
+
+    The block is copied, cast to ``dtype`` and its parameters perturbed by ``perturb``
+    (see :func:`perturb_parameters`); the original is not modified. Inputs are uniform in
+    ``[low, high)`` from a generator seeded with ``seed``. Every kind is checked for: output
+    shapes equal to ``output_dims``, ``input_dims`` inverting ``output_dims``, a ``(B,)``
+    log-det in the input dtype, inputs left unmodified, deterministic eval output, the global
+    RNG untouched, and (optionally) a gradient reaching every trainable parameter. Then, by kind:
+
+    * ``EXACT``: ``inverse(forward(x)) == x`` within :func:`tolerance`, the inverse's log-det
+      is the negative of the forward's, and, when the input has at most ``log_det_max_numel``
+      elements, the log-det equals ``slogdet`` of the autograd Jacobian;
+    * ``LEFT``: ``inverse(forward(x)) == x`` within :func:`tolerance`;
+    * ``LOSSY``: ``forward(inverse(y)) == y`` within :func:`tolerance`;
+    * ``STE``: eval forward is idempotent (``f(f(x)) == f(x)`` exactly) and the inverse maps
+      the output back to itself;
+    * ``LEARNED``: the *unperturbed* block is the identity in both directions (as the
+      reference initialises it);
+    * ``AUGMENTED``: the common checks only.
+
+    A :class:`~invblocks.Sequence` is checked as a whole (the kind checks only when it is
+    EXACT or LEFT throughout) and then node by node at the shapes it infers.
+
+    Raises:
+        BlockCheckError: naming the block, its kind and the property that failed.
+    """
+    dims = as_dims(dims)
+    gen = torch.Generator().manual_seed(seed)
+    tol = tolerance(dtype)
+    original = block
+    block = copy.deepcopy(block).to(dtype).eval()
+    if perturb:
+        perturb_parameters(block, perturb, gen)
+    xs = [low + (high - low) * torch.rand((batch, *d), generator=gen, dtype=dtype) for d in dims]
+    saved = [x.clone() for x in xs]
+    rng_state = torch.get_rng_state()
+
+    with torch.no_grad():
+        ys, log_det = _run(block, xs)
+        ys_again, _ = _run(block, xs)
+    if not all(torch.equal(a, b) for a, b in zip(ys, ys_again, strict=True)):
+        raise _fail(block, "forward is not deterministic in eval mode")
+    if not all(torch.equal(a, b) for a, b in zip(xs, saved, strict=True)):
+        raise _fail(block, "forward modified its input in place")
+    _check_shapes(block, dims, xs, ys, log_det)
+
+    kind = block.inversion
+    if isinstance(original, Sequence) and kind not in (Inversion.EXACT, Inversion.LEFT):
+        kind = None  # a mixed chain promises nothing as a whole; its nodes are checked below
+    with torch.no_grad():
+        if kind in (Inversion.EXACT, Inversion.LEFT):
+            back, log_det_rev = _run(block, list(ys), rev=True)
+            for x, xb in zip(xs, back, strict=True):
+                err = _max_rel_err(xb, x)
+                if err > tol:
+                    raise _fail(block, f"inverse(forward(x)) differs from x by {err:.3g} > {tol:g}")
+            if kind is Inversion.EXACT:
+                scale = max(1.0, float(log_det.abs().max()))
+                if float((log_det + log_det_rev).abs().max()) > tol * scale * 10:
+                    raise _fail(block, "the inverse's log_det is not the negative of the forward's")
+        elif kind is Inversion.LOSSY:
+            back, _ = _run(block, list(ys), rev=True)
+            again, _ = _run(block, list(back))
+            for y, ya in zip(ys, again, strict=True):
+                err = _max_rel_err(ya, y)
+                if err > tol:
+                    raise _fail(block, f"forward(inverse(y)) differs from y by {err:.3g} > {tol:g}")
+        elif kind is Inversion.STE:
+            again, _ = _run(block, list(ys))
+            back, _ = _run(block, list(ys), rev=True)
+            if not all(torch.equal(a, b) for a, b in zip(again, ys, strict=True)):
+                raise _fail(block, "quantisation is not idempotent: f(f(x)) != f(x)")
+            if not all(torch.equal(a, b) for a, b in zip(back, ys, strict=True)):
+                raise _fail(block, "the inverse does not return the quantised values unchanged")
+        elif kind is Inversion.LEARNED:
+            fresh = copy.deepcopy(original).to(dtype).eval()
+            fy, _ = _run(fresh, xs)
+            fb, _ = _run(fresh, xs, rev=True)
+            if not all(torch.equal(a, b) for a, b in zip(fy + fb, xs + xs, strict=False)):
+                raise _fail(
+                    block, "a LEARNED block must be the identity at initialisation both ways"
+                )
+
+    if kind is Inversion.EXACT and len(xs) == 1 and xs[0][0].numel() <= log_det_max_numel:
+        _check_log_det(block, xs[0], log_det, tol)
+    if not torch.equal(rng_state, torch.get_rng_state()):
+        raise _fail(block, "the block touched torch's global random generator")
+    if check_gradients:
+        _check_gradients(block.train(), [x.clone() for x in xs], gen)
+    if isinstance(original, Sequence):
+        for node, node_dims in zip(original, original.shapes, strict=False):
+            check_block(
+                node,
+                node_dims,
+                batch=batch,
+                dtype=dtype,
+                seed=seed,
+                perturb=perturb,
+                log_det_max_numel=log_det_max_numel,
+                check_gradients=check_gradients,
+                low=low,
+                high=high,
+            )

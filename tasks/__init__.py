@@ -1,0 +1,1 @@
+"""The built-in RIC task plugins of invblocks, registered through the ``invblocks`` entry points."""
