@@ -53,11 +53,11 @@ def main() -> None:
             n = net.to(dtype)
             with torch.no_grad():
                 t = time.perf_counter()
-                (y,), log_det = n([x.to(dtype)])
+                (y,), _log_det = n([x.to(dtype)])
                 (xb,), _ = n([y], rev=True)
                 dt = time.perf_counter() - t
             err = float((xb - x.to(dtype)).abs().max())
-            print(f"   depth {depth:2d} {str(dtype):14s} error {err:.2e}  ({dt:.2f} s)")
+            print(f"   depth {depth:2d} {dtype!s:14s} error {err:.2e}  ({dt:.2f} s)")
 
     print("\n2. IICNet st-01: 5 crops -> one 8-bit PNG -> 5 restored images")
     frames = torch.cat([photo[:, :s, i * 20 + 100 : i * 20 + 100 + s] for i in range(5)])[None]

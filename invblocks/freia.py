@@ -63,8 +63,22 @@ class FreiaBlock(Block):
             raise self._shape_error(f"shapes FrEIA accepts ({err})", dims) from err
 
     def _input_dims(self, dims: Dims) -> Dims:
-        # FrEIA has no inverse shape inference; its modules here are checked on the way in.
-        return list(self.dims_in)
+        # FrEIA has no inverse shape inference: answer for the built shapes, and for any
+        # shape when the module preserves shapes (most FrEIA modules do).
+        dims = [tuple(d) for d in dims]
+        if self.dims_in:
+            built_out = [tuple(d) for d in self.module.output_dims(self.dims_in)]
+            if dims == built_out:
+                return list(self.dims_in)
+            if built_out == [tuple(d) for d in self.dims_in] and [d[0] for d in dims] == [
+                d[0] for d in built_out
+            ]:
+                return dims
+        raise self._shape_error(
+            f"output shape(s) {self.module.output_dims(self.dims_in)} in the inverse "
+            "(FrEIA modules that change shapes invert only at the shapes they were built for)",
+            dims,
+        )
 
     def _name(self) -> str:
         return f"FreiaBlock({type(self.module).__name__})"

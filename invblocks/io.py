@@ -68,7 +68,9 @@ def read_image(path: str | os.PathLike, mode: str = "RGB") -> Tensor:
 def to_uint8(image: Tensor) -> np.ndarray:
     """``(C, H, W)`` in ``[0, 1]`` -> ``(H, W, C)`` (or ``(H, W)``) uint8, rounding to nearest."""
     if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"expected an image of shape (1 or 3, H, W); received {tuple(image.shape)}")
+        raise ValueError(
+            f"expected an image of shape (1 or 3, H, W); received {tuple(image.shape)}"
+        )
     arr = torch.round(image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
 

@@ -29,13 +29,15 @@ def tolerance(dtype: torch.dtype) -> float:
 
 
 def perturb_parameters(block: torch.nn.Module, scale: float, generator: torch.Generator) -> None:
-    """Add ``scale * N(0, 1)`` noise to every parameter, in place.
+    """Add ``scale * N(0, 1)`` noise to every trainable parameter, in place.
 
     Most blocks start as the identity (zero-initialised last convolutions); a round trip of
     an identity proves nothing, so checks run on perturbed copies.
     """
     with torch.no_grad():
         for p in block.parameters():
+            if not p.requires_grad:  # frozen tensors (e.g. FrEIA's permutations) stay exact
+                continue
             noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
             p.add_(noise * scale)
 
@@ -162,11 +164,11 @@ def check_block(
 
     with torch.no_grad():
         ys, log_det = _run(block, xs)
+        if not all(torch.equal(a, b) for a, b in zip(xs, saved, strict=True)):
+            raise _fail(block, "forward modified its input in place")
         ys_again, _ = _run(block, xs)
     if not all(torch.equal(a, b) for a, b in zip(ys, ys_again, strict=True)):
         raise _fail(block, "forward is not deterministic in eval mode")
-    if not all(torch.equal(a, b) for a, b in zip(xs, saved, strict=True)):
-        raise _fail(block, "forward modified its input in place")
     _check_shapes(block, dims, xs, ys, log_det)
 
     kind = block.inversion

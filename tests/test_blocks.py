@@ -1,0 +1,274 @@
+"""Every block family passes check_block over random shapes, dtypes and seeds, plus the
+reference formulas computed independently."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from invblocks import Inversion
+from invblocks import blocks as B
+from invblocks.testing import check_block
+from invblocks.testing.strategies import dtypes, image_shapes, seeds
+
+
+def gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+# --------------------------------------------------------------------------- the contract
+# Each entry: name -> (shape strategy, factory(shape, seed) -> block).
+FAMILIES = {
+    "haar-reference-ref": (
+        image_shapes(channels=st.sampled_from([3, 6]), multiple=2, max_side=6),
+        lambda d, s: B.HaarDownscale(order="ref"),
+    ),
+    "haar-orthonormal-hl": (
+        image_shapes(multiple=2, max_side=6),
+        lambda d, s: B.HaarDownscale(scale="orthonormal", order="hl"),
+    ),
+    "haar-channel": (
+        image_shapes(multiple=2, max_side=6),
+        lambda d, s: B.HaarDownscale(order="channel"),
+    ),
+    "squeeze-ref": (
+        image_shapes(channels=st.sampled_from([2, 4]), multiple=2, max_side=6),
+        lambda d, s: B.Squeeze(order="ref", group=2),
+    ),
+    "squeeze-hl": (image_shapes(multiple=2, max_side=6), lambda d, s: B.Squeeze(order="hl")),
+    "conv1x1-lu": (
+        image_shapes(channels=st.integers(2, 8), max_side=5),
+        lambda d, s: B.InvConv1x1(channels=d[0], generator=gen(s)),
+    ),
+    "conv1x1-plain": (
+        image_shapes(channels=st.integers(1, 8), max_side=5),
+        lambda d, s: B.InvConv1x1(d, parameterization="plain", generator=gen(s)),
+    ),
+    "coupling": (
+        image_shapes(channels=st.integers(2, 6), max_side=5),
+        lambda d, s: B.AffineCoupling(
+            d,
+            split=1 + s % (d[0] - 1),
+            generator=gen(s),
+            subnet_constructor=lambda i, o: B.DenseBlock(i, o, growth=4, generator=gen(s)),
+        ),
+    ),
+    "relation": (
+        image_shapes(channels=st.sampled_from([3, 6, 9]), max_side=5),
+        lambda d, s: B.RelationModule(d, width=4, generator=gen(s)),
+    ),
+    "channel-squeeze": (
+        image_shapes(channels=st.sampled_from([3, 6, 12]), max_side=5),
+        lambda d, s: B.ChannelSqueeze(d, out_channels=3),
+    ),
+    "quantizer": (image_shapes(max_side=5), lambda d, s: B.Quantizer(bits=1 + s % 8)),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+@given(data=st.data(), dtype=dtypes(), seed=seeds())
+def test_block_contract(family, data, dtype, seed):
+    shapes, factory = FAMILIES[family]
+    dims = data.draw(shapes)
+    check_block(factory(dims, seed), dims, dtype=dtype, seed=seed)
+
+
+# ----------------------------------------------------------------------------- Haar
+def haar_by_convolution(x, scale):
+    """The reference's grouped stride-2 convolution, subband-major ('hl') output."""
+    k = torch.tensor(
+        [[[1, 1], [1, 1]], [[1, -1], [1, -1]], [[1, 1], [-1, -1]], [[1, -1], [-1, 1]]],
+        dtype=x.dtype,
+    )
+    c = x.shape[1]
+    w = (k * scale)[:, None].repeat(c, 1, 1, 1)  # (4C, 1, 2, 2), channel-major
+    y = F.conv2d(x, w, stride=2, groups=c)  # channel c, subband k at c*4 + k
+    b, _, h, ww = y.shape
+    return y.reshape(b, c, 4, h, ww).transpose(1, 2).reshape(b, 4 * c, h, ww)
+
+
+@given(shape=image_shapes(channels=st.sampled_from([3, 6]), multiple=2, max_side=8), seed=seeds())
+def test_haar_matches_reference_convolution(shape, seed):
+    x = torch.rand((2, *shape), generator=gen(seed), dtype=torch.float64)
+    for scale, name in ((0.25, "reference"), (0.5, "orthonormal")):
+        got = B.HaarDownscale(scale=name, order="hl")(x)
+        torch.testing.assert_close(got, haar_by_convolution(x, scale))
+    # 'ref' regroups each 3-channel image's four subbands together
+    hl = B.HaarDownscale(order="hl")(x)
+    ref = B.HaarDownscale(order="ref", group=3)(x)
+    c = shape[0]
+    for f in range(c // 3):
+        for k in range(4):
+            torch.testing.assert_close(
+                ref[:, 12 * f + 3 * k : 12 * f + 3 * k + 3],
+                hl[:, k * c + 3 * f : k * c + 3 * f + 3],
+            )
+
+
+def test_haar_ll_is_the_2x2_mean_and_log_det():
+    x = torch.rand(1, 3, 4, 6, dtype=torch.float64)
+    (y,), log_det = B.HaarDownscale(order="hl")([x])
+    torch.testing.assert_close(y[:, :3], F.avg_pool2d(x, 2))
+    assert log_det.item() == pytest.approx(-3 * 2 * 3 * math.log(16))
+    (_,), log_det = B.HaarDownscale(scale="orthonormal")([x])
+    assert log_det.item() == pytest.approx(0.0, abs=1e-12)
+
+
+@given(shape=image_shapes(multiple=2, max_side=8), seed=seeds())
+def test_squeeze_orders(shape, seed):
+    x = torch.rand((1, *shape), generator=gen(seed))
+    torch.testing.assert_close(
+        B.Squeeze(order="channel")(x), F.pixel_unshuffle(x, 2), rtol=0, atol=0
+    )
+    hl = B.Squeeze(order="hl")(x)
+    c = shape[0]
+    for dy in range(2):
+        for dx in range(2):
+            for ch in range(c):
+                assert torch.equal(hl[:, (dy * 2 + dx) * c + ch], x[:, ch, dy::2, dx::2])
+
+
+@pytest.mark.parametrize(
+    "block, shape, needle",
+    [
+        (B.HaarDownscale(), (3, 5, 4), "even height and width"),
+        (B.Squeeze(), (4, 4, 4), "divisible by group=3"),
+        (B.InvConv1x1(channels=4), (3, 4, 4), "4 channels"),
+        (B.AffineCoupling(channels=15, split=3), (12, 8, 8), "15 channels"),
+        (B.RelationModule(n_images=2, width=4), (3, 4, 4), "6 channels"),
+        (B.ChannelSqueeze(out_channels=3), (7, 4, 4), "divisible by out_channels=3"),
+    ],
+)
+def test_bad_input_names_block_and_shapes(block, shape, needle):
+    with pytest.raises(ValueError) as info:
+        block(torch.rand(1, *shape))
+    msg = str(info.value)
+    assert type(block).__name__ in msg and needle in msg and str(shape) in msg
+
+
+def test_wrong_number_of_inputs():
+    x = torch.rand(1, 3, 4, 4)
+    with pytest.raises(ValueError, match=r"HaarDownscale takes 1 input\(s\); received 2"):
+        B.HaarDownscale()([x, x])
+
+
+# --------------------------------------------------------------------------- 1x1 conv
+@pytest.mark.parametrize("param", ["lu", "plain"])
+def test_conv1x1_is_orthogonal_at_init_and_log_det(param):
+    conv = B.InvConv1x1(channels=6, parameterization=param, generator=gen(3)).double()
+    w = conv.matrix()
+    torch.testing.assert_close(w @ w.T, torch.eye(6, dtype=torch.float64))
+    with torch.no_grad():
+        for p in conv.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen(4), dtype=p.dtype))
+    x = torch.rand(2, 6, 3, 5, dtype=torch.float64)
+    (_,), log_det = conv([x])
+    expected = 15 * torch.linalg.slogdet(conv.matrix())[1]
+    torch.testing.assert_close(log_det, expected.expand(2))
+
+
+# --------------------------------------------------------------------------- coupling
+def test_coupling_matches_formula_and_is_identity_at_init():
+    block = B.AffineCoupling(channels=5, split=2, clamp=0.7, generator=gen(0)).double()
+    x = torch.rand(2, 5, 4, 4, dtype=torch.float64)
+    assert torch.equal(block(x), x)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen(1), dtype=p.dtype))
+    x1, x2 = x[:, :2], x[:, 2:]
+    y1 = x1 + block.F(x2)
+    s = 0.7 * (2 * torch.sigmoid(block.H(y1)) - 1)
+    y2 = x2 * torch.exp(s) + block.G(y1)
+    (y,), log_det = block([x])
+    torch.testing.assert_close(y, torch.cat([y1, y2], 1))
+    torch.testing.assert_close(log_det, s.sum((1, 2, 3)))
+    assert float(s.detach().abs().max()) < 0.7
+
+
+def test_dense_block_and_coupling_parameter_counts():
+    # The reference: F 73,031, G and H 73,040 each, 219,111 per block for split 3 | 12.
+    block = B.AffineCoupling(channels=15, split=3)
+    assert [sum(p.numel() for p in m.parameters()) for m in (block.F, block.G, block.H)] == [
+        73031,
+        73040,
+        73040,
+    ]
+    assert torch.count_nonzero(block.F.out.weight) == 0
+
+
+def test_custom_subnet_constructor_is_used():
+    made = []
+
+    def subnet(c_in, c_out):
+        made.append((c_in, c_out))
+        return torch.nn.Conv2d(c_in, c_out, 3, padding=1)
+
+    block = B.AffineCoupling(channels=4, split=1, subnet_constructor=subnet)
+    assert made == [(3, 1), (1, 3), (1, 3)]
+    check_block(block, (4, 3, 3))
+
+
+# --------------------------------------------------------------------------- relation
+def test_relation_parameter_count_and_learned_inverse():
+    rel = B.RelationModule(n_images=5)
+    assert sum(p.numel() for p in rel.forward_net.parameters()) == 2_307_215
+    assert sum(p.numel() for p in rel.inverse_net.parameters()) == 2_307_215
+    small = B.RelationModule(n_images=2, width=4, generator=gen(0))
+    with torch.no_grad():
+        for p in small.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen(1)))
+    x = torch.rand(1, 6, 5, 5)
+    # a learned inverse, not an analytic one: the round trip is not the identity
+    assert (small.inverse()(small(x)) - x).abs().max() > 1e-4
+    assert small.inversion is Inversion.LEARNED
+
+
+# ----------------------------------------------------------------------- channel squeeze
+def test_channel_squeeze_is_group_mean_and_tiles_back():
+    cs = B.ChannelSqueeze([(12, 2, 2)], out_channels=3)
+    x = torch.rand(2, 12, 2, 2)
+    torch.testing.assert_close(cs(x), (x[:, 0:3] + x[:, 3:6] + x[:, 6:9] + x[:, 9:12]) / 4)
+    e = torch.rand(2, 3, 2, 2)
+    assert torch.equal(cs.inverse()(e), e.repeat(1, 4, 1, 1))
+    with pytest.raises(ValueError, match="built without dims_in"):
+        B.ChannelSqueeze(out_channels=3).inverse()(e)
+
+
+# --------------------------------------------------------------------------- quantizer
+@given(seed=seeds(), bits=st.integers(1, 12))
+def test_quantizer_eval_is_idempotent_on_its_grid(seed, bits):
+    q = B.Quantizer(bits=bits).eval()
+    levels = 2**bits - 1
+    grid = torch.randint(0, levels + 1, (2, 3, 4, 4), generator=gen(seed)).double() / levels
+    assert torch.equal(q(grid), grid)
+    x = torch.rand(2, 3, 4, 4, generator=gen(seed)) * 1.4 - 0.2
+    y = q(x)
+    assert y.min() >= 0 and y.max() <= 1
+    assert float((y - x.clamp(0, 1)).abs().max()) <= 0.5 / levels + 1e-6
+
+
+def test_quantizer_training_modes_and_gradients():
+    x = torch.tensor([[[[-0.1, 0.3, 0.7, 1.2]]]], requires_grad=True)
+    q = B.Quantizer(generator=gen(0)).train()
+    y = q(x)
+    assert float((y - x.clamp(0, 1)).detach().abs().max()) <= 0.5 / 255 + 1e-7
+    y.sum().backward()
+    # identity inside (0, 1), zero where the clamp is active
+    assert x.grad.tolist() == [[[[0.0, 1.0, 1.0, 0.0]]]]
+    assert not torch.equal(q(x), q(x))  # fresh noise each call
+    x.grad = None
+    ste = B.Quantizer(train_mode="ste").train()
+    y = ste(x)
+    assert torch.equal(y, B.quantize(x))
+    y.sum().backward()
+    assert x.grad.tolist() == [[[[1.0, 1.0, 1.0, 1.0]]]]
+
+
+def test_quantizer_noise_from_generator_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a = B.Quantizer(generator=gen(5)).train()(torch.full((1, 3, 4, 4), 0.5))
+    b = B.Quantizer(generator=gen(5)).train()(torch.full((1, 3, 4, 4), 0.5))
+    assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())

@@ -1,0 +1,68 @@
+"""Image I/O: PNG round trips are bit-exact, writes are atomic, bad files give clear errors."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from PIL import Image
+
+from invblocks import blocks as B
+from invblocks.io import PHOTOS, photo_path, read_image, write_png
+from invblocks.testing.strategies import image_shapes, seeds
+
+
+@given(shape=image_shapes(channels=st.sampled_from([1, 3]), max_side=9), seed=seeds())
+def test_quantised_embedding_survives_png_bit_exactly(tmp_path_factory, shape, seed):
+    x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(seed)) * 1.2 - 0.1
+    q = B.Quantizer().eval()(x)[0]
+    path = write_png(q, tmp_path_factory.mktemp("png") / "e.png")
+    back = read_image(path, mode="L" if shape[0] == 1 else "RGB")
+    assert back.dtype == q.dtype and torch.equal(back, q)
+
+
+def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"previous")
+    with pytest.raises(ValueError):
+        write_png(torch.rand(2, 4, 4), target)  # two channels: rejected before writing
+    assert target.read_bytes() == b"previous"
+    write_png(torch.rand(3, 4, 4), target)
+    assert read_image(target).shape == (3, 4, 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_corrupt_and_truncated_files_are_named(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"cannot read image .*bad\.png"):
+        read_image(bad)
+    good = write_png(torch.rand(3, 32, 32), tmp_path / "good.png")
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut\.png"):
+        read_image(cut)
+    with pytest.raises(FileNotFoundError):
+        read_image(tmp_path / "missing.png")
+
+
+def test_modes_are_converted(tmp_path):
+    rgba = np.zeros((4, 5, 4), np.uint8)
+    rgba[..., 0] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    img = read_image(tmp_path / "a.png")
+    assert img.shape == (3, 4, 5) and float(img[0].min()) == 1.0
+    Image.fromarray(np.full((4, 5), 128, np.uint8), "L").convert("P").save(tmp_path / "p.png")
+    assert read_image(tmp_path / "p.png").shape == (3, 4, 5)
+
+
+@pytest.mark.parametrize("name", sorted(PHOTOS))
+def test_bundled_photos_are_real_images(name):
+    img = read_image(photo_path(name))
+    assert img.shape[0] == 3 and min(img.shape[1:]) >= 256
+    assert float(img.std()) > 0.05  # a photograph, not a blank
+
+
+def test_unknown_photo():
+    with pytest.raises(KeyError, match="unknown photo 'nope'"):
+        photo_path("nope")

@@ -1,0 +1,72 @@
+"""The IICNet preset: reference parameter counts and channel bookkeeping for each set-up."""
+
+import pytest
+import torch
+
+from invblocks import blocks as B
+from invblocks import presets
+
+
+def couplings(net):
+    return [n for n in net if isinstance(n, B.AffineCoupling)]
+
+
+def test_st01_matches_reference():
+    net = presets.iicnet(5)
+    assert sum(p.numel() for p in net.parameters()) == 6_805_540
+    assert net.dims_in == [(15, 144, 144)] and net.dims_out == [(3, 144, 144)]
+    assert len(couplings(net)) == 10 and {c.split for c in couplings(net)} == {3}
+    assert isinstance(net[-1], B.Quantizer) and net[-1].train_mode == "noise"
+
+
+@pytest.mark.parametrize(
+    "kwargs, channels, split, out",
+    [
+        # st-06: 3 frames, Haar x2, order ref -> split 4*3
+        (dict(n_images=3, downscale="haar"), 36, 12, (3, 8, 8)),
+        # st-07: 5 frames, squeeze x2
+        (dict(n_images=5, downscale="squeeze"), 60, 12, (3, 8, 8)),
+        # supp-sr rescaling: 1 image, squeeze 'hl' -> split 3 | 9
+        (dict(n_images=1, downscale="squeeze", order="hl", blocks=16), 12, 3, (3, 8, 8)),
+        # supp-gray: 1 image, no downscale, 1-channel embedding -> split 1 | 2
+        (dict(n_images=1, out_channels=1, blocks=16), 3, 1, (1, 16, 16)),
+    ],
+)
+def test_channel_bookkeeping(kwargs, channels, split, out):
+    net = presets.iicnet(**kwargs, size=(16, 16), width=4)
+    assert {c.channels for c in couplings(net)} == {channels}
+    assert {c.split for c in couplings(net)} == {split}
+    assert net.dims_out == [out]
+    x = torch.rand(1, *net.dims_in[0])
+    (e,), _ = net.eval()([x])
+    (back,), _ = net([e], rev=True)
+    assert e.shape[1:] == out and back.shape == x.shape
+
+
+def test_without_relation_the_chain_before_the_squeeze_is_exact():
+    g = torch.Generator().manual_seed(0)
+    net = presets.iicnet(2, blocks=3, relation=False, downscale="haar", conv1x1="lu", generator=g)
+    body = net[: len(net) - 2]
+    assert body.inversion.name == "EXACT"
+    x = torch.rand(1, 6, 8, 8, dtype=torch.float64)
+    body = body.double()
+    torch.testing.assert_close(body.inverse()(body(x)), x)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        (dict(n_images=0), "n_images >= 1"),
+        (dict(n_images=2, downscale="bicubic"), "downscale must be"),
+        (dict(n_images=2, out_channels=4), "divisible by out_channels=4"),
+    ],
+)
+def test_bad_arguments(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        presets.iicnet(**kwargs, width=4)
+
+
+def test_seeded_presets_are_identical():
+    a = presets.iicnet(2, blocks=2, width=4, generator=torch.Generator().manual_seed(1))
+    b = presets.iicnet(2, blocks=2, width=4, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())

@@ -1,0 +1,92 @@
+"""check_block catches each kind of broken block (so the property tests can fail)."""
+
+import pytest
+import torch
+
+from invblocks import Block, Inversion
+from invblocks import blocks as B
+from invblocks.testing import BlockCheckError, check_block
+
+
+class Affine(Block):
+    """y = a*x + b per channel, with switchable defects."""
+
+    def __init__(self, dims_in=None, defect=None):
+        super().__init__(dims_in)
+        self.a = torch.nn.Parameter(torch.tensor([1.5, 0.5]))
+        self.b = torch.nn.Parameter(torch.zeros(2))
+        self.unused = torch.nn.Parameter(torch.zeros(1)) if defect == "dead" else None
+        self.defect = defect
+
+    def _forward(self, xs, c):
+        (x,) = xs
+        a, b = self.a[None, :, None, None], self.b[None, :, None, None]
+        if self.defect == "inplace":
+            x.mul_(1.0)
+            x.add_(1e-3)
+        if self.defect == "rng":
+            torch.rand(1)
+        y = a * x + b
+        log_det = self.a.abs().log().sum() * x.shape[2] * x.shape[3]
+        if self.defect == "logdet":
+            log_det = log_det + 0.1
+        if self.defect == "shape":
+            y = y[:, :, :-1]
+        return y, log_det
+
+    def _inverse(self, ys, c):
+        (y,) = ys
+        a, b = self.a[None, :, None, None], self.b[None, :, None, None]
+        x = (y - b) / a
+        if self.defect == "inverse":
+            x = x + 1e-3
+        return x, -self.a.abs().log().sum() * y.shape[2] * y.shape[3]
+
+
+def test_a_correct_block_passes():
+    check_block(Affine(), (2, 3, 3))
+
+
+@pytest.mark.parametrize(
+    "defect, needle",
+    [
+        ("inverse", "inverse(forward(x)) differs"),
+        ("logdet", "log_det"),
+        ("inplace", "modified its input"),
+        ("rng", "global random generator"),
+        ("dead", "no gradient reaches parameter(s) ['unused']"),
+        ("shape", "output_dims says"),
+    ],
+)
+def test_defects_are_caught(defect, needle):
+    with pytest.raises(BlockCheckError) as info:
+        check_block(Affine(defect=defect), (2, 3, 3))
+    assert needle in str(info.value) and "Affine (EXACT)" in str(info.value)
+
+
+def test_learned_block_must_start_as_identity():
+    rel = B.RelationModule(n_images=1, width=4)
+    with torch.no_grad():
+        rel.forward_net.tailers[0][2].out.bias.fill_(0.5)
+    with pytest.raises(BlockCheckError, match="identity at initialisation"):
+        check_block(rel, (3, 4, 4))
+
+
+def test_lossy_right_inverse_is_checked():
+    class BadSqueeze(B.ChannelSqueeze):
+        def _inverse(self, ys, c):
+            return torch.cat([ys[0], torch.zeros_like(ys[0])], 1), None
+
+    with pytest.raises(BlockCheckError, match=r"forward\(inverse\(y\)\) differs"):
+        check_block(BadSqueeze([(6, 3, 3)], out_channels=3), (6, 3, 3))
+
+
+def test_ste_idempotence_is_checked():
+    class Shrink(B.Quantizer):
+        inversion = Inversion.STE
+
+        def _forward(self, xs, c):
+            return xs[0] * 0.5, None
+
+    with pytest.raises(BlockCheckError, match="idempotent"):
+        check_block(Shrink(), (1, 3, 3))
