@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
+import json
 from collections.abc import Sequence as SequenceABC
 from typing import Any
 
 import torch
 from FrEIA.modules import InvertibleModule
 from torch import Tensor
+
+from .registry import BLOCKS
 
 __all__ = ["Block", "Dims", "InverseView", "Inversion", "as_dims"]
 
@@ -71,6 +76,23 @@ def as_dims(dims: Any) -> Dims:
     return [tuple(int(d) for d in shape) for shape in dims]
 
 
+def _jsonable(value: Any, owner: str) -> Any:
+    """``value`` with tuples as lists; ``ValueError`` naming ``owner`` if it is not JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v, owner) for k, v in value.items()}
+    if isinstance(value, list | tuple | torch.Size):
+        return [_jsonable(v, owner) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
+    try:
+        json.dumps(value)
+    except TypeError:
+        raise ValueError(
+            f"{owner}: constructor argument {value!r} cannot be exported to JSON"
+        ) from None
+    return value
+
+
 def _fmt(dims: Dims) -> str:
     return ", ".join(str(tuple(d)) for d in dims) if dims else "()"
 
@@ -102,6 +124,32 @@ class Block(InvertibleModule):
 
     inversion: Inversion = Inversion.EXACT
     n_inputs: int = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Record each instance's constructor arguments, for :meth:`get_config`."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        signature = inspect.signature(init)
+
+        @functools.wraps(init)
+        def recording_init(self: Block, *args: Any, **kw: Any) -> None:
+            if "_init_args" not in self.__dict__:  # the outermost constructor records
+                bound = signature.bind(self, *args, **kw)
+                recorded = {}
+                for name, value in list(bound.arguments.items())[1:]:
+                    kind = signature.parameters[name].kind
+                    if kind is inspect.Parameter.VAR_KEYWORD:
+                        recorded.update(value)
+                    elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                        recorded[name] = value
+                    elif value:
+                        recorded[name] = list(value)
+                object.__setattr__(self, "_init_args", recorded)
+            init(self, *args, **kw)
+
+        cls.__init__ = recording_init
 
     def __init__(self, dims_in: Any = None, dims_c: Any = None) -> None:
         super().__init__(as_dims(dims_in), as_dims(dims_c))
@@ -162,6 +210,24 @@ class Block(InvertibleModule):
     def inverse(self) -> InverseView:
         """A module that runs this block backwards (shares its parameters)."""
         return InverseView(self)
+
+    def get_config(self) -> dict[str, Any]:
+        """``{"type": name, "args": {...}}``: the registered name and constructor arguments.
+
+        Rebuild with :func:`invblocks.block_from_config`; weights travel separately (state
+        dict). A ``generator`` argument is dropped (it only seeds the initialisation).
+        Raises ``ValueError`` when the class is not registered or an argument is not JSON
+        (e.g. a subnet constructor function).
+        """
+        name = next((k for k, v in BLOCKS.items() if v is type(self)), None)
+        if name is None:
+            raise ValueError(
+                f"{self._name()} is not registered; call invblocks.register_block on its class "
+                "to export networks that contain it"
+            )
+        args = {k: v for k, v in self.__dict__.get("_init_args", {}).items() if k != "generator"}
+        args = _jsonable(args, self._name())
+        return {"type": name, "args": args}
 
     # --------------------------------------------------------------- helpers
     def _name(self) -> str:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 
 from . import blocks as B
-from .graph import Sequence
+from .graph import Graph, Sequence
 
-__all__ = ["iicnet"]
+__all__ = ["iicnet", "wicm", "win", "win_naive"]
 
 
 def iicnet(
@@ -89,4 +90,138 @@ def iicnet(
         net.append(B.AffineCoupling, split=split, clamp=clamp, generator=generator)
     net.append(B.ChannelSqueeze, out_channels=out_channels)
     net.append(B.Quantizer, train_mode=quantizer, generator=None)
+    return net
+
+
+def _wicm_sizes(n: int, ratio: float) -> tuple[int, int]:
+    short = int(n * ratio)
+    return short, n - short
+
+
+def wicm(
+    n: int = 32,
+    modules: int = 2,
+    blocks: int = 4,
+    ratio: float = 0.75,
+    *,
+    size: tuple[int, int] = (32, 32),
+    clamp: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Graph:
+    """WIN's WIC module with long-term memory (the reference's ``WICM``) as a :class:`Graph`.
+
+    With ``SM = int(n * ratio)`` short-term and ``LM = n - SM`` long-term channels, module
+    ``i`` expands its ``SM``-channel input with ``WIC(SM -> n)``, parks the first ``LM``
+    channels in long-term memory and runs ``blocks`` couplings (split ``SM // 2``) on the
+    other ``SM``; a tail coupling runs over ``[m_1; ...; m_M; y]``. Node names: ``wic{i}``,
+    ``memory{i}``, ``flows{i}`` (a :class:`Sequence`), ``merge``, ``tail``.
+
+    The expansions are ``LEFT`` (injective), so the graph's inverse is exact on its outputs:
+    ``inverse(forward(x)) == x`` to float precision.
+
+    Shapes:
+        ``(B, SM, H, W) -> (B, SM + modules * LM, H, W)``
+    """
+    short, long = _wicm_sizes(n, ratio)
+    h, w = size
+    graph = Graph({"x": (short, h, w)})
+    y = "x"
+    for i in range(1, modules + 1):
+        graph.add(f"wic{i}", B.WIC, y, out_channels=n, generator=generator)
+        graph.add(f"memory{i}", B.Split, f"wic{i}", sections=[long, short])
+        flows = Sequence(short, h, w)
+        for _ in range(blocks):
+            flows.append(B.AffineCoupling, split=short // 2, clamp=clamp, generator=generator)
+        y = graph.add(f"flows{i}", flows, f"memory{i}:1")
+    total = short + modules * long
+    graph.add("merge", B.Concat, [f"memory{i}:0" for i in range(1, modules + 1)] + [y])
+    graph.add("tail", B.AffineCoupling, "merge", split=total // 2, clamp=clamp, generator=generator)
+    return graph.output("tail")
+
+
+def win(
+    in_channels: int,
+    out_channels: int,
+    *,
+    scale: int = 1,
+    n: int = 32,
+    modules: int = 2,
+    blocks: int = 4,
+    ratio: float = 0.75,
+    size: tuple[int, int] = (64, 64),
+    clamp: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Sequence:
+    """WIN: pixel unshuffle -> WIC -> WICM -> (pixel shuffle) -> fusion WIC.
+
+    ``scale=1`` (hiding, decolourisation): ``Squeeze`` (``C -> 4C``, PixelUnshuffle order),
+    ``WIC(4C -> SM)``, :func:`wicm`, ``Unsqueeze`` (PixelShuffle), fusion ``WIC(c -> C_out)``.
+    ``scale = 2**k`` (rescaling): ``k`` stages of ``Squeeze``, ``WIC(4c -> SM)``, WICM, each
+    growing ``n`` to the next power of two above ``4c`` when ``4c > n``; then the fusion WIC.
+    The fusion WIC is the only dimension-reducing layer (``AUGMENTED`` when
+    ``C_out < c``); everything before it inverts exactly.
+
+    Reference set-ups (defaults ``n=32, modules=2, blocks=4, ratio=0.75``):
+    hiding ``k`` secrets ``win(3 * (k + 1), 3)`` (2,342,724 parameters for one secret);
+    decolourisation ``win(3, 1)`` (2,342,416); rescaling x2 ``win(3, 3, scale=2)``
+    (2,343,996); x4 with four LR copies ``win(3, 12, scale=4)`` (13,170,444). For two or more
+    secrets ``4C > n`` and ``n`` grows as in rescaling (the reference's multi-secret
+    configurations are not published).
+
+    Shapes:
+        ``(B, in_channels, H, W) -> (B, out_channels, H / scale, W / scale)``
+    """
+    if scale < 1 or scale & (scale - 1):
+        raise ValueError(f"win: scale must be a power of two; received {scale}")
+    h, w = size
+    net = Sequence(in_channels, h, w)
+    c = in_channels
+    for _ in range(max(1, scale.bit_length() - 1)):
+        net.append(B.Squeeze, order="channel")
+        c *= 4
+        if c > n:
+            n = 2 ** math.ceil(math.log2(c))
+        short, long = _wicm_sizes(n, ratio)
+        net.append(B.WIC, out_channels=short, generator=generator)
+        _, h2, w2 = net.dims_out[0]
+        net.append(wicm(n, modules, blocks, ratio, size=(h2, w2), clamp=clamp, generator=generator))
+        c = short + modules * long
+    if scale == 1:
+        if c % 4:
+            raise ValueError(f"win: {c} channels before the pixel shuffle are not divisible by 4")
+        net.append(B.Unsqueeze, order="channel")
+        c //= 4
+    net.append(B.WIC, out_channels=out_channels, generator=generator)
+    return net
+
+
+def win_naive(
+    in_channels: int,
+    out_channels: int,
+    *,
+    scale: int = 1,
+    blocks: int = 8,
+    size: tuple[int, int] = (64, 64),
+    clamp: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Sequence:
+    """WIN-Naive: pixel unshuffle -> couplings -> (pixel shuffle) -> fusion WIC.
+
+    ``scale=1``: ``Squeeze`` (``C -> 4C``), ``blocks`` couplings (split ``2C``),
+    ``Unsqueeze``, ``WIC(C -> C_out)``. ``scale = 2**k``: ``k`` squeezes (``C s^2``
+    channels), couplings (split half), ``WIC(C s^2 -> C_out)``. Hiding one secret
+    ``win_naive(6, 3)`` has 2,025,156 parameters, rescaling x2 ``win_naive(3, 3, scale=2)``
+    1,670,016, as in the reference.
+    """
+    if scale < 1 or scale & (scale - 1):
+        raise ValueError(f"win_naive: scale must be a power of two; received {scale}")
+    net = Sequence(in_channels, *size)
+    for _ in range(max(1, scale.bit_length() - 1)):
+        net.append(B.Squeeze, order="channel")
+    c = net.dims_out[0][0]
+    for _ in range(blocks):
+        net.append(B.AffineCoupling, split=c // 2, clamp=clamp, generator=generator)
+    if scale == 1:
+        net.append(B.Unsqueeze, order="channel")
+    net.append(B.WIC, out_channels=out_channels, generator=generator)
     return net

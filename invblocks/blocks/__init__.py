@@ -3,20 +3,28 @@
 from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
 from .dense import DenseBlock
-from .haar import HaarDownscale, Squeeze
+from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
+from .split import Concat, Split
 from .squeeze import ChannelSqueeze
+from .wic import WIC, shift, shift_offsets
 
 __all__ = [
+    "WIC",
     "AffineCoupling",
     "ChannelSqueeze",
+    "Concat",
     "DenseBlock",
     "HaarDownscale",
     "InvConv1x1",
     "Quantizer",
     "RelationBlock",
     "RelationModule",
+    "Split",
     "Squeeze",
+    "Unsqueeze",
     "quantize",
+    "shift",
+    "shift_offsets",
 ]

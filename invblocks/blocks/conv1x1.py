@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from .._init import orthogonal
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 
 __all__ = ["InvConv1x1"]
 
@@ -122,3 +123,6 @@ class InvConv1x1(Block):
         return (
             f"{self.channels}, parameterization={self.parameterization!r}, {super().extra_repr()}"
         )
+
+
+register_block(InvConv1x1)

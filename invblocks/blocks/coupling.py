@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 from .dense import DenseBlock
 
 __all__ = ["AffineCoupling", "SubnetConstructor"]
@@ -122,3 +123,6 @@ class AffineCoupling(Block):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, split={self.split}, clamp={self.clamp}, {super().extra_repr()}"
+
+
+register_block(AffineCoupling)

@@ -9,8 +9,17 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 
-__all__ = ["HaarDownscale", "Squeeze", "haar_downscale", "haar_upscale", "squeeze", "unsqueeze"]
+__all__ = [
+    "HaarDownscale",
+    "Squeeze",
+    "Unsqueeze",
+    "haar_downscale",
+    "haar_upscale",
+    "squeeze",
+    "unsqueeze",
+]
 
 Order = Literal["ref", "hl", "channel"]
 _ORDERS = ("ref", "hl", "channel")
@@ -207,3 +216,45 @@ class Squeeze(_SpaceToDepth):
 
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         return unsqueeze(ys[0], order=self.order, group=self.group), None
+
+
+class Unsqueeze(Block):
+    """Depth-to-space by 2, the inverse of :class:`Squeeze`: ``(B, 4C, h, w) -> (B, C, 2h, 2w)``.
+
+    With ``order="channel"`` it equals ``torch.nn.PixelShuffle(2)`` (WIN's order).
+
+    Example:
+        >>> y = torch.rand(1, 8, 2, 2)
+        >>> torch.equal(Unsqueeze(order="channel")(y), torch.nn.PixelShuffle(2)(y))
+        True
+    """
+
+    inversion = Inversion.EXACT
+
+    def __init__(self, dims_in: Any = None, *, order: Order = "ref", group: int = 3) -> None:
+        super().__init__(dims_in)
+        self.squeeze = Squeeze(order=order, group=group)
+        self.order, self.group = order, group
+        if self.dims_in:
+            self.output_dims(self.dims_in)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return unsqueeze(xs[0], order=self.order, group=self.group), None
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return squeeze(ys[0], order=self.order, group=self.group), None
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        self._check_channels(dims, self.dims_in[0][0] if self.dims_in else None)
+        return self.squeeze.input_dims(dims)
+
+    def _input_dims(self, dims: Dims) -> Dims:
+        return self.squeeze.output_dims(dims)
+
+    def extra_repr(self) -> str:
+        return f"order={self.order!r}, group={self.group}, {super().extra_repr()}"
+
+
+register_block(HaarDownscale)
+register_block(Squeeze)
+register_block(Unsqueeze)

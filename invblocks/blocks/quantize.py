@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 
 __all__ = ["Quantizer", "quantize"]
 
@@ -84,3 +85,6 @@ class Quantizer(Block):
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, train_mode={self.train_mode!r}, {super().extra_repr()}"
+
+
+register_block(Quantizer)

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from .._init import conv2d
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 from .dense import DenseBlock
 
 __all__ = ["RelationBlock", "RelationModule"]
@@ -131,3 +132,6 @@ class RelationModule(Block):
             f"n_images={self.n_images}, image_channels={self.image_channels}, "
             f"width={self.forward_net.width}, {super().extra_repr()}"
         )
+
+
+register_block(RelationModule)

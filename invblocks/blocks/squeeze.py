@@ -7,6 +7,7 @@ from typing import Any
 from torch import Tensor
 
 from ..block import Block, Dims, Inversion
+from ..registry import register_block
 
 __all__ = ["ChannelSqueeze"]
 
@@ -76,3 +77,6 @@ class ChannelSqueeze(Block):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels} -> {self.out_channels}, {super().extra_repr()}"
+
+
+register_block(ChannelSqueeze)
