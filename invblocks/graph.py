@@ -292,6 +292,7 @@ class Graph(Block):
         self.node_inputs: dict[str, list[str]] = {}
         self.output_refs: list[str] = []
         self.order: list[str] = []
+        self.node_outputs: dict[str, list[str]] = {}
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.built = False
         self.inversion = Inversion.EXACT
@@ -412,6 +413,7 @@ class Graph(Block):
 
         self.nodes = nn.ModuleDict({n: built[n] for n in order})
         self.node_inputs = {n: self._specs[n][2] for n in order}
+        self.node_outputs = {n: [f"{n}:{i}" for i in range(n_out[n])] for n in order}
         self.order, self.shapes, self.built = order, shapes, True
         self.inversion = Inversion.combine([b.inversion for b in built.values()])
         return []
@@ -436,9 +438,9 @@ class Graph(Block):
         env = dict(zip(self.output_refs, ys, strict=True))
         log_det = ys[0].new_zeros(ys[0].shape[0])
         for name in reversed(self.order):
-            node = self.nodes[name]
-            n_out = sum(1 for r in self.shapes if _ref(r)[0] == name)
-            outs, ld = node([env.pop(f"{name}:{i}") for i in range(n_out)], c=c, rev=True)
+            outs, ld = self.nodes[name](
+                [env.pop(r) for r in self.node_outputs[name]], c=c, rev=True
+            )
             log_det = log_det + ld
             env.update(zip(self.node_inputs[name], outs, strict=True))
         return tuple(env[f"{n}:0"] for n in self.input_names), log_det
@@ -458,8 +460,7 @@ class Graph(Block):
         self._check_count(dims, len(self.output_refs), "output")
         env = {r: tuple(d) for r, d in zip(self.output_refs, dims, strict=True)}
         for name in reversed(self.order):
-            n_out = sum(1 for r in self.shapes if _ref(r)[0] == name)
-            back = self.nodes[name].input_dims([env[f"{name}:{i}"] for i in range(n_out)])
+            back = self.nodes[name].input_dims([env[r] for r in self.node_outputs[name]])
             env.update(zip(self.node_inputs[name], (tuple(d) for d in back), strict=True))
         return [env[f"{n}:0"] for n in self.input_names]
 
@@ -476,7 +477,6 @@ class Graph(Block):
         rows = []
         for name in self.order:
             node = self.nodes[name]
-            n_out = sum(1 for r in self.shapes if _ref(r)[0] == name)
             rows.append(
                 NodeInfo(
                     name=name,
@@ -484,7 +484,7 @@ class Graph(Block):
                     inversion=node.inversion.name,
                     inputs=", ".join(self.node_inputs[name]),
                     input=_dims_str([self.shapes[r] for r in self.node_inputs[name]]),
-                    output=_dims_str([self.shapes[f"{name}:{i}"] for i in range(n_out)]),
+                    output=_dims_str([self.shapes[r] for r in self.node_outputs[name]]),
                     params=_count(node),
                 )
             )

@@ -165,8 +165,8 @@ def win(
     hiding ``k`` secrets ``win(3 * (k + 1), 3)`` (2,342,724 parameters for one secret);
     decolourisation ``win(3, 1)`` (2,342,416); rescaling x2 ``win(3, 3, scale=2)``
     (2,343,996); x4 with four LR copies ``win(3, 12, scale=4)`` (13,170,444). For two or more
-    secrets ``4C > n`` and ``n`` grows as in rescaling (the reference's multi-secret
-    configurations are not published).
+    secrets ``4C > SM`` and ``n`` grows by the same rule at ``scale=1`` (the reference's
+    multi-secret configurations are not published, so those counts are ours).
 
     Shapes:
         ``(B, in_channels, H, W) -> (B, out_channels, H / scale, W / scale)``
@@ -181,6 +181,8 @@ def win(
         c *= 4
         if c > n:
             n = 2 ** math.ceil(math.log2(c))
+        while _wicm_sizes(n, ratio)[0] < c:  # keep the WIC before the WICM well-posed
+            n *= 2
         short, long = _wicm_sizes(n, ratio)
         net.append(B.WIC, out_channels=short, generator=generator)
         _, h2, w2 = net.dims_out[0]

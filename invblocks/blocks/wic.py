@@ -117,7 +117,10 @@ class WIC(Block):
             self.k = math.ceil(in_channels / out_channels)
         rows = out_channels * self.k
         self.offsets = shift_offsets(self.k)
+        self.max_offset = max([max(abs(a), abs(b)) for a, b in self.offsets] + [0])
         self.weight = nn.Parameter(orthogonal(rows, in_channels, generator=generator))
+        if self.dims_in:
+            self.output_dims(self.dims_in)
 
     # ----------------------------------------------------------- the algebra
     def gram(self) -> Tensor:
@@ -169,7 +172,7 @@ class WIC(Block):
         return torch.cat([y, self.shift_targets(y)], dim=1)
 
     def _check_shift_size(self, dims: Dims) -> None:
-        s = max((max(abs(a), abs(b)) for a, b in self.offsets), default=0)
+        s = self.max_offset
         if dims[0][1] <= 2 * s or dims[0][2] <= 2 * s:
             raise self._shape_error(
                 f"height and width > {2 * s} for the shift offsets up to {s} (reflection padding)",
