@@ -6,10 +6,12 @@ import html
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .block import Block, Dims, Inversion, as_dims
 from .freia import as_block
+from .memory import invertible_run, reversible
 from .registry import block_from_config, register_block
 
 __all__ = ["Graph", "GraphError", "NodeInfo", "Sequence"]
@@ -35,6 +37,11 @@ class Sequence(Block):
             144)``, one tuple ``Sequence((15, 144, 144))``, or one tuple per input for chains
             whose first block takes several tensors.
 
+    ``memory_saving=True`` trains with activation memory that does not grow with depth:
+    runs of EXACT (forward direction also LEFT) single-tensor nodes keep only their output
+    and recompute inputs from outputs in the backward pass (:mod:`invblocks.memory`); other
+    nodes use plain autograd. Only active when gradients are enabled.
+
     Blocks are added with :meth:`append` (a class plus keyword arguments, built for the current
     shape, or an instance) and :meth:`extend`. FrEIA modules are accepted too and wrapped in
     :class:`~invblocks.freia.FreiaBlock`. The chain is itself a :class:`~invblocks.Block`: it
@@ -52,7 +59,7 @@ class Sequence(Block):
         (torch.Size([2, 12, 8, 8]), torch.Size([2]))
     """
 
-    def __init__(self, *dims: Any) -> None:
+    def __init__(self, *dims: Any, memory_saving: bool = False) -> None:
         if len(dims) == 1 and not isinstance(dims[0], int):
             dims = dims[0]
         shapes = as_dims(dims)
@@ -63,6 +70,7 @@ class Sequence(Block):
         self.nodes = nn.ModuleList()
         self.shapes: list[Dims] = [shapes]
         self.inversion = Inversion.EXACT
+        self.memory_saving = memory_saving
 
     # ------------------------------------------------------------- building
     def append(self, block: Any, **kwargs: Any) -> Sequence:
@@ -120,19 +128,40 @@ class Sequence(Block):
         return self.shapes[-1]
 
     # ------------------------------------------------------------ the block
-    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+    def _runs(self, rev: bool) -> list[tuple[bool, list[Block]]]:
+        """Consecutive nodes in execution order, grouped into (memory-saving?, nodes)."""
+        nodes = list(reversed(self.nodes)) if rev else list(self.nodes)
+        runs: list[tuple[bool, list[Block]]] = []
+        for node in nodes:
+            saving = self.memory_saving and reversible(node, rev)
+            if runs and runs[-1][0] == saving:
+                runs[-1][1].append(node)
+            else:
+                runs.append((saving, [node]))
+        return runs
+
+    def _run(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...], rev: bool) -> tuple[Any, Any]:
         log_det = xs[0].new_zeros(xs[0].shape[0])
-        for node in self.nodes:
-            xs, ld = node(xs, c=c)
-            log_det = log_det + ld
+        saving = self.memory_saving and torch.is_grad_enabled()
+        for grouped, nodes in self._runs(rev) if saving else [(False, self._ordered(rev))]:
+            if grouped and not c:
+                # nodes are in execution order; invertible_run wants them in chain order
+                y, ld = invertible_run(list(reversed(nodes)) if rev else nodes, xs[0], rev=rev)
+                xs, log_det = (y,), log_det + ld
+                continue
+            for node in nodes:
+                xs, ld = node(xs, c=c, rev=rev)
+                log_det = log_det + ld
         return xs, log_det
 
+    def _ordered(self, rev: bool) -> list[Block]:
+        return list(reversed(self.nodes)) if rev else list(self.nodes)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._run(xs, c, rev=False)
+
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
-        log_det = ys[0].new_zeros(ys[0].shape[0])
-        for node in reversed(self.nodes):
-            ys, ld = node(ys, c=c, rev=True)
-            log_det = log_det + ld
-        return ys, log_det
+        return self._run(ys, c, rev=True)
 
     def _output_dims(self, dims: Dims) -> Dims:
         if [d[0] for d in dims] != [d[0] for d in self.dims_in]:
