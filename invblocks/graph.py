@@ -116,7 +116,7 @@ class Sequence(Block):
             start, stop, step = item.indices(len(self.nodes))
             if step != 1:
                 raise ValueError("Sequence slices must be contiguous (step 1)")
-            sub = Sequence(self.shapes[start])
+            sub = Sequence(self.shapes[start], memory_saving=self.memory_saving)
             for node in list(self.nodes)[start:stop]:
                 sub.append(node)
             return sub
