@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of invblocks (run as ``python -m benchmarks.<name>``; not tests)."""
