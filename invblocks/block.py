@@ -245,6 +245,16 @@ class Block(InvertibleModule):
                 f"{self._name()} takes {n} {what}(s); received {len(dims)}: {_fmt(dims)}"
             )
 
+    def _channels_from_dims(self, channels: int | None, arg: str = "channels") -> int:
+        """``channels``, or the channel count of ``dims_in`` if ``None``; they must agree."""
+        if channels is None:
+            if not self.dims_in:
+                raise ValueError(f"{self._name()} needs `{arg}` or `dims_in`")
+            channels = self.dims_in[0][0]
+        if self.dims_in:
+            self._check_channels(self.dims_in, channels)
+        return channels
+
     def _check_channels(self, dims: Dims, channels: int | None, *, spatial: bool = True) -> None:
         """Check one ``(C, H, W)`` input against the channel count the block was built for."""
         self._check_count(dims, 1, "input")

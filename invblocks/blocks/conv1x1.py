@@ -48,12 +48,7 @@ class InvConv1x1(Block):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
-        if channels is None:
-            if not self.dims_in:
-                raise ValueError("InvConv1x1 needs `channels` or `dims_in`")
-            channels = self.dims_in[0][0]
-        if self.dims_in:
-            self._check_channels(self.dims_in, channels)
+        channels = self._channels_from_dims(channels, "channels")
         if parameterization not in ("lu", "plain"):
             raise ValueError(
                 "InvConv1x1: parameterization must be 'lu' or 'plain'; "

@@ -77,12 +77,7 @@ class AffineCoupling(Block):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
-        if channels is None:
-            if not self.dims_in:
-                raise ValueError("AffineCoupling needs `channels` or `dims_in`")
-            channels = self.dims_in[0][0]
-        if self.dims_in:
-            self._check_channels(self.dims_in, channels)
+        channels = self._channels_from_dims(channels, "channels")
         split = channels // 2 if split is None else split
         if not 0 < split < channels:
             raise ValueError(

@@ -96,12 +96,7 @@ class WIC(Block):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
-        if in_channels is None:
-            if not self.dims_in:
-                raise ValueError("WIC needs `in_channels` or `dims_in`")
-            in_channels = self.dims_in[0][0]
-        if self.dims_in:
-            self._check_channels(self.dims_in, in_channels)
+        in_channels = self._channels_from_dims(in_channels, "in_channels")
         if in_channels < 1 or out_channels < 1:
             raise ValueError(
                 f"WIC: channel counts must be >= 1; received {in_channels} -> {out_channels}"
