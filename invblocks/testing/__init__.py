@@ -1,4 +1,4 @@
-"""Property checks every block must pass, reusable by plugin authors.
+"""Property checks every block and every task must pass, reusable by plugin authors.
 
 :func:`check_block` runs, on one block and one input shape, the checks its
 :class:`~invblocks.Inversion` kind promises (the table in the design notes); hypothesis
@@ -14,9 +14,11 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Inversion, as_dims
+from ..data import Source
 from ..graph import Sequence
+from ..task import Task
 
-__all__ = ["BlockCheckError", "check_block", "perturb_parameters", "tolerance"]
+__all__ = ["BlockCheckError", "check_block", "check_task", "perturb_parameters", "tolerance"]
 
 
 class BlockCheckError(AssertionError):
@@ -228,3 +230,79 @@ def check_block(
                 low=low,
                 high=high,
             )
+
+
+def check_task(
+    task: Task,
+    *,
+    network: Block | None = None,
+    crop: int | None = None,
+    steps: int = 2,
+    batch: int = 2,
+    seed: int = 0,
+    source: Source | None = None,
+) -> dict[str, float]:
+    """Validate a task end to end on small crops of its default data (or ``source``).
+
+    Checks that the data load and give deterministic samples of shape ``(n*C, crop, crop)``
+    in ``[0, 1]`` for the smallest, default and largest input counts; that :meth:`Task.stack`
+    and :meth:`Task.unstack` invert each other; that the reference has shape ``(B,
+    embed_channels, crop/scale, crop/scale)``; that the network (``network`` or the task's
+    default) maps a sample to an embedding of the reference's shape; and that ``steps``
+    training steps give finite losses. Returns the last step's loss terms.
+
+    Raises:
+        AssertionError: naming the task and the broken property (data errors propagate as
+        they are).
+    """
+    from ..training import embedding_forward, ric_step
+
+    def fail(what: str) -> AssertionError:
+        return AssertionError(f"task {task.name!r}: {what}")
+
+    crop = crop or max(
+        task.min_crop, 32 // (task.multiple * task.scale) * task.multiple * task.scale
+    )
+    source = source or task.default_data()
+    if not source.train or not source.val:
+        raise fail("the default data have no training or no validation items")
+    lo, hi = task.inputs
+    for n in sorted({lo, task.default_inputs, hi}):
+        for split in ("train", "val"):
+            data = task.dataset(source, split, n_inputs=n, crop=crop, length=2, seed=seed)
+            a, b = data[0], data[0]
+            if a.shape != (n * task.image_channels, crop, crop):
+                raise fail(f"{split} sample has shape {tuple(a.shape)} for {n} inputs, crop {crop}")
+            if not torch.equal(a, b):
+                raise fail(f"{split} samples are not deterministic")
+            if a.dtype != torch.float32 or float(a.min()) < 0 or float(a.max()) > 1:
+                raise fail(f"{split} samples must be float32 in [0, 1]")
+            back = task.stack(task.unstack(a, n))
+            if not torch.equal(back, a):
+                raise fail("stack(unstack(x)) != x")
+            r = task.reference(a[None], n)
+            size = crop // task.scale
+            if tuple(r.shape) != (1, task.embed_channels, size, size):
+                raise fail(
+                    f"reference has shape {tuple(r.shape)}; expected "
+                    f"(1, {task.embed_channels}, {size}, {size})"
+                )
+    n = task.default_inputs
+    net = network if network is not None else task.build_network(n)
+    data = task.dataset(source, "train", n_inputs=n, crop=crop, length=batch * steps, seed=seed)
+    net.eval()
+    with torch.no_grad():
+        x = torch.stack([data[i] for i in range(batch)])
+        e, _, _ = embedding_forward(net, x, task.embed_channels)
+    if e.shape != task.reference(x, n).shape:
+        raise fail(f"the network's embedding {tuple(e.shape)} does not match the reference")
+    net.train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    terms: dict[str, Tensor] = {}
+    for step in range(steps):
+        x = torch.stack([data[step * batch + i] for i in range(batch)])
+        terms = ric_step(task, net, x, n)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+    return {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,47 @@
+"""The plugin hooks of invblocks (pluggy project name and entry-point group: ``invblocks``).
+
+A plugin is a module (or object) with functions marked ``@invblocks.hookimpl`` whose names are
+the hooks below, registered through an entry point in the ``invblocks`` group::
+
+    [project.entry-points.invblocks]
+    camera = "invblocks_camera.plugin"
+
+Each hook receives a registry bound to the calling plugin, so everything it adds is recorded
+with the plugin's name, and a duplicate name is an error naming both plugins.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .plugins import PluginRegistry
+
+__all__ = ["hookimpl", "hookspec", "invblocks_register_blocks", "invblocks_register_tasks"]
+
+hookspec = pluggy.HookspecMarker("invblocks")
+hookimpl = pluggy.HookimplMarker("invblocks")
+
+
+@hookspec
+def invblocks_register_tasks(registry: PluginRegistry) -> None:
+    """Add RIC tasks with ``registry.add_task(task)``.
+
+    ``task`` is an :class:`invblocks.Task`; its name must be unique across all plugins.
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def invblocks_register_blocks(registry: PluginRegistry) -> None:
+    """Add block classes with ``registry.add_block(cls, name=None)``.
+
+    Registered blocks can be rebuilt from JSON network configs
+    (:func:`invblocks.block_from_config`), so networks that use a plugin's blocks round-trip
+    through checkpoints. Names must be unique across the core and all plugins.
+
+    .. versionadded:: 0.1
+    """

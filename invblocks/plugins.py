@@ -1,0 +1,150 @@
+"""Loading plugins: the pluggy manager, the task registry and the environment switches.
+
+Plugins come from entry points in the ``invblocks`` group (the built-in tasks too: the core
+never imports them by name) and from objects passed to :func:`load_plugins`.
+
+Environment:
+    ``INVBLOCKS_DISABLE_PLUGIN_AUTOLOAD``: when set to a non-empty value, entry points are not
+    loaded (only plugins passed explicitly are).
+    ``INVBLOCKS_BLOCK_PLUGINS``: comma-separated plugin (entry-point) names never to load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .registry import register_block
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = [
+    "BLOCK_PLUGINS_ENV",
+    "DISABLE_AUTOLOAD_ENV",
+    "PluginRegistry",
+    "Registry",
+    "get_registry",
+    "get_task",
+    "load_plugins",
+    "plugin_manager",
+    "tasks",
+]
+
+DISABLE_AUTOLOAD_ENV = "INVBLOCKS_DISABLE_PLUGIN_AUTOLOAD"
+BLOCK_PLUGINS_ENV = "INVBLOCKS_BLOCK_PLUGINS"
+ENTRY_POINT_GROUP = "invblocks"
+
+
+class Registry:
+    """Everything the loaded plugins registered: tasks by name, with the plugin of each."""
+
+    def __init__(self, manager: pluggy.PluginManager) -> None:
+        self.manager = manager
+        self.tasks: dict[str, Task] = {}
+
+    def add_task(self, task: Task, plugin: str) -> None:
+        from .task import Task
+
+        if not isinstance(task, Task):
+            raise TypeError(
+                f"plugin {plugin!r} registered {task!r}, which is not an invblocks.Task"
+            )
+        if task.name in self.tasks:
+            other = self.tasks[task.name].plugin
+            raise ValueError(
+                f"task name {task.name!r} registered twice: "
+                f"by plugin {other!r} and by plugin {plugin!r}"
+            )
+        self.tasks[task.name] = attrs.evolve(task, plugin=plugin)
+
+    def get_task(self, name: str) -> Task:
+        """The task called ``name``; ``KeyError`` listing the known tasks otherwise."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none (are plugins disabled?)"
+            raise KeyError(f"unknown task {name!r}; registered tasks: {known}") from None
+
+    def plugin_names(self) -> list[str]:
+        """Names of the registered plugins."""
+        return sorted(n for n, p in self.manager.list_name_plugin() if p is not None)
+
+
+class PluginRegistry:
+    """The registry as one plugin sees it: what it adds is recorded under its name."""
+
+    def __init__(self, registry: Registry, plugin: str) -> None:
+        self.registry, self.plugin = registry, plugin
+
+    def add_task(self, task: Task) -> None:
+        """Register a :class:`~invblocks.Task`."""
+        self.registry.add_task(task, self.plugin)
+
+    def add_block(self, cls: type, name: str | None = None) -> None:
+        """Register a block class (default name: the class name)."""
+        register_block(cls, name, owner=f"plugin {self.plugin!r}")
+
+
+def plugin_manager(
+    plugins: Iterable[tuple[Any, str]] = (), *, autoload: bool | None = None
+) -> pluggy.PluginManager:
+    """A pluggy manager with the hookspecs, ``plugins`` and (unless disabled) entry points.
+
+    ``autoload=None`` follows ``INVBLOCKS_DISABLE_PLUGIN_AUTOLOAD``. Plugins named in
+    ``INVBLOCKS_BLOCK_PLUGINS`` are blocked. Unknown hooks in a plugin are an error
+    (``check_pending``).
+    """
+    pm = pluggy.PluginManager("invblocks")
+    pm.add_hookspecs(hookspecs)
+    for name in os.environ.get(BLOCK_PLUGINS_ENV, "").split(","):
+        if name.strip():
+            pm.set_blocked(name.strip())
+    for plugin, name in plugins:
+        if not pm.is_blocked(name):
+            pm.register(plugin, name=name)
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    pm.check_pending()
+    return pm
+
+
+def load_plugins(
+    plugins: Iterable[tuple[Any, str]] = (), *, autoload: bool | None = None
+) -> Registry:
+    """Load plugins and call their registration hooks, one plugin at a time, into a new registry."""
+    pm = plugin_manager(plugins, autoload=autoload)
+    registry = Registry(pm)
+    for hook in (pm.hook.invblocks_register_blocks, pm.hook.invblocks_register_tasks):
+        for impl in reversed(hook.get_hookimpls()):  # in registration order
+            view = PluginRegistry(registry, impl.plugin_name)
+            impl.function(**{"registry": view} if "registry" in impl.argnames else {})
+    return registry
+
+
+_REGISTRY: Registry | None = None
+
+
+def get_registry(reload: bool = False) -> Registry:
+    """The process-wide registry, loaded on first use (entry points, environment switches)."""
+    global _REGISTRY
+    if _REGISTRY is None or reload:
+        _REGISTRY = load_plugins()
+    return _REGISTRY
+
+
+def tasks() -> dict[str, Task]:
+    """All registered tasks by name."""
+    return dict(get_registry().tasks)
+
+
+def get_task(name: str) -> Task:
+    """The registered task ``name``; ``KeyError`` listing the known tasks otherwise."""
+    return get_registry().get_task(name)

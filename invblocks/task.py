@@ -1,0 +1,191 @@
+"""A reversible-image-conversion task: what goes in, what the embedding must look like, losses."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+from attrs import validators as v
+from torch import Tensor
+
+from .block import Block
+from .data import SampleFn, Source, TaskDataset
+from .losses import LossConfig
+
+__all__ = ["Task", "TrainDefaults", "identity_order", "middle_first_order"]
+
+
+def identity_order(n: int) -> list[int]:
+    """Slot ``i`` holds input ``i``."""
+    return list(range(n))
+
+
+def middle_first_order(n: int) -> list[int]:
+    """IICNet's video order: the middle frame first, then the earlier frames in time order,
+    then the later ones (``n=5``: ``[2, 0, 1, 3, 4]``)."""
+    mid = n // 2
+    return [mid, *range(mid), *range(mid + 1, n)]
+
+
+def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    lo, hi = value
+    return (int(lo), int(hi))
+
+
+@attrs.frozen(kw_only=True)
+class TrainDefaults:
+    """A task's default training set-up (overridable from the training config)."""
+
+    crop: int = attrs.field(default=144, validator=v.gt(0))
+    batch: int = attrs.field(default=2, validator=v.gt(0))
+    optimizer: Literal["iicnet", "win"] = attrs.field(
+        default="iicnet", validator=v.in_(("iicnet", "win"))
+    )
+    lr: float = attrs.field(default=2e-4, validator=v.gt(0))
+    quantizer: Literal["noise", "ste", "round"] = attrs.field(
+        default="noise", validator=v.in_(("noise", "ste", "round"))
+    )
+
+
+@attrs.frozen(kw_only=True)
+class Task:
+    """A RIC task, registered by a plugin (see :mod:`invblocks.hookspecs`).
+
+    Arguments:
+        name: Unique name (lower case, digits, ``-`` and ``_``).
+        description: One line for listings.
+        inputs: How many images it embeds: a number or an inclusive range ``(lo, hi)``.
+        default_inputs: The number used when none is given.
+        image_channels: Channels of each input image.
+        embed_channels: Channels of the embedding (3 RGB, 1 grayscale).
+        scale: The embedding is ``H/scale x W/scale``.
+        multiple: Input sizes (crops, padded images) must be multiples of this: the network's
+            needs, including ``scale``.
+        min_crop: The smallest training crop the default network accepts.
+        sample: ``f(items, index, n, crop, generator, train) -> [image, ...]``: one sample's
+            ``n`` images ``(C, H, W)`` in natural order (e.g. frames in time order). Training
+            samples are random; validation samples are ``items[index]``, centre-cropped.
+        default_data: ``f() -> Source``: the built-in default data (installed files only).
+        open_data: ``f(path) -> Source``: read a user's data folder (a dataset layout).
+        reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
+            stacked batch ``(B, n*C, H, W)`` (slot 0 is the reference input): ``(B, embed_channels,
+            H/scale, W/scale)``.
+        network: ``f(n, **overrides) -> Block``: the default network for ``n`` inputs.
+        order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
+        losses: Loss weights and kinds.
+        train: Default training set-up.
+        metrics: Names of the metrics evaluation reports.
+        plugin: Set by the registry to the registering plugin's name.
+    """
+
+    name: str = attrs.field(validator=v.matches_re(r"^[a-z][a-z0-9_-]*$"))
+    description: str
+    inputs: tuple[int, int] = attrs.field(converter=_inputs)
+    default_inputs: int
+    image_channels: int = attrs.field(default=3, validator=v.gt(0))
+    embed_channels: int = attrs.field(default=3, validator=v.gt(0))
+    scale: int = attrs.field(default=1, validator=v.gt(0))
+    multiple: int = attrs.field(default=1, validator=v.gt(0))
+    min_crop: int = attrs.field(default=16, validator=v.gt(0))
+    sample: SampleFn
+    default_data: Callable[[], Source]
+    open_data: Callable[[Path], Source] | None = None
+    reference: Callable[[Tensor, int], Tensor]
+    network: Callable[..., Block]
+    order: Callable[[int], list[int]] = identity_order
+    losses: LossConfig = attrs.field(factory=LossConfig)
+    train: TrainDefaults = attrs.field(factory=TrainDefaults)
+    metrics: tuple[str, ...] = ("psnr", "ssim")
+    plugin: str = ""
+
+    @inputs.validator
+    def _check_range(self, attribute: Any, value: tuple[int, int]) -> None:
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError(f"task {self.name!r}: inputs must be 1 <= lo <= hi; received {value}")
+
+    def __attrs_post_init__(self) -> None:
+        self.check_inputs(self.default_inputs)
+        if self.multiple % self.scale:
+            raise ValueError(
+                f"task {self.name!r}: multiple {self.multiple} must be a multiple of "
+                f"scale {self.scale}"
+            )
+
+    def check_inputs(self, n: int) -> None:
+        """``ValueError`` unless the task embeds ``n`` images."""
+        lo, hi = self.inputs
+        if not lo <= n <= hi:
+            want = str(lo) if lo == hi else f"{lo} to {hi}"
+            raise ValueError(f"task {self.name!r} embeds {want} images; received {n}")
+
+    def stack(self, images: Sequence[Tensor]) -> Tensor:
+        """``n`` images ``(C, H, W)`` (or batches ``(B, C, H, W)``) in natural order, stacked on
+        channels in slot order: ``(n*C, H, W)``."""
+        n = len(images)
+        self.check_inputs(n)
+        shapes = {tuple(im.shape) for im in images}
+        if len(shapes) != 1:
+            raise ValueError(f"task {self.name!r}: images of mixed shapes {sorted(shapes)}")
+        shape = next(iter(shapes))
+        if shape[-3] != self.image_channels:
+            raise ValueError(
+                f"task {self.name!r} expects {self.image_channels}-channel images; received {shape}"
+            )
+        return torch.cat([images[i] for i in self.order(n)], dim=-3)
+
+    def unstack(self, x: Tensor, n: int | None = None) -> list[Tensor]:
+        """Inverse of :meth:`stack`: the ``n`` images in natural order."""
+        c = self.image_channels
+        n = n if n is not None else x.shape[-3] // c
+        if x.shape[-3] != n * c:
+            raise ValueError(
+                f"task {self.name!r}: expected {n * c} channels for {n} images; "
+                f"received {tuple(x.shape)}"
+            )
+        slots = x.split(c, dim=-3)
+        out: list[Tensor] = [slots[0]] * n
+        for slot, index in enumerate(self.order(n)):
+            out[index] = slots[slot]
+        return out
+
+    def dataset(
+        self,
+        source: Source,
+        split: Literal["train", "val"],
+        *,
+        n_inputs: int | None = None,
+        crop: int | None = None,
+        length: int | None = None,
+        seed: int = 0,
+    ) -> TaskDataset:
+        """A :class:`~invblocks.data.TaskDataset` over ``source``'s ``split`` items."""
+        crop = crop if crop is not None else self.train.crop
+        if crop < self.min_crop:
+            raise ValueError(
+                f"task {self.name!r}: crop {crop} is below its minimum {self.min_crop}"
+            )
+        if crop % self.multiple:
+            raise ValueError(
+                f"task {self.name!r}: crop {crop} must be a multiple of {self.multiple}"
+            )
+        items = source.train if split == "train" else source.val
+        return TaskDataset(
+            self,
+            items,
+            n_inputs=n_inputs or self.default_inputs,
+            crop=crop,
+            train=split == "train",
+            length=length,
+            seed=seed,
+        )
+
+    def build_network(self, n_inputs: int | None = None, **overrides: Any) -> Block:
+        """The default network for ``n_inputs`` images (``overrides`` go to the preset)."""
+        n = n_inputs or self.default_inputs
+        self.check_inputs(n)
+        return self.network(n, **overrides)

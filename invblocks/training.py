@@ -1,0 +1,74 @@
+"""One RIC training step: forward, quantise, inverse, the task's losses.
+
+Works with any network whose forward maps the stacked inputs to the embedding: when its last
+node is a :class:`~invblocks.blocks.Quantizer`, the embedding loss sees the pre-quantisation
+embedding (as IICNet computes it) and the inverse starts from the quantised one; when its
+last dimension-reducing node is a WIC that returns extra channels in training (WIN), the
+first ``embed_channels`` are the embedding and the rest feed the shift constraint.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .block import Block
+from .blocks import WIC, Quantizer
+from .graph import Sequence
+from .losses import ric_losses
+from .task import Task
+
+__all__ = ["embedding_forward", "ric_step"]
+
+
+def _split_quantizer(net: Block) -> tuple[Block, Quantizer | None]:
+    if isinstance(net, Sequence) and len(net) and isinstance(net[len(net) - 1], Quantizer):
+        return net[: len(net) - 1], net[len(net) - 1]
+    return net, None
+
+
+def embedding_forward(net: Block, x: Tensor, embed_channels: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(e, q, v)``: the pre-quantisation embedding, the quantised one and the raw output
+    (with any extra training channels of a reducing WIC)."""
+    body, quantizer = _split_quantizer(net)
+    (v,), _ = body([x])
+    e = v[:, :embed_channels]
+    q = quantizer([e])[0][0] if quantizer is not None else e
+    return e, q, v
+
+
+def ric_step(task: Task, net: Block, x: Tensor, n_inputs: int | None = None) -> dict[str, Tensor]:
+    """The loss terms of one training step on the stacked batch ``x`` (``"total"`` included).
+
+    ``x``: ``(B, n*C, H, W)`` in slot order. The network runs forward (training mode as set
+    by the caller), the inverse runs from the quantised embedding, and the losses follow
+    ``task.losses``; WIC constraints are added for networks that have WICs.
+    """
+    n = n_inputs or x.shape[1] // task.image_channels
+    e, q, v = embedding_forward(net, x, task.embed_channels)
+    (restored,), _ = net([q], rev=True)
+    reference = task.reference(x, n)
+    if e.shape != reference.shape:
+        raise ValueError(
+            f"task {task.name!r}: the network's embedding {tuple(e.shape)} does not match the "
+            f"reference {tuple(reference.shape)}"
+        )
+    terms = ric_losses(
+        task.losses,
+        embedding=e,
+        reference=reference,
+        restored=restored,
+        original=x,
+        n_images=n,
+        net=net,
+    )
+    if v.shape[1] > task.embed_channels and task.losses.shift:
+        wic = [m for m in net.modules() if isinstance(m, WIC) and m.k > 1]
+        if wic:
+            shift = task.losses.shift * wic[-1].shift_loss(v, reference)
+            terms["shift"] = shift
+            terms["total"] = terms["total"] + shift
+    if not all(bool(torch.isfinite(t).all()) for t in terms.values()):
+        bad = [k for k, t in terms.items() if not bool(torch.isfinite(t).all())]
+        raise FloatingPointError(f"task {task.name!r}: non-finite loss terms {bad}")
+    return terms

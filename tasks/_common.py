@@ -1,0 +1,50 @@
+"""Helpers shared by the built-in task plugins (built on invblocks' public API only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks.ops import center_crop, random_flip
+
+
+def pick(items: Sequence[Any], index: int, generator: torch.Generator, train: bool) -> Any:
+    """A random item in training, item ``index`` (cyclically) in validation."""
+    if train:
+        return items[int(torch.randint(0, len(items), (1,), generator=generator))]
+    return items[index % len(items)]
+
+
+def crop_window(
+    images: Sequence[Tensor],
+    size: int,
+    generator: torch.Generator,
+    train: bool,
+    *,
+    flip: bool = True,
+) -> list[Tensor]:
+    """The same ``size`` crop of aligned images (random in training, centred otherwise) and,
+    in training with ``flip``, the same random flips."""
+    h, w = images[0].shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from an image of {h}x{w}")
+    if train:
+        i = int(torch.randint(0, h - size + 1, (1,), generator=generator))
+        j = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+        out = torch.stack([im[..., i : i + size, j : j + size] for im in images])
+        if flip:
+            out = random_flip(out, generator)
+    else:
+        out = torch.stack([center_crop(im, size) for im in images])
+    return list(out.unbind(0))
+
+
+def large_enough(items: Sequence[Tensor], size: int, task: str) -> list[Tensor]:
+    """The images at least ``size`` on both sides; ``ValueError`` naming the task if none."""
+    kept = [im for im in items if min(im.shape[-2:]) >= size]
+    if not kept:
+        raise ValueError(f"task {task!r}: no image is at least {size}x{size} pixels")
+    return kept

@@ -1,0 +1,83 @@
+"""Composition / decomposition (IICNet adobe-01): a composite, its background and its
+foreground layer into the composite.
+
+Slots: ``[composite; background; foreground * 1(alpha > 0)]``; the reference is the composite
+``alpha * fg + (1 - alpha) * bg``.
+
+Default data are *derived*: real matting layers cannot be installed offline, so the foreground
+and background are crops of two different photographs and alpha a random soft-edged ellipse.
+User data: an Adobe-matting-style folder with ``fg/``, ``alpha/``, ``bg/``
+(:func:`invblocks.data.adobe_matting`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import Task, TrainDefaults, hookimpl, presets
+from invblocks.data import adobe_matting, default_photos
+
+from ._common import crop_window
+
+
+def soft_ellipse(size: int, generator: torch.Generator, train: bool) -> Tensor:
+    """An alpha matte ``(1, size, size)``: an ellipse with a soft edge (random in training)."""
+    r = torch.rand(5, generator=generator) if train else torch.tensor([0.5, 0.5, 0.6, 0.6, 0.5])
+    cy, cx = 0.3 + 0.4 * r[0], 0.3 + 0.4 * r[1]
+    ry, rx = 0.2 + 0.3 * r[2], 0.2 + 0.3 * r[3]
+    edge = 0.02 + 0.08 * r[4]
+    ys = torch.linspace(0, 1, size)[:, None]
+    xs = torch.linspace(0, 1, size)[None, :]
+    d = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2
+    return ((1 - d) / edge).clamp(0, 1)[None]
+
+
+def sample_layers(
+    items: Sequence[Any], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+) -> list[Tensor]:
+    if train:
+        i = int(torch.randint(0, len(items), (1,), generator=generator))
+    else:
+        i = index % len(items)
+    item = items[i]
+    if isinstance(item, tuple):  # (fg, alpha, bg) from a matting folder
+        fg, alpha, bg = crop_window(list(item), crop, generator, train)
+    else:  # derived: two different photographs and a synthetic matte
+        other = items[(i + 1) % len(items)]
+        fg = crop_window([item], crop, generator, train)[0]
+        bg = crop_window([other], crop, generator, train)[0]
+        alpha = soft_ellipse(crop, generator, train)
+    composite = alpha * fg + (1 - alpha) * bg
+    return [composite, bg, fg * (alpha > 0)]
+
+
+def composite(x: Tensor, n: int) -> Tensor:
+    """Slot 0, the composite."""
+    return x[:, :3]
+
+
+def _network(n: int, **kw: Any) -> Any:
+    return presets.iicnet(n, **kw)
+
+
+COMPOSITION = Task(
+    name="composition",
+    description="composition/decomposition: composite, background and foreground layers",
+    inputs=3,
+    default_inputs=3,
+    sample=sample_layers,
+    default_data=default_photos,
+    open_data=adobe_matting,
+    reference=composite,
+    network=_network,
+    train=TrainDefaults(crop=256, batch=1),
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    registry.add_task(COMPOSITION)

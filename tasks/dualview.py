@@ -1,0 +1,72 @@
+"""Dual-view embedding (IICNet dual-01/02/03): a normal view and an xs zoomed view into the
+normal view.
+
+A view of ``crop * s`` pixels is taken from a photograph; slot 0 is the whole view downscaled
+by ``s`` (antialiased bicubic), slot 1 its centre ``crop`` pixels at full resolution (the zoomed
+view, same pixel size). The reference is slot 0. Both come from real photographs, as in the
+reference's DIV2K set-up; the default photographs are those scikit-image ships.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import Task, TrainDefaults, hookimpl, presets
+from invblocks.data import default_photos, div2k
+from invblocks.ops import bicubic_downscale, center_crop
+
+from ._common import crop_window, large_enough, pick
+
+
+def sample_views(
+    items: Sequence[Tensor],
+    index: int,
+    n: int,
+    crop: int,
+    generator: torch.Generator,
+    train: bool,
+    *,
+    zoom: int,
+) -> list[Tensor]:
+    photo = pick(large_enough(items, crop * zoom, f"dual-view-x{zoom}"), index, generator, train)
+    (view,) = crop_window([photo], crop * zoom, generator, train)
+    normal = bicubic_downscale(view[None], zoom)[0].clamp(0, 1)
+    return [normal, center_crop(view, crop)]
+
+
+def normal_view(x: Tensor, n: int) -> Tensor:
+    """Slot 0, the normal (downscaled) view."""
+    return x[:, :3]
+
+
+def _network(n: int, **kw: Any) -> Any:
+    return presets.iicnet(n, **kw)
+
+
+def _task(zoom: int) -> Task:
+    return Task(
+        name=f"dual-view-x{zoom}",
+        description=f"dual-view embedding: a normal view and its x{zoom} zoomed centre",
+        inputs=2,
+        default_inputs=2,
+        sample=partial(sample_views, zoom=zoom),
+        default_data=default_photos,
+        open_data=div2k,
+        reference=normal_view,
+        network=_network,
+        train=TrainDefaults(crop=144 if zoom < 8 else 96),
+    )
+
+
+TASKS = [_task(2), _task(4), _task(8)]
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    for task in TASKS:
+        registry.add_task(task)

@@ -1,0 +1,58 @@
+"""Image hiding (IICNet hide-01..04): 1-4 secret images in a cover image.
+
+Slots: ``[cover; secret_1; ...]``, each a crop of a different photograph; the reference is
+the cover. Default data: the photographs scikit-image ships; user data: a Flickr 2W-style
+folder of photographs (:func:`invblocks.data.flickr2w`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import Task, hookimpl, presets
+from invblocks.data import default_photos, flickr2w
+
+from ._common import crop_window
+
+
+def sample_cover_and_secrets(
+    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+) -> list[Tensor]:
+    if train:
+        order = torch.randperm(len(items), generator=generator).tolist()
+    else:
+        order = [(index + k) % len(items) for k in range(len(items))]
+    picks = [items[order[k % len(order)]] for k in range(n)]
+    # each image gets its own crop window (different photographs are not aligned)
+    return [crop_window([im], crop, generator, train)[0] for im in picks]
+
+
+def cover(x: Tensor, n: int) -> Tensor:
+    """Slot 0, the cover."""
+    return x[:, :3]
+
+
+def _network(n: int, **kw: Any) -> Any:
+    return presets.iicnet(n, **kw)
+
+
+HIDING = Task(
+    name="hiding",
+    description="image hiding: a cover and 1-4 secret images into the cover",
+    inputs=(2, 5),
+    default_inputs=2,
+    sample=sample_cover_and_secrets,
+    default_data=default_photos,
+    open_data=flickr2w,
+    reference=cover,
+    network=_network,
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    registry.add_task(HIDING)

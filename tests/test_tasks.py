@@ -1,0 +1,124 @@
+"""Every built-in task: check_task with 20 training steps, and references computed independently."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import invblocks
+from invblocks.task import middle_first_order
+from invblocks.testing import check_task
+
+ALL = sorted(invblocks.tasks())
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_check_task_and_20_training_steps(name):
+    task = invblocks.get_task(name)
+    small = dict(blocks=1) if name == "rescaling-x4" else dict(blocks=2, width=8)
+    net = task.build_network(None, **small)
+    losses = check_task(task, network=net, steps=20, batch=1, crop=max(task.min_crop, 16))
+    assert all(np.isfinite(v) for v in losses.values()) and losses["total"] > 0
+
+
+def test_default_networks_match_their_tasks():
+    for name in ALL:
+        task = invblocks.get_task(name)
+        net = task.build_network()
+        (c, h, w), s = net.dims_in[0], task.scale
+        assert c == task.default_inputs * task.image_channels
+        assert net.dims_out[0][0] == task.embed_channels and net.dims_out[0][1] == h // s
+
+
+def sample(name, n=None, crop=32):
+    task = invblocks.get_task(name)
+    n = n or task.default_inputs
+    x = task.dataset(task.default_data(), "val", n_inputs=n, crop=crop)[0]
+    return task, n, x
+
+
+def test_video_stacks_middle_frame_first_and_references_it():
+    assert middle_first_order(5) == [2, 0, 1, 3, 4]
+    assert middle_first_order(3) == [1, 0, 2]
+    task, n, x = sample("video", 5)
+    frames = task.unstack(x, 5)
+    assert torch.equal(x[:3], frames[2])
+    assert torch.equal(task.reference(x[None], 5)[0], frames[2])
+    # validation frames are adjacent frames of the carphone clip: consecutive, not identical
+    assert 0 < float((frames[1] - frames[0]).abs().mean()) < 0.2
+
+
+def test_video_x2_reference_is_the_2x2_mean_of_the_middle_frame():
+    task, n, x = sample("video-x2", 3)
+    middle = task.unstack(x, 3)[1]
+    torch.testing.assert_close(task.reference(x[None], 3)[0], F.avg_pool2d(middle[None], 2)[0])
+
+
+def test_mononizing_reference_is_the_left_view():
+    task, n, x = sample("mononizing")
+    left = task.unstack(x, 2)[0]
+    assert torch.equal(task.reference(x[None], 2)[0], left)
+
+
+def test_grayscale_reference_is_bt601_like_pillow():
+    task, _, x = sample("grayscale", crop=64)
+    ours = task.reference(x[None], 1)[0, 0]
+    rgb = (x.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    pil = np.asarray(Image.fromarray(rgb).convert("L")).astype(np.float32) / 255
+    assert float(np.abs(ours.numpy() - pil).max()) <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_rescaling_reference_is_bicubic_like_pillow(factor):
+    task, _, x = sample(f"rescaling-x{factor}", crop=128)
+    ours = task.reference(x[None], 1)[0].numpy()
+    pil = np.stack(
+        [
+            np.asarray(Image.fromarray(c.numpy(), "F").resize((128 // factor,) * 2, Image.BICUBIC))
+            for c in x
+        ]
+    )
+    m = 2  # borders differ: MATLAB pads symmetrically, Pillow renormalises the kernel
+    assert np.abs(ours - pil.clip(0, 1))[:, m:-m, m:-m].max() < 1e-5
+
+
+def test_dual_view_slots():
+    task, _, x = sample("dual-view-x4", crop=32)
+    normal, zoom = task.unstack(x, 2)
+    # the zoomed view is the centre of the full-resolution view, the normal view its x4
+    # downscale: downscaling the zoom gives the centre of the normal view
+    centre = normal[:, 12:20, 12:20]
+    ds = invblocks.ops.bicubic_downscale(zoom[None], 4)[0]
+    assert float((centre - ds)[:, 1:-1, 1:-1].abs().mean()) < 0.01
+    assert torch.equal(task.reference(x[None], 2)[0], normal)
+
+
+def test_composition_layers_are_consistent():
+    task, _, x = sample("composition", crop=64)
+    comp, bg, fg_masked = task.unstack(x, 3)
+    inside = fg_masked.abs().sum(0) > 0
+    outside = ~inside
+    assert torch.allclose(comp[:, outside], bg[:, outside])
+    assert torch.equal(task.reference(x[None], 3)[0], comp)
+
+
+def test_hiding_uses_different_photographs():
+    task, n, x = sample("hiding", 3)
+    cover, s1, s2 = task.unstack(x, 3)
+    assert not torch.equal(cover, s1)
+    assert torch.equal(task.reference(x[None], 3)[0], cover)
+
+
+def test_bad_input_counts_and_crops():
+    task = invblocks.get_task("video")
+    with pytest.raises(ValueError, match="task 'video' embeds 3 to 9 images; received 2"):
+        task.build_network(2)
+    with pytest.raises(ValueError, match="embeds 3 to 9 images; received 10"):
+        task.stack([torch.rand(3, 4, 4)] * 10)
+    with pytest.raises(ValueError, match="mixed shapes"):
+        task.stack([torch.rand(3, 4, 4)] * 2 + [torch.rand(3, 4, 5)])
+    with pytest.raises(ValueError, match="expects 3-channel images"):
+        task.stack([torch.rand(1, 4, 4)] * 3)
+    with pytest.raises(ValueError, match="crop 66 must be a multiple of 4"):
+        invblocks.get_task("rescaling-x4").dataset(task.default_data(), "train", crop=66)
