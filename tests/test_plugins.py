@@ -116,13 +116,13 @@ def test_unknown_hooks_are_rejected():
 
 
 def test_unknown_task_lists_known_ones():
-    with pytest.raises(KeyError, match="unknown task 'vdeo'; registered tasks: .*video"):
+    with pytest.raises(KeyError, match=r"unknown task 'vdeo'; registered tasks: .*video"):
         invblocks.get_task("vdeo")
 
 
 def test_registering_a_non_task_is_an_error():
     p = plugin(invblocks_register_tasks=lambda registry: registry.add_task("video"))
     with pytest.raises(
-        TypeError, match="plugin 'strings' registered 'video', which is not an invblocks.Task"
+        TypeError, match=r"plugin 'strings' registered 'video', which is not an invblocks\.Task"
     ):
         load_plugins([(p, "strings")], autoload=False)

@@ -26,7 +26,7 @@ def test_default_networks_match_their_tasks():
     for name in ALL:
         task = invblocks.get_task(name)
         net = task.build_network()
-        (c, h, w), s = net.dims_in[0], task.scale
+        (c, h, _w), s = net.dims_in[0], task.scale
         assert c == task.default_inputs * task.image_channels
         assert net.dims_out[0][0] == task.embed_channels and net.dims_out[0][1] == h // s
 
@@ -41,7 +41,7 @@ def sample(name, n=None, crop=32):
 def test_video_stacks_middle_frame_first_and_references_it():
     assert middle_first_order(5) == [2, 0, 1, 3, 4]
     assert middle_first_order(3) == [1, 0, 2]
-    task, n, x = sample("video", 5)
+    task, _n, x = sample("video", 5)
     frames = task.unstack(x, 5)
     assert torch.equal(x[:3], frames[2])
     assert torch.equal(task.reference(x[None], 5)[0], frames[2])
@@ -50,13 +50,13 @@ def test_video_stacks_middle_frame_first_and_references_it():
 
 
 def test_video_x2_reference_is_the_2x2_mean_of_the_middle_frame():
-    task, n, x = sample("video-x2", 3)
+    task, _n, x = sample("video-x2", 3)
     middle = task.unstack(x, 3)[1]
     torch.testing.assert_close(task.reference(x[None], 3)[0], F.avg_pool2d(middle[None], 2)[0])
 
 
 def test_mononizing_reference_is_the_left_view():
-    task, n, x = sample("mononizing")
+    task, _n, x = sample("mononizing")
     left = task.unstack(x, 2)[0]
     assert torch.equal(task.reference(x[None], 2)[0], left)
 
@@ -104,8 +104,8 @@ def test_composition_layers_are_consistent():
 
 
 def test_hiding_uses_different_photographs():
-    task, n, x = sample("hiding", 3)
-    cover, s1, s2 = task.unstack(x, 3)
+    task, _n, x = sample("hiding", 3)
+    cover, s1, _s2 = task.unstack(x, 3)
     assert not torch.equal(cover, s1)
     assert torch.equal(task.reference(x[None], 3)[0], cover)
 
