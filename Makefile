@@ -8,11 +8,12 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo test lint clean
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
+	$(BIN)/python -m pip install --quiet -e plugins/invblocks-camera
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -22,10 +23,10 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check invblocks tasks tests
+	$(BIN)/ruff format --check invblocks tasks tests plugins
 
 test: setup lint
-	@$(BIN)/python -m pytest -q invblocks tests; rc=$$?; \
+	@$(BIN)/python -m pytest -q invblocks tests plugins; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
 
 clean:

@@ -77,6 +77,8 @@ class Task:
             H/scale, W/scale)``.
         network: ``f(n, **overrides) -> Block``: the default network for ``n`` inputs.
         order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
+        extra_losses: ``f(x, embedding, restored, reference) -> {name: weighted term}``: task
+            specific terms added to the standard ones (e.g. a loss in another colour space).
         losses: Loss weights and kinds.
         train: Default training set-up.
         metrics: Names of the metrics evaluation reports.
@@ -98,6 +100,7 @@ class Task:
     reference: Callable[[Tensor, int], Tensor]
     network: Callable[..., Block]
     order: Callable[[int], list[int]] = identity_order
+    extra_losses: Callable[[Tensor, Tensor, Tensor, Tensor], dict[str, Tensor]] | None = None
     losses: LossConfig = attrs.field(factory=LossConfig)
     train: TrainDefaults = attrs.field(factory=TrainDefaults)
     metrics: tuple[str, ...] = ("psnr", "ssim")

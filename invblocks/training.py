@@ -68,6 +68,10 @@ def ric_step(task: Task, net: Block, x: Tensor, n_inputs: int | None = None) -> 
             shift = task.losses.shift * wic[-1].shift_loss(v, reference)
             terms["shift"] = shift
             terms["total"] = terms["total"] + shift
+    if task.extra_losses is not None:
+        for name, term in task.extra_losses(x, e, restored, reference).items():
+            terms[name] = term
+            terms["total"] = terms["total"] + term
     if not all(bool(torch.isfinite(t).all()) for t in terms.values()):
         bad = [k for k, t in terms.items() if not bool(torch.isfinite(t).all())]
         raise FloatingPointError(f"task {task.name!r}: non-finite loss terms {bad}")

