@@ -48,18 +48,25 @@ def photo_path(name: str) -> Path:
 def read_image(path: str | os.PathLike, mode: str = "RGB") -> Tensor:
     """Read an image file as a float tensor in ``[0, 1]`` of shape ``(C, H, W)``.
 
-    ``mode`` is a Pillow mode (``"RGB"``: 3 channels, ``"L"``: 1); palette, RGBA and 16-bit
-    images are converted to it (alpha is dropped). Raises ``ValueError`` naming the file when
-    it is missing, truncated or not an image.
+    ``mode`` is ``"RGB"`` (3 channels) or ``"L"`` (1). Other files are converted: palette and
+    grayscale to RGB by Pillow, RGBA by dropping alpha, 16-bit grayscale by dividing by 65535
+    (Pillow's own conversion would clip it), 16-bit RGB PNGs as Pillow reads them (8 bits).
+    Raises ``ValueError`` naming the file when it is truncated or not an image,
+    ``FileNotFoundError`` when it is missing.
     """
     path = Path(path)
     try:
         with Image.open(path) as img:
             img.load()
+            if img.mode in ("I;16", "I;16L", "I;16B", "I"):  # 16-bit (or 32-bit) grayscale
+                gray = np.asarray(img, dtype=np.float64)
+                scale = 65535.0 if img.mode != "I" or gray.max() > 255 else 255.0
+                t = torch.from_numpy(gray / scale).float().clamp_(0, 1)[None]
+                return t.repeat(3, 1, 1) if mode == "RGB" else t
             arr = np.asarray(img.convert(mode))
     except FileNotFoundError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
     t = torch.from_numpy(arr.copy()).float().div_(255.0)
     return t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()

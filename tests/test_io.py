@@ -66,3 +66,12 @@ def test_bundled_photos_are_real_images(name):
 def test_unknown_photo():
     with pytest.raises(KeyError, match="unknown photo 'nope'"):
         photo_path("nope")
+
+
+def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
+    arr = np.array([[0, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(arr).save(tmp_path / "g16.png")
+    img = read_image(tmp_path / "g16.png")
+    assert img.shape == (3, 1, 3)
+    torch.testing.assert_close(img[0, 0], torch.tensor([0.0, 32768 / 65535, 1.0]))
+    assert read_image(tmp_path / "g16.png", mode="L").shape == (1, 1, 3)
