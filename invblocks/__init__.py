@@ -12,6 +12,24 @@ from .plugins import get_task, load_plugins, tasks
 from .registry import BLOCKS, block_from_config, register_block
 from .task import Task, TrainDefaults
 
+
+def __getattr__(name: str) -> object:
+    # the workflow layer imports lazily: `import invblocks` stays light
+    if name == "Model":
+        from .model import Model
+
+        return Model
+    if name in ("train", "evaluate"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    if name == "TrainConfig":
+        from .config import TrainConfig
+
+        return TrainConfig
+    raise AttributeError(f"module 'invblocks' has no attribute {name!r}")
+
+
 try:
     __version__ = version("invblocks")
 except PackageNotFoundError:  # running from a source tree that is not installed
@@ -26,8 +44,10 @@ __all__ = [
     "InverseView",
     "Inversion",
     "LossConfig",
+    "Model",
     "Sequence",
     "Task",
+    "TrainConfig",
     "TrainDefaults",
     "__version__",
     "as_block",
@@ -35,6 +55,7 @@ __all__ = [
     "blocks",
     "constraint_losses",
     "data",
+    "evaluate",
     "get_task",
     "hookimpl",
     "load_plugins",
@@ -43,4 +64,5 @@ __all__ = [
     "register_block",
     "tasks",
     "total_constraint_loss",
+    "train",
 ]

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
-__all__ = ["PHOTOS", "photo_path", "read_image", "write_png"]
+__all__ = ["PHOTOS", "photo_path", "read_image", "read_png_text", "to_uint8", "write_png"]
 
 PHOTOS = {
     "astronaut": ("scikit-image", "skimage/data/astronaut.png"),
@@ -82,12 +83,24 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
 
 
-def write_png(image: Tensor, path: str | os.PathLike) -> Path:
+def read_png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The text chunks of a PNG file (empty for other formats)."""
+    try:
+        with Image.open(path) as img:
+            return dict(getattr(img, "text", {}) or {})
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def write_png(
+    image: Tensor, path: str | os.PathLike, *, text: dict[str, str] | None = None
+) -> Path:
     """Write a ``(C, H, W)`` image in ``[0, 1]`` as an 8-bit PNG, atomically.
 
     The file appears complete or not at all (written to a temporary file in the same folder,
     then renamed). Values are rounded to the nearest of 256 levels, so a tensor already on
-    that grid reads back bit-identical with :func:`read_image`.
+    that grid reads back bit-identical with :func:`read_image`. ``text`` is stored as PNG
+    text chunks (read back with :func:`read_png_text`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,7 +108,10 @@ def write_png(image: Tensor, path: str | os.PathLike) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
+            info = PngInfo()
+            for key, value in (text or {}).items():
+                info.add_text(key, value)
+            img.save(f, format="PNG", pnginfo=info)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

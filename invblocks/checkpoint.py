@@ -1,0 +1,165 @@
+"""Checkpoints: weights in safetensors plus a JSON config, written atomically, never pickled code.
+
+A run folder holds ``checkpoints/step-00000100/`` folders, each with ``model.safetensors``
+(the network's state dict), ``config.json`` (format, library version, task, input count, the
+network's JSON config, the training config, the step) and ``train_state.pt`` (optimizer
+state and RNG state: tensors and plain containers only, loaded with
+``torch.load(weights_only=True)``). ``checkpoints/LATEST`` names the newest complete one.
+
+A checkpoint folder is filled under a temporary name, flushed, then renamed, and ``LATEST``
+is replaced atomically afterwards; older folders are removed only after that. A process
+killed at any moment leaves the previous checkpoint intact and ``LATEST`` pointing at a
+complete folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .registry import block_from_config
+
+__all__ = ["FORMAT", "find_checkpoint", "load_checkpoint", "load_network", "save_checkpoint"]
+
+FORMAT = "invblocks-checkpoint-1"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    run_dir: str | Path,
+    *,
+    step: int,
+    net: nn.Module,
+    meta: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write ``checkpoints/step-XXXXXXXX`` atomically and point ``LATEST`` at it."""
+    from . import __version__
+
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        config = {"format": FORMAT, "version": __version__, "step": step, **meta}
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        final = root / name
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _write_atomic(root / "LATEST", name.encode())
+    older = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
+    for p in older[: max(0, len(older) - (keep - 1))]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(path: str | Path) -> Path:
+    """The checkpoint folder for ``path``: a run folder (its ``LATEST``), its ``checkpoints``
+    folder, or a checkpoint folder itself. ``ValueError`` naming the path otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"no checkpoint at {path}: it does not exist")
+    for root in (path / "checkpoints", path):
+        latest = root / "LATEST"
+        if latest.is_file():
+            target = root / latest.read_text().strip()
+            if (target / "config.json").is_file():
+                return target
+            raise ValueError(f"{latest} names {target.name}, which is not a complete checkpoint")
+    if (path / "config.json").is_file():
+        return path
+    raise ValueError(f"no checkpoint at {path}: expected a run folder or a checkpoint folder")
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
+    """``(config, state_dict, folder)`` of the checkpoint at ``path`` (:func:`find_checkpoint`)."""
+    folder = find_checkpoint(path)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"corrupt checkpoint config {folder / 'config.json'}: {err}") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise ValueError(
+            f"{folder / 'config.json'} is not an invblocks checkpoint (format {FORMAT!r} expected)"
+        )
+    try:
+        state = load_file(str(folder / "model.safetensors"))
+    except (OSError, SafetensorError, ValueError) as err:
+        raise ValueError(
+            f"corrupt or truncated weights {folder / 'model.safetensors'}: {err}"
+        ) from err
+    return config, state, folder
+
+
+def load_train_state(folder: Path) -> dict[str, Any]:
+    """The optimizer / RNG state of a checkpoint, loaded without unpickling code."""
+    path = folder / "train_state.pt"
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # torch raises several types for corrupt files
+        raise ValueError(f"corrupt training state {path}: {err}") from err
+
+
+def load_network(config: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> nn.Module:
+    """Rebuild the network from its JSON config and load ``state`` strictly."""
+    try:
+        net = block_from_config(config["network"])
+    except KeyError as err:
+        raise ValueError(f"{where}: the network uses an unknown block type ({err})") from err
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: cannot rebuild the network: {err}") from err
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches
+        raise ValueError(f"{where}: the weights do not match the network: {err}") from err
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{where}: the weights do not match the network "
+            f"(missing {result.missing_keys[:3]}..., unexpected {result.unexpected_keys[:3]}...)"
+        )
+    return net

@@ -1,0 +1,170 @@
+"""The ``invblocks`` command line: tasks, blocks, train, eval, embed, restore, report.
+
+Exit codes: 0 success; 2 a user error (bad arguments, missing or corrupt files, unknown task,
+mismatched checkpoint, unwritable output), reported as one sentence on stderr; 1 anything
+else (a bug: the traceback is shown).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """An error caused by the user's input, reported without a traceback (exit 2)."""
+
+
+def _cmd_tasks(args: argparse.Namespace) -> None:
+    from .plugins import get_registry
+
+    registry = get_registry()
+    if not registry.tasks:
+        print("no tasks registered (is INVBLOCKS_DISABLE_PLUGIN_AUTOLOAD set?)")
+    width = max((len(n) for n in registry.tasks), default=4)
+    pwidth = max((len(t.plugin) for t in registry.tasks.values()), default=4) + 2
+    for name, task in sorted(registry.tasks.items()):
+        lo, hi = task.inputs
+        count = str(lo) if lo == hi else f"{lo}-{hi}"
+        plugin = f"[{task.plugin}]"
+        print(f"{name:<{width}}  {plugin:<{pwidth}}  inputs {count:<4} {task.description}")
+
+
+def _cmd_blocks(args: argparse.Namespace) -> None:
+    from .plugins import get_registry
+    from .registry import _OWNERS, BLOCKS
+
+    get_registry()  # loads plugin blocks
+    for name in sorted(BLOCKS):
+        kind = getattr(BLOCKS[name], "inversion", None)
+        print(f"{name:<16} [{_OWNERS.get(name, '?')}]  {getattr(kind, 'name', '')}")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .config import TrainConfig, apply_overrides, load_config
+    from .trainer import train
+
+    data = load_config(args.config) if args.config else {}
+    if args.task:
+        data["task"] = args.task
+    data = apply_overrides(data, args.set or [])
+    if "task" not in data:
+        raise UserError("name a task with --task NAME (see `invblocks tasks`) or in --config")
+    config = TrainConfig.from_dict(data)
+    out = Path(args.out or f"runs/{config.task}")
+    run = train(config, out, resume=args.resume, progress=not args.quiet)
+    print(f"run written to {run} (report: {run / 'report.html'})")
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from .trainer import evaluate, load_for_eval
+
+    task, net, n, meta = load_for_eval(args.model)
+    source = (
+        task.open_data(Path(args.data)) if args.data and task.open_data else task.default_data()
+    )
+    crop = args.crop or meta.get("train_config", {}).get("crop") or task.train.crop
+    data = task.dataset(source, "val", n_inputs=n, crop=crop, length=args.samples)
+    metrics = evaluate(task, net, [data[i] for i in range(len(data))], n)
+    print(json.dumps(metrics, indent=2))
+
+
+def _cmd_embed(args: argparse.Namespace) -> None:
+    from .model import Model
+
+    model = Model.load(args.model)
+    path = model.embed_files(args.inputs, args.output, start=args.start, step=args.step)
+    print(f"embedding written to {path}")
+
+
+def _cmd_restore(args: argparse.Namespace) -> None:
+    from .model import Model
+
+    model = Model.load(args.model)
+    paths = model.restore_file(args.embedding, args.output)
+    print(f"{len(paths)} images written to {args.output}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from .report import write_report
+
+    print(f"report written to {write_report(args.run)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``invblocks --help``)."""
+    parser = argparse.ArgumentParser(
+        prog="invblocks", description="Invertible networks for reversible image conversion."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("tasks", help="list the registered tasks and their plugins")
+    p.set_defaults(func=_cmd_tasks)
+    p = sub.add_parser("blocks", help="list the registered block types")
+    p.set_defaults(func=_cmd_blocks)
+
+    p = sub.add_parser("train", help="train a task (on its default data unless data=PATH)")
+    p.add_argument("--task", help="task name (see `invblocks tasks`)")
+    p.add_argument("--config", help="a JSON or TOML training config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    p.add_argument("--out", help="run folder (default runs/TASK)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM of a trained model on validation samples")
+    p.add_argument("--model", required=True, help="run or checkpoint folder")
+    p.add_argument("--data", help="a dataset folder (default: the task's default data)")
+    p.add_argument("--samples", type=int, default=4)
+    p.add_argument("--crop", type=int)
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("embed", help="embed image files (or a clip) into one PNG")
+    p.add_argument("--model", required=True, help="run or checkpoint folder")
+    p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
+    p.add_argument("-o", "--output", required=True, help="the PNG to write")
+    p.add_argument("--start", type=int, default=0, help="first frame of a clip")
+    p.add_argument("--step", type=int, default=1, help="frame step in a clip")
+    p.set_defaults(func=_cmd_embed)
+
+    p = sub.add_parser("restore", help="restore the images from an embedding PNG")
+    p.add_argument("--model", required=True, help="run or checkpoint folder")
+    p.add_argument("embedding", help="the PNG written by `invblocks embed`")
+    p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
+    p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser("report", help="(re)write a run's HTML report")
+    p.add_argument("run", help="run folder")
+    p.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (
+        UserError,
+        ValueError,
+        KeyError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    ) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        print(f"invblocks {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"invblocks {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Training configuration: an attrs class read from JSON or TOML, with ``key=value`` overrides."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["TrainConfig", "apply_overrides", "load_config"]
+
+
+def _optional(validator: Any) -> Any:
+    return v.optional(validator)
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """Everything a training run needs; ``None`` means "the task's default".
+
+    Arguments:
+        task: Registered task name.
+        n_inputs: Images per sample.
+        network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``).
+        steps: Optimisation steps.
+        batch: Samples per step (per process in distributed training).
+        crop: Training crop size.
+        lr: Initial learning rate.
+        optimizer: ``"iicnet"`` (Adam, weight decay 1e-5, lr halved at 20/40/60/80% of the
+            steps) or ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6).
+        grad_clip: Global gradient-norm clip (10 in both papers).
+        quantizer: Training quantiser of networks that end in one (``noise``, ``ste``, ``round``).
+        seed: Seeds initialisation, data sampling and quantisation noise.
+        val_every: Validate (and log images) every this many steps.
+        val_samples: Validation samples per validation.
+        ckpt_every: Checkpoint every this many steps (and at the end).
+        data: A dataset folder for the task's ``open_data`` (``None``: the default data).
+        workers: Data-loader worker processes.
+        threads: torch CPU threads (``None``: torch's default).
+    """
+
+    task: str
+    n_inputs: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    network: dict[str, Any] = attrs.field(factory=dict)
+    steps: int = attrs.field(default=1000, validator=v.gt(0))
+    batch: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    crop: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    lr: float | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    optimizer: Literal["iicnet", "win"] | None = attrs.field(
+        default=None, validator=_optional(v.in_(("iicnet", "win")))
+    )
+    grad_clip: float = attrs.field(default=10.0, validator=v.gt(0))
+    quantizer: Literal["noise", "ste", "round"] | None = attrs.field(
+        default=None, validator=_optional(v.in_(("noise", "ste", "round")))
+    )
+    seed: int = 0
+    val_every: int = attrs.field(default=100, validator=v.gt(0))
+    val_samples: int = attrs.field(default=2, validator=v.gt(0))
+    ckpt_every: int = attrs.field(default=100, validator=v.gt(0))
+    data: str | None = None
+    workers: int = attrs.field(default=0, validator=v.ge(0))
+    threads: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a dict; unknown keys are an error naming them."""
+        names = {a.name for a in attrs.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
+        try:
+            return cls(**data)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid training config: {err}") from err
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a ``.json`` or ``.toml`` config file into a dict (a ``[train]`` table is unwrapped)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ValueError(f"cannot read config {path}: {err}") from err
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as err:
+        raise ValueError(f"cannot parse config {path}: {err}") from err
+    return data.get("train", data)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings (values parsed as JSON when they can be, else strings);
+    dotted keys set nested entries: ``network.blocks=4``."""
+    data = json.loads(json.dumps(data))
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"an override is key=value; received {item!r}")
+        target = data
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+            if not isinstance(target, dict):
+                raise ValueError(f"cannot set {key!r}: {p!r} is not a table")
+        target[leaf] = _parse_value(value)
+    return data

@@ -1,0 +1,139 @@
+"""A trained model for users: embed real files into one 8-bit PNG, restore them from it.
+
+The PNG carries, in a text chunk named ``invblocks``, the task, the number of images and their
+original size. Inputs of any size are padded (edge replication, right and bottom) to what the
+network needs; the embedding keeps the padded size, and restoring crops back to the original
+size read from that chunk. The PNG alone (plus the model) restores the images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .blocks import quantize
+from .data import IMAGE_SUFFIXES, read_clip
+from .io import read_image, read_png_text, write_png
+from .task import Task
+from .trainer import load_for_eval
+from .training import embedding_forward
+
+__all__ = ["Model"]
+
+META_KEY = "invblocks"
+
+
+class Model:
+    """A task's trained network, loaded from a run or checkpoint folder (:meth:`load`).
+
+    Example::
+
+        model = Model.load("runs/video")
+        png = model.embed_files(["f1.png", "f2.png", "f3.png", "f4.png", "f5.png"], "clip.png")
+        frames = model.restore_file("clip.png", "restored/")
+    """
+
+    def __init__(self, task: Task, net: nn.Module, n_inputs: int, meta: dict[str, Any]) -> None:
+        self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        """Load from a run folder (its latest checkpoint) or a checkpoint folder."""
+        return cls(*load_for_eval(path))
+
+    # ---------------------------------------------------------------- tensors
+    def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
+        """``n`` images ``(C, H, W)``, natural order -> the quantised embedding and its metadata."""
+        x = self.task.stack(images)
+        if len(images) != self.n_inputs:
+            raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
+        h, w = x.shape[-2:]
+        m = self.task.multiple
+        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
+        x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")
+        with torch.no_grad():
+            _, q, _ = embedding_forward(self.net, x, self.task.embed_channels)
+        meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}
+        return quantize(q[0]), meta
+
+    def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
+        """The ``n`` images, natural order, original size, from an embedding and its metadata."""
+        if meta.get("task") != self.task.name or meta.get("n_inputs") != self.n_inputs:
+            raise ValueError(
+                f"the embedding was made by task {meta.get('task')!r} with {meta.get('n_inputs')} "
+                f"images; this model is {self.task.name!r} with {self.n_inputs}"
+            )
+        if embedding.shape[0] != self.task.embed_channels:
+            raise ValueError(
+                f"expected a {self.task.embed_channels}-channel embedding; "
+                f"received {tuple(embedding.shape)}"
+            )
+        with torch.no_grad():
+            (x,), _ = self.net([embedding[None]], rev=True)
+        x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1)
+        return self.task.unstack(x, self.n_inputs)
+
+    # ------------------------------------------------------------------ files
+    def read_inputs(
+        self, paths: Sequence[str | Path], *, start: int = 0, step: int = 1
+    ) -> list[Tensor]:
+        """The model's ``n`` input images from files: ``n`` image files, or one folder of
+        frames, GIF or video (frames ``start``, ``start + step``, ...)."""
+        paths = [Path(p) for p in paths]
+        n, c = self.n_inputs, self.task.image_channels
+        mode = "L" if c == 1 else "RGB"
+        if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() not in IMAGE_SUFFIXES):
+            clip = read_clip(paths[0], max_frames=start + (n - 1) * step + 1)
+            frames = clip[start::step][:n]
+            if len(frames) < n:
+                raise ValueError(
+                    f"{paths[0]} has {clip.shape[0]} frames; {n} frames from frame {start} "
+                    f"every {step} are needed"
+                )
+            return [f.float() / 255 for f in frames]
+        if len(paths) != n:
+            raise ValueError(
+                f"task {self.task.name!r} with this model embeds {n} images; "
+                f"received {len(paths)} files"
+            )
+        images = [read_image(p, mode=mode) for p in paths]
+        sizes = {tuple(im.shape) for im in images}
+        if len(sizes) > 1:
+            listing = ", ".join(
+                f"{p.name} {tuple(im.shape[1:])}" for p, im in zip(paths, images, strict=True)
+            )
+            raise ValueError(f"the images must have one size; received {listing}")
+        return images
+
+    def embed_files(
+        self, inputs: Sequence[str | Path], output: str | Path, *, start: int = 0, step: int = 1
+    ) -> Path:
+        """Embed image files (or a clip) into the PNG ``output`` (written atomically)."""
+        output = Path(output)
+        if output.suffix.lower() != ".png":
+            raise ValueError(f"the embedding is written as PNG; {output} does not end in .png")
+        if any(output.resolve() == Path(p).resolve() for p in inputs):
+            raise ValueError(f"{output} is one of the inputs; refusing to overwrite it")
+        embedding, meta = self.embed(self.read_inputs(inputs, start=start, step=step))
+        return write_png(embedding, output, text={META_KEY: json.dumps(meta)})
+
+    def restore_file(self, embedding: str | Path, out_dir: str | Path) -> list[Path]:
+        """Restore the images from an embedding PNG into ``out_dir`` as ``restored_<i>.png``."""
+        embedding = Path(embedding)
+        text = read_png_text(embedding)
+        if META_KEY not in text:
+            raise ValueError(
+                f"{embedding} carries no invblocks metadata: was it written by invblocks embed?"
+            )
+        meta = json.loads(text[META_KEY])
+        mode = "L" if self.task.embed_channels == 1 else "RGB"
+        images = self.restore(read_image(embedding, mode=mode), meta)
+        out_dir = Path(out_dir)
+        return [write_png(im, out_dir / f"restored_{i}.png") for i, im in enumerate(images)]

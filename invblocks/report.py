@@ -1,0 +1,107 @@
+"""An HTML report of a run: loss curves, validation metrics and side-by-side images."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["read_metrics", "write_report"]
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """The records of ``run/metrics.jsonl`` (a truncated last line is skipped)."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{run} has no metrics.jsonl: is it a training run folder?")
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - the data extra installs matplotlib
+        return None
+    steps = [r for r in records if "total" in r]
+    if not steps:
+        return None
+    keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for k in keys:
+        axes[0].plot([r["step"] for r in steps], [r[k] for r in steps], label=k)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("step")
+    axes[0].set_title("training losses")
+    axes[0].legend(fontsize=8)
+    val = [r for r in records if "validation" in r]
+    for k in ("embedding_psnr", "restored_psnr"):
+        pts = [(r["step"], r["validation"][k]) for r in val if k in r["validation"]]
+        if pts:
+            axes[1].plot(*zip(*pts, strict=True), marker="o", label=k)
+    axes[1].set_xlabel("step")
+    axes[1].set_ylabel("PSNR (dB)")
+    axes[1].set_title("validation")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "losses.png"
+    tmp = out / ".losses.png.tmp"
+    fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(run: str | Path) -> Path:
+    """Write ``run/report.html`` (and ``losses.png``) from the run's logs and sample images."""
+    run = Path(run)
+    records = read_metrics(run)
+    plot = _plot(records, run)
+    val = [r for r in records if "validation" in r]
+    parts = [
+        "<!doctype html><meta charset='utf-8'><title>invblocks run report</title>",
+        "<style>body{font-family:sans-serif;margin:2em}img{image-rendering:pixelated;"
+        "width:160px;margin:2px;border:1px solid #ccc}figure{display:inline-block;margin:4px;"
+        "text-align:center}table{border-collapse:collapse}td,th{padding:3px 8px;"
+        "border-bottom:1px solid #ddd}</style>",
+        f"<h1>Run {html.escape(run.name)}</h1>",
+    ]
+    config = run / "config.json"
+    if config.is_file():
+        parts.append(f"<pre>{html.escape(config.read_text())}</pre>")
+    if plot is not None:
+        parts.append(f"<img src='{plot.name}' style='width:900px'>")
+    if val:
+        keys = sorted({k for r in val for k in r["validation"]})
+        parts.append("<h2>Validation</h2><table><tr><th>step</th>")
+        parts.append("".join(f"<th>{html.escape(k)}</th>" for k in keys) + "</tr>")
+        for r in val:
+            cells = "".join(f"<td>{r['validation'].get(k, float('nan')):.3f}</td>" for k in keys)
+            parts.append(f"<tr><td>{r['step']}</td>{cells}</tr>")
+        parts.append("</table>")
+        samples = run / "samples"
+        last = f"step{val[-1]['step']:08d}-"
+        folders = sorted(p for p in samples.glob(f"{last}sample*") if p.is_dir())
+        for folder in folders:
+            parts.append(f"<h3>{html.escape(folder.name)}</h3><div>")
+            for img in sorted(folder.glob("*.png")):
+                rel = img.relative_to(run).as_posix()
+                parts.append(
+                    f"<figure><img src='{rel}'><figcaption>{img.stem}</figcaption></figure>"
+                )
+            parts.append("</div>")
+    path = run / "report.html"
+    tmp = run / ".report.html.tmp"
+    tmp.write_text("\n".join(parts))
+    os.replace(tmp, path)
+    return path

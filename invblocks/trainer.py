@@ -1,0 +1,357 @@
+"""The training engine: data, optimiser, schedule, validation, logs, checkpoints, resume, DDP.
+
+``train(config, out)`` runs a task's training and writes a run folder::
+
+    out/
+      config.json          the training config
+      metrics.jsonl        one JSON object per logged step or validation
+      samples/             validation images (reference, embedding, inputs, restored, errors)
+      checkpoints/         see invblocks.checkpoint
+      report.html          written by invblocks.report (at the end, on rank 0)
+
+Launched by ``torchrun`` (``WORLD_SIZE > 1``), it trains data-parallel with PyTorch's
+``DistributedDataParallel`` (gloo on CPU, nccl on GPUs): each process takes its own share of
+every global batch, only rank 0 logs and checkpoints, and at the end the ranks check that
+their weights are identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Sampler
+
+from .blocks import Quantizer
+from .checkpoint import (
+    find_checkpoint,
+    load_checkpoint,
+    load_network,
+    load_train_state,
+    save_checkpoint,
+)
+from .config import TrainConfig
+from .data import Source
+from .io import write_png
+from .metrics import psnr, ssim
+from .plugins import get_task
+from .task import Task
+from .training import embedding_forward, ric_step
+
+__all__ = ["StepSampler", "evaluate", "learning_rate", "train"]
+
+
+class StepSampler(Sampler[int]):
+    """Dataset indices for steps ``start..steps``: step ``s`` of rank ``r`` reads indices
+    ``(s * world + r) * batch + i``. Every rank sees different samples, a resumed run sees
+    exactly the samples the uninterrupted run would have."""
+
+    def __init__(self, start: int, steps: int, batch: int, rank: int = 0, world: int = 1) -> None:
+        self.start, self.steps, self.batch, self.rank, self.world = start, steps, batch, rank, world
+
+    def __iter__(self) -> Iterator[int]:
+        for s in range(self.start, self.steps):
+            base = (s * self.world + self.rank) * self.batch
+            yield from range(base, base + self.batch)
+
+    def __len__(self) -> int:
+        return (self.steps - self.start) * self.batch
+
+
+def learning_rate(kind: str, base: float, step: int, steps: int) -> float:
+    """The schedule as a function of the step (no scheduler state to save).
+
+    ``iicnet``: halved at 20, 40, 60 and 80% of the steps (the reference: every 100k of 500k).
+    ``win``: cosine from ``base`` to 1e-6 over the run (the reference steps it per epoch).
+    """
+    if kind == "iicnet":
+        return base * 0.5 ** sum(step >= int(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
+    eta_min = 1e-6
+    return eta_min + (base - eta_min) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    if kind == "iicnet":
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-5)
+    return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
+
+
+def _set_quantizer(net: nn.Module, mode: str | None) -> None:
+    if mode is None:
+        return
+    for m in net.modules():
+        if isinstance(m, Quantizer):
+            m.train_mode = mode
+
+
+class _Step(nn.Module):
+    """One training step as a module, so DDP wraps exactly one forward per backward."""
+
+    def __init__(self, task: Task, net: nn.Module, n: int) -> None:
+        super().__init__()
+        self.task, self.net, self.n = task, net, n
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        return ric_step(self.task, self.net, x, self.n)
+
+
+def _weights_digest(net: nn.Module) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def evaluate(
+    task: Task,
+    net: nn.Module,
+    samples: list[Tensor],
+    n: int,
+    out: Path | None = None,
+    tag: str = "",
+) -> dict[str, float]:
+    """The papers' metrics on ``samples`` (stacked ``(n*C, H, W)``), eval mode, 8-bit rounding.
+
+    Returns mean PSNR/SSIM of the quantised embedding against the reference, of every restored
+    image against its original, and of the restored images without the reference slot
+    (``no_ref``). With ``out``, writes each sample's images there.
+    """
+    was_training = net.training
+    net.eval()
+    rows: dict[str, list[float]] = {}
+    rgb = task.image_channels in (1, 3)
+    for k, x in enumerate(samples):
+        xb = x[None]
+        _, q, _ = embedding_forward(net, xb, task.embed_channels)
+        (restored,), _ = net([q], rev=True)
+        ref = task.reference(xb, n)[0]
+        originals, backs = task.unstack(x, n), task.unstack(restored[0].clamp(0, 1), n)
+        values = {
+            "embedding_psnr": psnr(q[0], ref),
+            "embedding_ssim": ssim(q[0], ref) if min(ref.shape[-2:]) >= 11 else float("nan"),
+        }
+        if rgb:
+            per = [psnr(b, o) for b, o in zip(backs, originals, strict=True)]
+            values["restored_psnr"] = sum(per) / n
+            values["restored_ssim"] = (
+                sum(
+                    ssim(b, o) if min(o.shape[-2:]) >= 11 else float("nan")
+                    for b, o in zip(backs, originals, strict=True)
+                )
+                / n
+            )
+            if n > 1:
+                slots = task.order(n)
+                others = [per[i] for i in range(n) if i != slots[0]]
+                values["restored_psnr_no_ref"] = sum(others) / len(others)
+        else:
+            values["restored_psnr"] = psnr(restored[0].clamp(0, 1)[:3], x[:3])
+        for key, val in values.items():
+            rows.setdefault(key, []).append(val)
+        if out is not None:
+            folder = out / f"{tag}sample{k}"
+            write_png(ref, folder / "reference.png") if ref.shape[0] in (1, 3) else None
+            write_png(q[0], folder / "embedding.png")
+            if ref.shape[0] in (1, 3):
+                write_png(((q[0] - ref).abs() * 10).clamp(0, 1), folder / "embedding_error_x10.png")
+            if rgb:
+                for i, (o, b) in enumerate(zip(originals, backs, strict=True)):
+                    write_png(o, folder / f"input{i}.png")
+                    write_png(b, folder / f"restored{i}.png")
+                    write_png(
+                        ((b - o).abs() * 10).clamp(0, 1), folder / f"restored{i}_error_x10.png"
+                    )
+    net.train(was_training)
+    return {k: sum(v) / len(v) for k, v in rows.items()}
+
+
+def _log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _prepare_out(out: Path, resume: bool) -> None:
+    if resume:
+        find_checkpoint(out)  # ValueError if there is nothing to resume
+        return
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty: choose another --out or pass --resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to {out}: {err.strerror or err}") from err
+
+
+def train(
+    config: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    source: Source | None = None,
+) -> Path:
+    """Train ``config.task`` and write the run folder ``out``; returns it.
+
+    With ``resume``, continues from ``out``'s latest checkpoint; on CPU the result equals an
+    uninterrupted run bit for bit (data, noise and schedule are functions of the step and the
+    saved RNG state).
+    """
+    out = Path(out)
+    rank, world = _distributed()
+    task = get_task(config.task)
+    n = config.n_inputs or task.default_inputs
+    task.check_inputs(n)
+    if rank == 0:
+        _prepare_out(out, resume)
+    if world > 1:
+        dist.barrier()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    batch = config.batch or task.train.batch
+    crop = config.crop or task.train.crop
+    kind = config.optimizer or task.train.optimizer
+    base_lr = config.lr or task.train.lr
+    torch.manual_seed(config.seed)
+
+    net = task.build_network(
+        n, generator=torch.Generator().manual_seed(config.seed), **config.network
+    )
+    _set_quantizer(net, config.quantizer or task.train.quantizer)
+    opt = _optimizer(kind, net.parameters(), base_lr)
+    start = 0
+    if resume:
+        meta, state, folder = load_checkpoint(out)
+        if meta.get("task") != task.name or meta.get("network") != net.get_config():
+            raise ValueError(
+                f"{folder} was trained for task {meta.get('task')!r} with another network; "
+                "it cannot resume this config"
+            )
+        net.load_state_dict(state)
+        ts = load_train_state(folder)
+        opt.load_state_dict(ts["optimizer"])
+        torch.set_rng_state(ts["rng"])
+        start = int(meta["step"])
+
+    source = source or (
+        task.open_data(Path(config.data)) if config.data and task.open_data else None
+    )
+    if config.data and task.open_data is None:
+        raise ValueError(f"task {task.name!r} cannot read a data folder")
+    source = source or task.default_data()
+    train_set = task.dataset(
+        source,
+        "train",
+        n_inputs=n,
+        crop=crop,
+        length=config.steps * batch * world,
+        seed=config.seed,
+    )
+    val_set = task.dataset(
+        source, "val", n_inputs=n, crop=crop, length=config.val_samples, seed=config.seed
+    )
+    loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        sampler=StepSampler(start, config.steps, batch, rank, world),
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
+    )
+    step_module: nn.Module = _Step(task, net, n)
+    if world > 1:
+        step_module = nn.parallel.DistributedDataParallel(step_module)
+
+    meta = {
+        "task": task.name,
+        "n_inputs": n,
+        "network": net.get_config(),
+        "train_config": config.to_dict(),
+    }
+    log_path = out / "metrics.jsonl"
+    if rank == 0 and not resume:
+        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    bar = None
+    if progress and rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.steps, initial=start, desc=f"train {task.name}", unit="step")
+    net.train()
+    t0 = time.perf_counter()
+    step = start
+    for step, x in enumerate(loader, start=start + 1):
+        lr = learning_rate(kind, base_lr, step - 1, config.steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        terms = step_module(x)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        opt.step()
+        if rank == 0:
+            record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
+            record.update({k: float(v.detach()) for k, v in terms.items()})
+            _log(log_path, record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['total']:.4g}")
+                bar.update(1)
+            if step % config.val_every == 0 or step == config.steps:
+                samples = [val_set[i] for i in range(len(val_set))]
+                metrics = evaluate(task, net, samples, n, out / "samples", tag=f"step{step:08d}-")
+                _log(log_path, {"step": step, "validation": metrics})
+            if step % config.ckpt_every == 0 or step == config.steps:
+                save_checkpoint(
+                    out,
+                    step=step,
+                    net=net,
+                    meta=meta,
+                    train_state={"optimizer": opt.state_dict(), "rng": torch.get_rng_state()},
+                )
+    if bar is not None:
+        bar.close()
+    if world > 1:
+        digests: list[Any] = [None] * world
+        dist.all_gather_object(digests, _weights_digest(net))
+        in_sync = len(set(digests)) == 1
+        if rank == 0:
+            _log(log_path, {"step": step, "world_size": world, "replicas_in_sync": in_sync})
+        if not in_sync:
+            raise RuntimeError(f"data-parallel replicas diverged: weight digests {digests}")
+        dist.barrier()
+    if rank == 0:
+        _log(log_path, {"step": step, "seconds": time.perf_counter() - t0})
+        from .report import write_report
+
+        write_report(out)
+    return out
+
+
+def _checkpoint_folder(out: Path) -> Path:  # pragma: no cover - convenience for notebooks
+    return find_checkpoint(out)
+
+
+def load_for_eval(path: str | Path) -> tuple[Task, nn.Module, int, dict[str, Any]]:
+    """``(task, network, n_inputs, config)`` from a run or checkpoint folder, ready to evaluate."""
+    meta, state, folder = load_checkpoint(path)
+    task = get_task(meta.get("task", "?"))
+    net = load_network(meta, state, str(folder))
+    return task, net.eval(), int(meta["n_inputs"]), meta

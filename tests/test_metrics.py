@@ -1,0 +1,55 @@
+"""PSNR and SSIM against known values and an independent implementation of the formula."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from scipy.signal import correlate2d
+
+from invblocks.metrics import psnr, ssim
+from invblocks.testing.strategies import seeds
+
+
+def reference_ssim(x, y):
+    """Wang et al. SSIM, written out: 11x11 Gaussian (sigma 1.5), valid region, channel mean."""
+    g = np.exp(-((np.arange(11) - 5) ** 2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    out = []
+    for ch in range(x.shape[2]):
+        a, b = x[..., ch], y[..., ch]
+        f = lambda z: correlate2d(z, w, mode="valid")  # noqa: E731
+        ma, mb = f(a), f(b)
+        va, vb, cov = f(a * a) - ma**2, f(b * b) - mb**2, f(a * b) - ma * mb
+        s = ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma**2 + mb**2 + c1) * (va + vb + c2))
+        out.append(s.mean())
+    return float(np.mean(out))
+
+
+def test_known_psnr_values():
+    x = torch.zeros(3, 8, 8)
+    assert psnr(x, x) == math.inf
+    assert psnr(x, x + 1 / 255) == pytest.approx(20 * math.log10(255), abs=1e-9)
+    y = x.clone()
+    y[0, 0, 0] = 1.0  # one pixel off by 255 in 192 values: MSE 255^2 / 192
+    assert psnr(x, y) == pytest.approx(10 * math.log10(192), abs=1e-9)
+    assert psnr(x, y, shave=1) == math.inf
+
+
+@given(seed=seeds())
+def test_ssim_matches_the_formula(seed):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(3, 24, 20, generator=g)
+    b = (a + 0.1 * torch.randn(3, 24, 20, generator=g)).clamp(0, 1)
+    to8 = lambda t: np.round(t.double().numpy().transpose(1, 2, 0) * 255)  # noqa: E731
+    assert ssim(a, b) == pytest.approx(reference_ssim(to8(a), to8(b)), abs=1e-6)
+    assert ssim(a, a) == pytest.approx(1.0)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="shapes differ"):
+        psnr(torch.zeros(3, 4, 4), torch.zeros(3, 4, 5))
+    with pytest.raises(ValueError, match="at least 11x11"):
+        ssim(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8))

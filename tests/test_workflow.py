@@ -1,0 +1,315 @@
+"""Train, resume, checkpoints, embed and restore real files, the CLI's errors, DDP."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from invblocks import Model
+from invblocks.cli import main
+from invblocks.config import TrainConfig, apply_overrides
+from invblocks.io import read_image, write_png
+from invblocks.trainer import train
+
+TINY = {"blocks": 2, "width": 8}
+
+
+def tiny_config(**kw):
+    base = dict(
+        task="video",
+        n_inputs=3,
+        steps=4,
+        crop=32,
+        batch=1,
+        network=TINY,
+        val_every=2,
+        ckpt_every=2,
+        val_samples=1,
+        seed=1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def weights(run):
+    folder = run / "checkpoints" / (run / "checkpoints" / "LATEST").read_text()
+    return load_file(str(folder / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train(tiny_config(), tmp_path_factory.mktemp("runs") / "video", progress=False)
+
+
+def test_run_folder_contents(trained):
+    names = {p.name for p in trained.iterdir()}
+    assert {
+        "config.json",
+        "metrics.jsonl",
+        "checkpoints",
+        "samples",
+        "report.html",
+        "losses.png",
+    } <= names
+    records = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "total" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
+    assert sum("validation" in r for r in records) == 2
+    report = (trained / "report.html").read_text()
+    assert "losses.png" in report and "restored0.png" in report and "embedding_psnr" in report
+    config = json.loads((trained / "checkpoints" / "step-00000004" / "config.json").read_text())
+    assert (
+        config["task"] == "video"
+        and config["step"] == 4
+        and config["network"]["type"] == "Sequence"
+    )
+
+
+def test_resume_equals_uninterrupted(tmp_path, trained):
+    run = tmp_path / "interrupted"
+    train(tiny_config(), run, progress=False)
+    # roll the run back to its step-2 checkpoint, as if it had been killed after it
+    (run / "checkpoints" / "LATEST").write_text("step-00000002")
+    import shutil
+
+    shutil.rmtree(run / "checkpoints" / "step-00000004")
+    train(tiny_config(), run, resume=True, progress=False)
+    a, b = weights(trained), weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_another_task_or_network(tmp_path, trained):
+    with pytest.raises(ValueError, match="another network"):
+        train(tiny_config(network={"blocks": 3, "width": 8}), trained, resume=True, progress=False)
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        train(tiny_config(), trained, progress=False)
+    with pytest.raises(ValueError, match="no checkpoint"):
+        train(tiny_config(), tmp_path / "empty", resume=True, progress=False)
+
+
+def test_kill_9_leaves_a_good_checkpoint_and_resume_finishes(tmp_path):
+    run = tmp_path / "killed"
+    cmd = [
+        sys.executable,
+        "-m",
+        "invblocks",
+        "train",
+        "--task",
+        "hiding",
+        "--out",
+        str(run),
+        "--quiet",
+        "--set",
+        "steps=400",
+        "--set",
+        "crop=32",
+        "--set",
+        "batch=1",
+        "--set",
+        "ckpt_every=1",
+        "--set",
+        "val_every=1000",
+        "--set",
+        'network={"blocks": 1, "width": 4}',
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run / "checkpoints" / "LATEST").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = (run / "checkpoints" / "LATEST").read_text()
+    model = Model.load(run)  # loads: the latest checkpoint is complete
+    step = json.loads((run / "checkpoints" / latest / "config.json").read_text())["step"]
+    assert 1 <= step < 400 and model.task.name == "hiding"
+    resume = [*cmd, "--resume", "--set", f"steps={step + 2}"]
+    resumed = subprocess.run(resume, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    final = (run / "checkpoints" / "LATEST").read_text()
+    assert json.loads((run / "checkpoints" / final / "config.json").read_text())["step"] == step + 2
+
+
+@pytest.fixture()
+def frames(tmp_path):
+    from invblocks.data import default_clips
+
+    c = default_clips(max_frames=6).val[0][:, :, :37, :45].float() / 255
+    paths = []
+    for i in range(3):
+        paths.append(write_png(c[i], tmp_path / "in" / f"frame{i}.png"))
+    return paths
+
+
+def digest(paths):
+    return [hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths]
+
+
+def test_embed_restore_files_any_size(trained, frames, tmp_path):
+    before = digest(frames)
+    model = Model.load(trained)
+    png = model.embed_files(frames, tmp_path / "clip.png")
+    assert read_image(png).shape == (3, 37, 45)  # the video network takes any size
+    restored = model.restore_file(png, tmp_path / "out")
+    assert [read_image(p).shape for p in restored] == [(3, 37, 45)] * 3
+    assert digest(frames) == before
+    # the PNG path is bit-identical to the in-memory path
+    embedding, meta = model.embed([read_image(p) for p in frames])
+    in_memory = model.restore(embedding, meta)
+    from_file = model.restore(read_image(png), meta)
+    assert all(torch.equal(a, b) for a, b in zip(in_memory, from_file, strict=True))
+
+
+def test_padding_to_the_network_multiple_and_cropping_back(frames, tmp_path):
+    import invblocks
+
+    task = invblocks.get_task("video-x2")
+    net = task.build_network(3, blocks=1, width=4, generator=torch.Generator().manual_seed(0))
+    model = Model(task, net, 3, {})
+    png = model.embed_files(frames, tmp_path / "half.png")
+    assert read_image(png).shape == (3, 19, 23)  # 37x45 padded to 38x46, embedded at half size
+    restored = model.restore_file(png, tmp_path / "out")
+    assert [read_image(p).shape for p in restored] == [(3, 37, 45)] * 3
+
+
+def test_cli_embed_restore_and_errors(trained, frames, tmp_path, capsys):
+    out_png = tmp_path / "e.png"
+    assert main(["embed", "--model", str(trained), *map(str, frames), "-o", str(out_png)]) == 0
+    assert main(["restore", "--model", str(trained), str(out_png), "-o", str(tmp_path / "r")]) == 0
+    assert len(list((tmp_path / "r").glob("restored_*.png"))) == 3
+    cases = [
+        (
+            ["embed", "--model", str(trained), str(frames[0]), str(frames[1]), "-o", str(out_png)],
+            "embeds 3 images",
+        ),
+        (
+            [
+                "embed",
+                "--model",
+                str(trained),
+                *map(str, frames[:2]),
+                str(tmp_path / "nope.png"),
+                "-o",
+                str(out_png),
+            ],
+            "nope.png",
+        ),
+        (
+            ["embed", "--model", str(tmp_path / "missing"), *map(str, frames), "-o", str(out_png)],
+            "does not exist",
+        ),
+        (
+            ["embed", "--model", str(trained), *map(str, frames), "-o", str(frames[0])],
+            "refusing to overwrite",
+        ),
+        (
+            ["restore", "--model", str(trained), str(frames[0]), "-o", str(tmp_path / "r2")],
+            "no invblocks metadata",
+        ),
+        (["train", "--task", "vdeo"], "unknown task 'vdeo'"),
+        (["train", "--task", "video", "--set", "steps=-1"], "invalid training config"),
+        (["train", "--task", "video", "--out", str(frames[0] / "sub")], "cannot write"),
+    ]
+    for argv, needle in cases:
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err, (argv, err)
+
+
+def test_corrupt_and_mismatched_checkpoints(trained, tmp_path, frames):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(trained, bad)
+    folder = bad / "checkpoints" / (bad / "checkpoints" / "LATEST").read_text()
+    weights_file = folder / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="corrupt or truncated weights"):
+        Model.load(bad)
+    other = tmp_path / "other"
+    shutil.copytree(trained, other)
+    folder = other / "checkpoints" / (other / "checkpoints" / "LATEST").read_text()
+    config = json.loads((folder / "config.json").read_text())
+    config["network"]["nodes"].pop(1)  # another architecture than the weights
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not match the network"):
+        Model.load(other)
+    config["task"] = "no-such-task"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert (
+        main(["embed", "--model", str(other), *map(str, frames), "-o", str(tmp_path / "x.png")])
+        == 2
+    )
+
+
+def test_too_few_frames_in_a_clip(trained, tmp_path):
+    gif = tmp_path / "two.gif"
+    from PIL import Image
+
+    pics = [Image.new("RGB", (16, 16), (i * 50, 0, 0)) for i in range(2)]
+    pics[0].save(gif, save_all=True, append_images=pics[1:])
+    with pytest.raises(ValueError, match=r"two\.gif has 2 frames; 3 frames"):
+        Model.load(trained).read_inputs([gif])
+
+
+def test_config_overrides():
+    data = apply_overrides(
+        {"task": "video"}, ["steps=5", "network.blocks=2", "data=/tmp/x", "lr=1e-3"]
+    )
+    assert data == {
+        "task": "video",
+        "steps": 5,
+        "network": {"blocks": 2},
+        "data": "/tmp/x",
+        "lr": 0.001,
+    }
+    with pytest.raises(ValueError, match="unknown training config key"):
+        TrainConfig.from_dict({"task": "video", "stepz": 3})
+    with pytest.raises(ValueError, match="key=value"):
+        apply_overrides({}, ["steps"])
+
+
+def test_distributed_training_keeps_replicas_in_sync(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "invblocks",
+        "train",
+        "--task",
+        "hiding",
+        "--out",
+        str(run),
+        "--quiet",
+        "--set",
+        "steps=3",
+        "--set",
+        "crop=32",
+        "--set",
+        "batch=1",
+        "--set",
+        "val_every=100",
+        "--set",
+        'network={"blocks": 1, "width": 4}',
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    sync = [r for r in records if "replicas_in_sync" in r]
+    assert sync == [{"step": 3, "world_size": 2, "replicas_in_sync": True}]
+    assert [r["step"] for r in records if "total" in r] == [1, 2, 3]  # rank 0 logs alone
