@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo example-roundtrip test lint clean
 
 $(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/python examples/roundtrip.py --out outputs/demo
+	$(BIN)/python examples/demo.py --out outputs/demo
+
+example-roundtrip: setup
+	$(BIN)/python examples/roundtrip.py --out outputs/roundtrip
 
 lint: setup
 	$(BIN)/ruff check .

@@ -35,6 +35,7 @@ __all__ = [
     "davis",
     "default_clips",
     "default_data_licenses",
+    "default_file",
     "default_photos",
     "default_stereo",
     "div2k",
@@ -359,6 +360,14 @@ def _locate(dist: str, rel: str) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{rel} is missing from the installed {dist}")
     return path
+
+
+def default_file(name: str) -> Path:
+    """Path of one default file by name (see :func:`default_data_licenses` for the names)."""
+    table = {**_PHOTOS, **_CLIPS}
+    if name not in table:
+        raise KeyError(f"unknown default file {name!r}; known: {sorted(table)}")
+    return _locate(*table[name][:2])
 
 
 def default_data_licenses() -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ def iicnet(
     order: Literal["ref", "hl"] = "ref",
     conv1x1: Literal["plain", "lu"] = "plain",
     width: int = 64,
+    growth: int = 32,
     clamp: float = 1.0,
     quantizer: Literal["noise", "ste", "round"] = "noise",
     generator: torch.Generator | None = None,
@@ -49,6 +50,7 @@ def iicnet(
         order: Channel order after the downscale (``"ref"`` or ``"hl"``).
         conv1x1: Parameterisation of the 1x1 convolution after the downscale (IICNet: plain).
         width: Hidden width of the relation module.
+        growth: Growth of every dense block (32 in IICNet; smaller is faster).
         clamp: Coupling clamp.
         quantizer: Training behaviour of the final quantizer.
         generator: Random source for every initialisation.
@@ -78,6 +80,7 @@ def iicnet(
             n_images=n_images,
             image_channels=image_channels,
             width=width,
+            growth=growth,
             generator=generator,
         )
     split = out_channels
@@ -87,7 +90,7 @@ def iicnet(
         net.append(B.InvConv1x1, parameterization=conv1x1, generator=generator)
         split = 4 * out_channels if order == "ref" else channels
     for _ in range(blocks):
-        net.append(B.AffineCoupling, split=split, clamp=clamp, generator=generator)
+        net.append(B.AffineCoupling, split=split, clamp=clamp, growth=growth, generator=generator)
     net.append(B.ChannelSqueeze, out_channels=out_channels)
     net.append(B.Quantizer, train_mode=quantizer, generator=None)
     return net

@@ -52,6 +52,7 @@ class AffineCoupling(Block):
             :class:`~invblocks.blocks.DenseBlock` (5 convolutions, growth 32, last conv zero,
             so the block is the identity at initialisation). A constructor that accepts a
             ``generator`` keyword receives the block's.
+        growth: Growth of the default dense-block subnets (32 in IICNet and WIN).
         generator: Random source for the subnets' initialisation.
 
     Shapes:
@@ -74,6 +75,7 @@ class AffineCoupling(Block):
         split: int | None = None,
         clamp: float = 1.0,
         subnet_constructor: SubnetConstructor | None = None,
+        growth: int = 32,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -87,7 +89,14 @@ class AffineCoupling(Block):
         if clamp <= 0:
             raise ValueError(f"AffineCoupling: clamp must be > 0; received {clamp}")
         self.channels, self.split, self.clamp = channels, split, float(clamp)
-        ctor = subnet_constructor or DenseBlock
+        if subnet_constructor is None:
+
+            def subnet_constructor(
+                c_in: int, c_out: int, generator: torch.Generator | None = None
+            ) -> nn.Module:
+                return DenseBlock(c_in, c_out, growth, generator=generator)
+
+        ctor = subnet_constructor
         c1, c2 = split, channels - split
         self.F = _build(ctor, c2, c1, generator)
         self.G = _build(ctor, c1, c2, generator)

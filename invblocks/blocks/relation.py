@@ -34,6 +34,7 @@ class RelationBlock(nn.Module):
         width: int = 64,
         residual_scale: float = 0.2,
         *,
+        growth: int = 32,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
@@ -41,14 +42,16 @@ class RelationBlock(nn.Module):
         self.width, self.residual_scale = width, residual_scale
         c, g = image_channels, generator
         self.headers = nn.ModuleList(
-            nn.Sequential(DenseBlock(c, width, generator=g), conv2d(width, width, 1, generator=g))
+            nn.Sequential(
+                DenseBlock(c, width, growth, generator=g), conv2d(width, width, 1, generator=g)
+            )
             for _ in range(n_images)
         )
         self.tailers = nn.ModuleList(
             nn.Sequential(
                 conv2d(n_images * width, width, 3, generator=g),
                 conv2d(width, width, 1, generator=g),
-                DenseBlock(width, c, generator=g),
+                DenseBlock(width, c, growth, generator=g),
             )
             for _ in range(n_images)
         )
@@ -72,6 +75,7 @@ class RelationModule(Block):
         n_images: ``N``, the number of images stacked on the channel axis.
         image_channels: Channels per image (3 for RGB).
         width: Hidden width ``nf`` (64 in IICNet).
+        growth: Growth of the dense blocks (32 in IICNet).
         residual_scale: Scale of the residual branch (0.2 in IICNet).
         generator: Random source for the initialisation.
 
@@ -95,6 +99,7 @@ class RelationModule(Block):
         image_channels: int = 3,
         width: int = 64,
         residual_scale: float = 0.2,
+        growth: int = 32,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -111,7 +116,7 @@ class RelationModule(Block):
         self.channels = n_images * image_channels
         if self.dims_in:
             self._check_channels(self.dims_in, self.channels)
-        kw = dict(width=width, residual_scale=residual_scale, generator=generator)
+        kw = dict(width=width, residual_scale=residual_scale, growth=growth, generator=generator)
         self.forward_net = RelationBlock(n_images, image_channels, **kw)
         self.inverse_net = RelationBlock(n_images, image_channels, **kw)
 
