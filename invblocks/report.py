@@ -38,8 +38,16 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
         return None
     keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm")]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    xs = [r["step"] for r in steps]
+    window = max(1, len(steps) // 25)
     for k in keys:
-        axes[0].plot([r["step"] for r in steps], [r[k] for r in steps], label=k)
+        ys = [r.get(k, float("nan")) for r in steps]
+        (line,) = axes[0].plot(xs, ys, alpha=0.2, linewidth=0.8)
+        smooth = [
+            sum(ys[max(0, i - window + 1) : i + 1]) / len(ys[max(0, i - window + 1) : i + 1])
+            for i in range(len(ys))
+        ]
+        axes[0].plot(xs, smooth, color=line.get_color(), label=f"{k} (mean of {window})")
     axes[0].set_yscale("log")
     axes[0].set_xlabel("step")
     axes[0].set_title("training losses")

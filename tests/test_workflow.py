@@ -313,3 +313,18 @@ def test_distributed_training_keeps_replicas_in_sync(tmp_path):
     sync = [r for r in records if "replicas_in_sync" in r]
     assert sync == [{"step": 3, "world_size": 2, "replicas_in_sync": True}]
     assert [r["step"] for r in records if "total" in r] == [1, 2, 3]  # rank 0 logs alone
+
+
+def test_toml_and_json_configs(tmp_path):
+    from invblocks.config import load_config
+
+    (tmp_path / "c.toml").write_text(
+        '[train]\ntask = "hiding"\nsteps = 7\n[train.network]\nblocks = 2\n'
+    )
+    data = load_config(tmp_path / "c.toml")
+    assert TrainConfig.from_dict(data).network == {"blocks": 2}
+    (tmp_path / "c.json").write_text(json.dumps({"task": "video", "steps": 3}))
+    assert TrainConfig.from_dict(load_config(tmp_path / "c.json")).steps == 3
+    (tmp_path / "bad.toml").write_text("task = ")
+    with pytest.raises(ValueError, match=r"cannot parse config .*bad\.toml"):
+        load_config(tmp_path / "bad.toml")
