@@ -6,13 +6,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup demo example-roundtrip test lint clean
+.PHONY: setup demo example-roundtrip test lint docs clean
 
 $(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev,data]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,data,docs]"
 	$(BIN)/python -m pip install --quiet -e plugins/invblocks-camera
 	touch $(STAMP)
 
@@ -31,6 +31,11 @@ lint: setup
 test: setup lint
 	@$(BIN)/python -m pytest -q invblocks tests plugins; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
+
+docs: setup
+	rm -rf docs/_build docs/_autosummary
+	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "documentation in docs/_build/html/index.html"
 
 clean:
 	rm -rf $(VENV) outputs .hypothesis

@@ -110,7 +110,7 @@ class Block(InvertibleModule):
     * ``_forward(xs, c) -> (outputs, log_det | None)`` and ``_inverse(ys, c) -> (...)``,
       where ``xs`` is a tuple of tensors and ``outputs`` a tensor or a tuple of tensors;
     * ``_output_dims(dims)`` and ``_input_dims(dims)``: shape inference in both directions,
-      raising :class:`ValueError` (via :meth:`_shape_error`) on shapes the block cannot take.
+      raising :class:`ValueError` (via ``_shape_error``) on shapes the block cannot take.
 
     The base class checks input counts and shapes before the hooks run and names the block
     in every error.
@@ -214,7 +214,7 @@ class Block(InvertibleModule):
     def get_config(self) -> dict[str, Any]:
         """``{"type": name, "args": {...}}``: the registered name and constructor arguments.
 
-        Rebuild with :func:`invblocks.block_from_config`; weights travel separately (state
+        Rebuild with :func:`invblocks.registry.block_from_config`; weights travel separately (state
         dict). A ``generator`` argument is dropped (it only seeds the initialisation).
         Raises ``ValueError`` when the class is not registered or an argument is not JSON
         (e.g. a subnet constructor function).

@@ -1,6 +1,6 @@
 """Interoperability with FrEIA: wrap any FrEIA ``InvertibleModule`` as an invblocks block.
 
-The other direction needs no adapter: every :class:`~invblocks.Block` *is* a FrEIA
+The other direction needs no adapter: every :class:`~invblocks.block.Block` *is* a FrEIA
 ``InvertibleModule`` and takes ``dims_in`` first, so ``SequenceINN.append(HaarDownscale)``
 and ``Node(..., HaarDownscale, {})`` in a ``GraphINN`` work as they are.
 """
@@ -22,7 +22,7 @@ def _clone_output(module: nn.Module, args: Any, output: Tensor) -> Tensor:
 
 
 class FreiaBlock(Block):
-    """A FrEIA module seen as an invblocks :class:`~invblocks.Block`.
+    """A FrEIA module seen as an invblocks :class:`~invblocks.block.Block`.
 
     The log-determinant FrEIA returns (a scalar, a number or a ``(B,)`` tensor) is normalised
     to a ``(B,)`` tensor in the input dtype, and shape errors name the wrapped module.
@@ -85,7 +85,7 @@ class FreiaBlock(Block):
 
 
 def as_block(module: nn.Module, inversion: Inversion = Inversion.EXACT) -> Block:
-    """Return ``module`` if it is a :class:`~invblocks.Block`, else wrap a FrEIA module."""
+    """Return ``module`` if it is a :class:`~invblocks.block.Block`, else wrap a FrEIA module."""
     if isinstance(module, Block):
         return module
     if isinstance(module, InvertibleModule):

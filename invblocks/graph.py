@@ -44,9 +44,9 @@ class Sequence(Block):
 
     Blocks are added with :meth:`append` (a class plus keyword arguments, built for the current
     shape, or an instance) and :meth:`extend`. FrEIA modules are accepted too and wrapped in
-    :class:`~invblocks.freia.FreiaBlock`. The chain is itself a :class:`~invblocks.Block`: it
+    :class:`~invblocks.freia.FreiaBlock`. The chain is itself a :class:`~invblocks.block.Block`: it
     nests, and works inside FrEIA's ``SequenceINN`` / ``GraphINN``. Its inversion kind is the
-    weakest of its nodes' (see :meth:`Inversion.combine`).
+    weakest of its nodes' (see :meth:`~invblocks.block.Inversion.combine`).
 
     Example:
         >>> from invblocks import Sequence, blocks as B
@@ -296,7 +296,7 @@ class Graph(Block):
 
     Forward runs the nodes in topological order; the inverse runs their inverses in reverse
     order. The log-det is the sum over nodes. A graph is itself a block: it nests in
-    :class:`Sequence` and in other graphs.
+    :class:`~invblocks.graph.Sequence` and in other graphs.
 
     Example:
         >>> from invblocks import Graph, blocks as B

@@ -29,7 +29,7 @@ hookimpl = pluggy.HookimplMarker("invblocks")
 def invblocks_register_tasks(registry: PluginRegistry) -> None:
     """Add RIC tasks with ``registry.add_task(task)``.
 
-    ``task`` is an :class:`invblocks.Task`; its name must be unique across all plugins.
+    ``task`` is an :class:`invblocks.task.Task`; its name must be unique across all plugins.
 
     .. versionadded:: 0.1
     """
@@ -40,8 +40,8 @@ def invblocks_register_blocks(registry: PluginRegistry) -> None:
     """Add block classes with ``registry.add_block(cls, name=None)``.
 
     Registered blocks can be rebuilt from JSON network configs
-    (:func:`invblocks.block_from_config`), so networks that use a plugin's blocks round-trip
-    through checkpoints. Names must be unique across the core and all plugins.
+    (:func:`invblocks.registry.block_from_config`), so networks that use a plugin's blocks
+    round-trip through checkpoints. Names must be unique across the core and all plugins.
 
     .. versionadded:: 0.1
     """

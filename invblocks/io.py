@@ -21,15 +21,15 @@ PHOTOS = {
     "chelsea": ("scikit-image", "skimage/data/chelsea.png"),
     "rocket": ("scikit-image", "skimage/data/rocket.jpg"),
 }
-"""Real photographs shipped inside installed packages: name -> (distribution, file)."""
+"""Real photographs shipped inside installed packages, by name, with the distribution and file."""
 
 
 def photo_path(name: str) -> Path:
     """Path of a bundled photograph (see :data:`PHOTOS`), found through package metadata.
 
     Raises:
-        KeyError: unknown name. FileNotFoundError: the package that ships it is not installed
-        (``pip install invblocks[data]``).
+        KeyError: for an unknown name.
+        FileNotFoundError: when the package that ships the photo is not installed.
     """
     if name not in PHOTOS:
         raise KeyError(f"unknown photo {name!r}; known: {sorted(PHOTOS)}")

@@ -115,11 +115,11 @@ def ric_losses(
 
 
 def constraint_losses(net: nn.Module) -> dict[str, Tensor]:
-    """Every weight-only constraint of the blocks in ``net``, keyed ``"<module path>.<name>"``.
+    """Every weight-only constraint of the blocks in ``net``, keyed by module path and name.
 
     A block contributes by defining ``constraint_losses() -> dict[str, Tensor]``, computed
     from its parameters alone (never from state kept by ``forward``), e.g. the WIC's
-    Gram-determinant term. Works on any module tree: Sequences, Graphs, plain ``nn.Module``s.
+    Gram-determinant term. Works on any module tree: Sequences, Graphs, plain ``nn.Module`` trees.
 
     Example:
         >>> from invblocks import presets

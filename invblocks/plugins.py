@@ -83,7 +83,7 @@ class PluginRegistry:
         self.registry, self.plugin = registry, plugin
 
     def add_task(self, task: Task) -> None:
-        """Register a :class:`~invblocks.Task`."""
+        """Register a :class:`~invblocks.task.Task`."""
         self.registry.add_task(task, self.plugin)
 
     def add_block(self, cls: type, name: str | None = None) -> None:

@@ -56,7 +56,7 @@ def iicnet(
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.Sequence` mapping ``(B, image_channels*n_images, H, W)`` to the
+        A :class:`~invblocks.graph.Sequence` mapping ``(B, image_channels*n_images, H, W)`` to the
         embedding ``(B, out_channels, H', W')``.
 
     Example:
@@ -111,13 +111,13 @@ def wicm(
     clamp: float = 1.0,
     generator: torch.Generator | None = None,
 ) -> Graph:
-    """WIN's WIC module with long-term memory (the reference's ``WICM``) as a :class:`Graph`.
+    """WIN's WIC module with long-term memory (``WICM``) as a :class:`~invblocks.graph.Graph`.
 
     With ``SM = int(n * ratio)`` short-term and ``LM = n - SM`` long-term channels, module
     ``i`` expands its ``SM``-channel input with ``WIC(SM -> n)``, parks the first ``LM``
     channels in long-term memory and runs ``blocks`` couplings (split ``SM // 2``) on the
     other ``SM``; a tail coupling runs over ``[m_1; ...; m_M; y]``. Node names: ``wic{i}``,
-    ``memory{i}``, ``flows{i}`` (a :class:`Sequence`), ``merge``, ``tail``.
+    ``memory{i}``, ``flows{i}`` (a :class:`~invblocks.graph.Sequence`), ``merge``, ``tail``.
 
     The expansions are ``LEFT`` (injective), so the graph's inverse is exact on its outputs:
     ``inverse(forward(x)) == x`` to float precision.

@@ -40,7 +40,7 @@ def block_class(name: str) -> Any:
 
 
 def block_from_config(config: dict[str, Any]) -> Any:
-    """Rebuild a block (or a container) from :meth:`~invblocks.Block.get_config` output."""
+    """Rebuild a block (or a container) from :meth:`~invblocks.block.Block.get_config` output."""
     if not isinstance(config, dict) or "type" not in config:
         raise ValueError(f"a block config is a dict with a 'type'; received {config!r}")
     cls = block_class(config["type"])

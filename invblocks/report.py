@@ -26,18 +26,16 @@ def read_metrics(run: str | Path) -> list[dict[str, Any]]:
 
 
 def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # the object API: no pyplot, no change to the user's matplotlib backend
+        from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - the data extra installs matplotlib
         return None
     steps = [r for r in records if "total" in r]
     if not steps:
         return None
     keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    fig = Figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 2)
     xs = [r["step"] for r in steps]
     window = max(1, len(steps) // 25)
     for k in keys:
@@ -65,7 +63,6 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     path = out / "losses.png"
     tmp = out / ".losses.png.tmp"
     fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
     os.replace(tmp, path)
     return path
 

@@ -1,10 +1,11 @@
 """One RIC training step: forward, quantise, inverse, the task's losses.
 
-Works with any network whose forward maps the stacked inputs to the embedding: when its last
-node is a :class:`~invblocks.blocks.Quantizer`, the embedding loss sees the pre-quantisation
-embedding (as IICNet computes it) and the inverse starts from the quantised one; when its
-last dimension-reducing node is a WIC that returns extra channels in training (WIN), the
-first ``embed_channels`` are the embedding and the rest feed the shift constraint.
+Works with any network whose forward maps the stacked inputs to the embedding: when its
+last node is a :class:`~invblocks.blocks.quantize.Quantizer`, the embedding loss sees the
+pre-quantisation embedding (as IICNet computes it) and the inverse starts from the
+quantised one; when its last dimension-reducing node is a WIC that returns extra channels
+in training (WIN), the first ``embed_channels`` are the embedding and the rest feed the
+shift constraint.
 """
 
 from __future__ import annotations

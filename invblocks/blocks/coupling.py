@@ -49,7 +49,7 @@ class AffineCoupling(Block):
         split: Channels in ``x1`` (IICNet: the embedding's channels, e.g. 3); default ``C // 2``.
         clamp: Bound of ``|s|`` (1.0 in IICNet and WIN).
         subnet_constructor: ``f(c_in, c_out) -> nn.Module`` for ``F, G, H``; default
-            :class:`~invblocks.blocks.DenseBlock` (5 convolutions, growth 32, last conv zero,
+            :class:`~invblocks.blocks.dense.DenseBlock` (5 convolutions, growth 32, last conv zero,
             so the block is the identity at initialisation). A constructor that accepts a
             ``generator`` keyword receives the block's.
         growth: Growth of the default dense-block subnets (32 in IICNet and WIN).

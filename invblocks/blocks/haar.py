@@ -144,7 +144,7 @@ class HaarDownscale(_SpaceToDepth):
     """One Haar wavelet level as an invertible ``(B, C, H, W) -> (B, 4C, H/2, W/2)`` block.
 
     Arguments:
-        dims_in: Input shapes (optional, see :class:`~invblocks.Block`).
+        dims_in: Input shapes (optional, see :class:`~invblocks.block.Block`).
         scale: ``"reference"`` (kernels divided by 4 as in IICNet: LL is the 2x2 mean and the
             log-determinant is ``-log(16)`` per 2x2 cell and channel) or ``"orthonormal"``
             (divided by 2: log-determinant 0).

@@ -1,7 +1,7 @@
 """Property checks every block and every task must pass, reusable by plugin authors.
 
 :func:`check_block` runs, on one block and one input shape, the checks its
-:class:`~invblocks.Inversion` kind promises (the table in the design notes); hypothesis
+:class:`~invblocks.block.Inversion` kind promises (the table in the design notes); hypothesis
 strategies for shapes, dtypes and seeds live in :mod:`invblocks.testing.strategies`.
 """
 
@@ -147,7 +147,7 @@ def check_block(
       reference initialises it);
     * ``AUGMENTED``: the common checks only.
 
-    A :class:`~invblocks.Sequence` is checked as a whole (the kind checks only when it is
+    A :class:`~invblocks.graph.Sequence` is checked as a whole (the kind checks only when it is
     EXACT or LEFT throughout) and then node by node at the shapes it infers.
 
     Raises:
@@ -245,15 +245,15 @@ def check_task(
     """Validate a task end to end on small crops of its default data (or ``source``).
 
     Checks that the data load and give deterministic samples of shape ``(n*C, crop, crop)``
-    in ``[0, 1]`` for the smallest, default and largest input counts; that :meth:`Task.stack`
-    and :meth:`Task.unstack` invert each other; that the reference has shape ``(B,
-    embed_channels, crop/scale, crop/scale)``; that the network (``network`` or the task's
+    in ``[0, 1]`` for the smallest, default and largest input counts; that
+    :meth:`~invblocks.task.Task.stack` and :meth:`~invblocks.task.Task.unstack` invert each
+    other; that the reference has shape ``(B, embed_channels, crop/scale, crop/scale)``; that
+    the network (``network`` or the task's
     default) maps a sample to an embedding of the reference's shape; and that ``steps``
     training steps give finite losses. Returns the last step's loss terms.
 
     Raises:
-        AssertionError: naming the task and the broken property (data errors propagate as
-        they are).
+        AssertionError: naming the task and the broken property; data errors propagate.
     """
     from ..training import embedding_forward, ric_step
 

@@ -1,0 +1,51 @@
+"""Sphinx configuration of the invblocks documentation."""
+
+import invblocks
+
+project = "invblocks"
+author = "the invblocks authors"
+release = version = invblocks.__version__
+copyright = "2026, the invblocks authors"
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.viewcode",
+    "myst_nb",
+]
+
+source_suffix = {".rst": "restructuredtext", ".md": "myst-nb"}
+exclude_patterns = ["_build", "_autosummary/*.tmp", "Thumbs.db", ".DS_Store"]
+html_theme = "furo"
+html_title = f"invblocks {release}"
+
+autosummary_generate = True
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_default_options = {"members": True, "show-inheritance": False}
+napoleon_google_docstring = True
+napoleon_custom_sections = [("Shapes", "notes_style"), ("Arguments", "params_style")]
+
+# Cross-references must resolve; types from other projects are not linked because the build
+# runs offline (intersphinx inventories cannot be fetched), so they are ignored here.
+nitpicky = True
+_EXTERNAL = "torch|numpy|np|pluggy|attrs|attr|pathlib|typing|collections|os|enum|abc|PIL|FrEIA"
+_ALIASES = (
+    "Tensor|Path|Any|Callable|Iterable|Iterator|Sequence|Literal|Dims|Item|T|SampleFn"
+    "|SubnetConstructor|Order|TrainMode|Reduction|DataLoader|Dataset|Sampler|Generator|Module"
+    "|Enum|Source|Task|Block|Inversion"
+)
+nitpick_ignore_regex = [
+    (r"py:.*", rf"({_EXTERNAL}|hypothesis|st)(\..*)?"),
+    (r"py:.*", rf"({_ALIASES})"),
+    (r"py:.*", r"(int|float|str|bool|dict|list|tuple|None|type|object|callable|optional)"),
+    (r"py:.*", r"(InvertibleModule|invblocks\.blocks\.haar\._SpaceToDepth|invblocks\.registry\.T)"),
+    (r"py:.*", r"(nn\.Module|torch\.(nn\.Module|Generator|Tensor|dtype|Size))"),
+]
+
+myst_enable_extensions = ["colon_fence"]
+nb_execution_mode = "force"
+nb_execution_timeout = 180
+nb_execution_raise_on_error = True
+nb_merge_streams = True
