@@ -29,7 +29,10 @@ class TrainConfig:
     Arguments:
         task: Registered task name.
         n_inputs: Images per sample.
-        network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``).
+        network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;
+            tasks that offer several take ``{"preset": "win"}``).
+        losses: Overrides of the task's :class:`~invblocks.losses.LossConfig` fields (e.g.
+            ``{"emb": 2.0, "freq": 0.0, "emb_kind": "charbonnier"}``).
         steps: Optimisation steps.
         batch: Samples per step (per process in distributed training).
         crop: Training crop size.
@@ -50,6 +53,7 @@ class TrainConfig:
     task: str
     n_inputs: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
     network: dict[str, Any] = attrs.field(factory=dict)
+    losses: dict[str, Any] = attrs.field(factory=dict)
     steps: int = attrs.field(default=1000, validator=v.gt(0))
     batch: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
     crop: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -220,12 +221,13 @@ def train(
     out = Path(out)
     rank, world = _distributed()
     task = get_task(config.task)
+    if config.losses:
+        try:
+            task = attrs.evolve(task, losses=attrs.evolve(task.losses, **config.losses))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"invalid losses override {config.losses}: {err}") from err
     n = config.n_inputs or task.default_inputs
     task.check_inputs(n)
-    if rank == 0:
-        _prepare_out(out, resume)
-    if world > 1:
-        dist.barrier()
     if config.threads:
         torch.set_num_threads(config.threads)
     batch = config.batch or task.train.batch
@@ -239,6 +241,10 @@ def train(
     )
     _set_quantizer(net, config.quantizer or task.train.quantizer)
     opt = _optimizer(kind, net.parameters(), base_lr)
+    if rank == 0:  # after the config has proven valid: a bad config leaves no folder behind
+        _prepare_out(out, resume)
+    if world > 1:
+        dist.barrier()
     start = 0
     if resume:
         meta, state, folder = load_checkpoint(out)

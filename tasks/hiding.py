@@ -36,7 +36,16 @@ def cover(x: Tensor, n: int) -> Tensor:
     return x[:, :3]
 
 
-def _network(n: int, **kw: Any) -> Any:
+def _network(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+    """IICNet (default), or WIN / WIN-Naive (``preset="win"`` / ``"win_naive"``)."""
+    if preset == "win":
+        return presets.win(3 * n, 3, **kw)
+    if preset == "win_naive":
+        return presets.win_naive(3 * n, 3, **kw)
+    if preset != "iicnet":
+        raise ValueError(
+            f"hiding: preset must be 'iicnet', 'win' or 'win_naive'; received {preset!r}"
+        )
     return presets.iicnet(n, **kw)
 
 

@@ -39,12 +39,27 @@ def bicubic(x: Tensor, n: int, *, factor: int) -> Tensor:
     return bicubic_downscale(x, factor).clamp(0, 1)
 
 
-def _gray_net(n: int, **kw: Any) -> Any:
+def _check_preset(task: str, preset: str) -> None:
+    if preset not in ("iicnet", "win", "win_naive"):
+        raise ValueError(
+            f"{task}: preset must be 'iicnet', 'win' or 'win_naive'; received {preset!r}"
+        )
+
+
+def _gray_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+    """IICNet (default), or WIN's decolourisation network (``preset="win"``/``"win_naive"``)."""
+    _check_preset("grayscale", preset)
+    if preset != "iicnet":
+        return getattr(presets, preset)(3 * n, 1, **kw)
     kw.setdefault("blocks", 16)
     return presets.iicnet(n, out_channels=1, **kw)
 
 
-def _x2_net(n: int, **kw: Any) -> Any:
+def _x2_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+    """IICNet (default), or WIN's x2 rescaling network (``preset="win"``/``"win_naive"``)."""
+    _check_preset("rescaling-x2", preset)
+    if preset != "iicnet":
+        return getattr(presets, preset)(3 * n, 3, scale=2, **kw)
     kw.setdefault("blocks", 16)
     return presets.iicnet(n, downscale="squeeze", order="hl", **kw)
 

@@ -328,3 +328,26 @@ def test_toml_and_json_configs(tmp_path):
     (tmp_path / "bad.toml").write_text("task = ")
     with pytest.raises(ValueError, match=r"cannot parse config .*bad\.toml"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_win_presets_and_loss_overrides_through_the_config(tmp_path):
+    config = tiny_config(
+        task="hiding",
+        n_inputs=2,
+        steps=2,
+        network={"preset": "win", "blocks": 1},
+        losses={"emb": 2.0, "freq": 0.0, "emb_kind": "charbonnier"},
+        optimizer="win",
+    )
+    run = train(config, tmp_path / "win", progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if "total" in r]
+    assert "shift" in steps[-1] and "gram_det" in steps[-1] and "frequency" not in steps[-1]
+    with pytest.raises(ValueError, match="invalid losses override"):
+        train(tiny_config(losses={"nope": 1}), tmp_path / "bad", progress=False)
+    with pytest.raises(ValueError, match="preset must be"):
+        train(
+            tiny_config(task="hiding", n_inputs=2, network={"preset": "glow"}),
+            tmp_path / "bad2",
+            progress=False,
+        )
