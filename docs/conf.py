@@ -12,6 +12,7 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.viewcode",
+    "sphinx.ext.intersphinx",
     "myst_nb",
 ]
 
@@ -27,8 +28,15 @@ autodoc_default_options = {"members": True, "show-inheritance": False}
 napoleon_google_docstring = True
 napoleon_custom_sections = [("Shapes", "notes_style"), ("Arguments", "params_style")]
 
-# Cross-references must resolve; types from other projects are not linked because the build
-# runs offline (intersphinx inventories cannot be fetched), so they are ignored here.
+# The build runs offline, so intersphinx reads small inventories kept in docs/_inventories
+# (see make_inventories.py there) instead of downloading Python's and PyTorch's.
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", "_inventories/python.inv"),
+    "torch": ("https://docs.pytorch.org/docs/stable", "_inventories/torch.inv"),
+}
+
+# Cross-references must resolve; names from other projects that the inventories do not cover
+# (annotations' short aliases, FrEIA, attrs, pluggy) are ignored here.
 nitpicky = True
 _EXTERNAL = "torch|numpy|np|pluggy|attrs|attr|pathlib|typing|collections|os|enum|abc|PIL|FrEIA"
 _ALIASES = (
