@@ -84,7 +84,27 @@ def main() -> None:
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"repeats": args.repeats, "rows": rows}, indent=2))
-    print(f"written {args.out}")
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"written {args.out} and {args.out.with_suffix('.png')}")
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Saved activation memory against depth, both variants, log scale."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.subplots()
+    depths = [r["depth"] for r in rows]
+    ax.plot(depths, [r["saved_bytes_plain"] / 2**20 for r in rows], "o-", label="plain autograd")
+    ax.plot(
+        depths, [r["saved_bytes_memory_saving"] / 2**20 for r in rows], "o-", label="memory saving"
+    )
+    ax.set_xlabel("couplings")
+    ax.set_ylabel("saved activations (MiB)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
 
 
 if __name__ == "__main__":

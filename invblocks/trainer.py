@@ -240,6 +240,12 @@ def train(
         n, generator=torch.Generator().manual_seed(config.seed), **config.network
     )
     _set_quantizer(net, config.quantizer or task.train.quantizer)
+    if config.memory_saving:
+        for m in net.modules():
+            if hasattr(m, "memory_saving"):
+                m.memory_saving = True
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)
     opt = _optimizer(kind, net.parameters(), base_lr)
     if rank == 0:  # after the config has proven valid: a bad config leaves no folder behind
         _prepare_out(out, resume)
@@ -305,6 +311,7 @@ def train(
     t0 = time.perf_counter()
     step = start
     for step, x in enumerate(loader, start=start + 1):
+        x = x.contiguous(memory_format=layout)
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
             group["lr"] = lr

@@ -351,3 +351,22 @@ def test_win_presets_and_loss_overrides_through_the_config(tmp_path):
             tmp_path / "bad2",
             progress=False,
         )
+
+
+def test_channels_last_and_memory_saving_train_to_the_same_losses(tmp_path):
+    def losses(**kw):
+        run = train(
+            tiny_config(steps=2, val_every=100, ckpt_every=100, **kw),
+            tmp_path / str(kw),
+            progress=False,
+        )
+        return [
+            json.loads(line)["total"]
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+            if '"total"' in line
+        ]
+
+    base = losses()
+    for kw in ({"channels_last": True}, {"memory_saving": True}):
+        other = losses(**kw)
+        assert other == pytest.approx(base, rel=1e-4), kw
