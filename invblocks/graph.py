@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .block import Block, Dims, Inversion, as_dims
 from .freia import as_block
@@ -40,7 +41,9 @@ class Sequence(Block):
     ``memory_saving=True`` trains with activation memory that does not grow with depth:
     runs of EXACT (forward direction also LEFT) single-tensor nodes keep only their output
     and recompute inputs from outputs in the backward pass (:mod:`invblocks.memory`); other
-    nodes use plain autograd. Only active when gradients are enabled.
+    nodes with parameters (e.g. the relation module) are checkpointed (their input kept, their
+    forward recomputed, RNG state preserved); parameter-free ones use plain autograd. Only
+    active when gradients are enabled.
 
     Blocks are added with :meth:`append` (a class plus keyword arguments, built for the current
     shape, or an instance) and :meth:`extend`. FrEIA modules are accepted too and wrapped in
@@ -150,7 +153,11 @@ class Sequence(Block):
                 xs, log_det = (y,), log_det + ld
                 continue
             for node in nodes:
-                xs, ld = node(xs, c=c, rev=rev)
+                if saving and any(p.requires_grad for p in node.parameters()):
+                    # not invertible: keep only its input, recompute it in backward
+                    xs, ld = checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
+                else:
+                    xs, ld = node(xs, c=c, rev=rev)
                 log_det = log_det + ld
         return xs, log_det
 
