@@ -48,8 +48,8 @@ class TrainConfig:
         data: A dataset folder for the task's ``open_data`` (``None``: the default data).
         workers: Data-loader worker processes.
         channels_last: Keep weights and batches in channels-last layout (faster convolutions
-            on CPUs with oneDNN: about 10-20% on the st-01 step here; same results up to
-            float rounding).
+            on CPUs with oneDNN: 0.92x the step time of st-01 in the benchmarks; same results
+            up to float rounding).
         memory_saving: Train with memory-saving backprop through runs of exact blocks
             (:mod:`invblocks.memory`): much less activation memory, more time.
         threads: torch CPU threads (``None``: torch's default).
