@@ -9,7 +9,9 @@ to the invblocks default measured in the same run.
 
 The FrEIA variant replaces the couplings with ``FrEIA.modules.GLOWCouplingBlock`` (FrEIA has
 no IICNet coupling: GLOW's computes both halves affinely) with the same dense-block subnets
-(outputs doubled for scale and shift), so it compares cost, not numbers.
+(outputs doubled for scale and shift), so it compares cost, not numbers. The ``bf16`` variant
+runs the step under ``torch.autocast("cpu", dtype=torch.bfloat16)``; its first-step loss is
+reported next to the float32 one to show the accuracy cost.
 
 Run: ``python -m benchmarks.st01_step [--batch 1] [--size 144] [--repeats 3] [--steps 3]``
 """
@@ -25,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-VARIANTS = ("invblocks", "channels_last", "memory_saving", "compiled", "freia")
+VARIANTS = ("invblocks", "channels_last", "memory_saving", "compiled", "bf16", "freia")
 
 
 def build(variant: str, n: int, size: int):
@@ -71,10 +73,13 @@ def run_variant(variant: str, batch: int, size: int, steps: int) -> dict:
     if variant == "channels_last":
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    times = []
+    times, first_total = [], None
     for _ in range(steps + 1):
         t = time.perf_counter()
-        terms = step_fn(task, net, x, n)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
+            terms = step_fn(task, net, x, n)
+        if first_total is None:
+            first_total = float(terms["total"].detach())
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -85,6 +90,7 @@ def run_variant(variant: str, batch: int, size: int, steps: int) -> dict:
         "variant": variant,
         "step_s": statistics.median(times[1:]),
         "peak_rss_mb": peak_kb / 1024,
+        "first_loss": first_total,
     }
 
 
