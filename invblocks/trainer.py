@@ -162,9 +162,9 @@ def evaluate(
             rows.setdefault(key, []).append(val)
         if out is not None:
             folder = out / f"{tag}sample{k}"
-            write_png(ref, folder / "reference.png") if ref.shape[0] in (1, 3) else None
             write_png(q[0], folder / "embedding.png")
             if ref.shape[0] in (1, 3):
+                write_png(ref, folder / "reference.png")
                 write_png(((q[0] - ref).abs() * 10).clamp(0, 1), folder / "embedding_error_x10.png")
             if rgb:
                 for i, (o, b) in enumerate(zip(originals, backs, strict=True)):
@@ -356,10 +356,6 @@ def train(
 
         write_report(out)
     return out
-
-
-def _checkpoint_folder(out: Path) -> Path:  # pragma: no cover - convenience for notebooks
-    return find_checkpoint(out)
 
 
 def load_for_eval(path: str | Path) -> tuple[Task, nn.Module, int, dict[str, Any]]:
