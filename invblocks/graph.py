@@ -26,6 +26,43 @@ def _dims_str(dims: Dims) -> str:
     return ", ".join(str(tuple(d)) for d in dims)
 
 
+def _run_members(node: Block, rev: bool) -> list[Block] | None:
+    """The blocks ``node`` contributes to a memory-saving run (chain order), or ``None``.
+
+    A reversible block joins as itself; a :class:`Sequence` whose nodes all join is
+    flattened into the run (so nesting costs no extra recomputation); a :class:`Graph`, or a
+    Sequence with other nodes, runs itself with its own memory saving.
+    """
+    if isinstance(node, Sequence):
+        if node.n_inputs != 1 or len(node.dims_out) != 1:
+            return None
+        members: list[Block] = []
+        for inner in node.nodes:
+            found = _run_members(inner, rev)
+            if found is None:
+                return None
+            members += found
+        return members
+    if isinstance(node, Graph):
+        return None
+    return [node] if reversible(node, rev) else None
+
+
+def _set_memory_saving(module: nn.Module, value: bool) -> None:
+    for m in module.modules():
+        if isinstance(m, Sequence | Graph):
+            m._memory_saving = value
+
+
+def _run_node(node: Block, xs: Any, c: tuple[Tensor, ...], rev: bool, saving: bool) -> Any:
+    """One node outside the runs: checkpointed when saving and it has parameters."""
+    container = isinstance(node, Sequence | Graph)
+    if saving and not container and any(p.requires_grad for p in node.parameters()):
+        # not invertible: keep only its input, recompute its forward in backward
+        return checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
+    return node(xs, c=c, rev=rev)
+
+
 class NodeInfo(dict):
     """One row of :meth:`Sequence.summary_rows`: index, name, kind, shapes, parameters."""
 
@@ -42,7 +79,9 @@ class Sequence(Block):
     runs of EXACT (forward direction also LEFT) single-tensor nodes keep only their output
     and recompute inputs from outputs in the backward pass (:mod:`invblocks.memory`); other
     nodes with parameters (e.g. the relation module) are checkpointed (their input kept, their
-    forward recomputed, RNG state preserved); parameter-free ones use plain autograd. Only
+    forward recomputed, RNG state preserved); parameter-free ones use plain autograd. Nested
+    sequences of reversible nodes join the enclosing runs; nested graphs and sequences run
+    with their own memory saving (setting the flag sets it on every nested container). Only
     active when gradients are enabled.
 
     Blocks are added with :meth:`append` (a class plus keyword arguments, built for the current
@@ -75,6 +114,15 @@ class Sequence(Block):
         self.inversion = Inversion.EXACT
         self.memory_saving = memory_saving
 
+    @property
+    def memory_saving(self) -> bool:
+        """Memory-saving backprop on or off; setting it sets every nested container too."""
+        return self._memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        _set_memory_saving(self, bool(value))
+
     # ------------------------------------------------------------- building
     def append(self, block: Any, **kwargs: Any) -> Sequence:
         """Add a block: a class (built as ``cls(dims_in, **kwargs)``) or an instance.
@@ -97,6 +145,8 @@ class Sequence(Block):
                 f"Sequence node {index} ({label}) cannot take input {_dims_str(current)}: {err}"
             ) from err
         self.nodes.append(block)
+        if self._memory_saving:
+            _set_memory_saving(block, True)
         self.shapes.append(out)
         self.inversion = Inversion.combine([n.inversion for n in self.nodes])
         return self
@@ -132,15 +182,19 @@ class Sequence(Block):
 
     # ------------------------------------------------------------ the block
     def _runs(self, rev: bool) -> list[tuple[bool, list[Block]]]:
-        """Consecutive nodes in execution order, grouped into (memory-saving?, nodes)."""
-        nodes = list(reversed(self.nodes)) if rev else list(self.nodes)
+        """Consecutive nodes in execution order, grouped into (memory-saving?, nodes).
+
+        Nested sequences whose nodes all join a run are flattened into it.
+        """
         runs: list[tuple[bool, list[Block]]] = []
-        for node in nodes:
-            saving = self.memory_saving and reversible(node, rev)
+        for node in self._ordered(rev):
+            members = _run_members(node, rev) if self.memory_saving else None
+            saving = members is not None
+            group = (list(reversed(members)) if rev else members) if saving else [node]
             if runs and runs[-1][0] == saving:
-                runs[-1][1].append(node)
+                runs[-1][1].extend(group)
             else:
-                runs.append((saving, [node]))
+                runs.append((saving, group))
         return runs
 
     def _run(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...], rev: bool) -> tuple[Any, Any]:
@@ -153,11 +207,7 @@ class Sequence(Block):
                 xs, log_det = (y,), log_det + ld
                 continue
             for node in nodes:
-                if saving and any(p.requires_grad for p in node.parameters()):
-                    # not invertible: keep only its input, recompute it in backward
-                    xs, ld = checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
-                else:
-                    xs, ld = node(xs, c=c, rev=rev)
+                xs, ld = _run_node(node, xs, c, rev, saving)
                 log_det = log_det + ld
         return xs, log_det
 
@@ -305,6 +355,11 @@ class Graph(Block):
     order. The log-det is the sum over nodes. A graph is itself a block: it nests in
     :class:`~invblocks.graph.Sequence` and in other graphs.
 
+    ``memory_saving=True`` (or setting :attr:`memory_saving`) trains as
+    :class:`Sequence` does: each chain of reversible single-tensor nodes (a node whose only
+    input is the previous node's only output) runs as one memory-saving run, other nodes with
+    parameters are checkpointed, parameter-free ones (split, concat) use plain autograd.
+
     Example:
         >>> from invblocks import Graph, blocks as B
         >>> g = Graph({"x": (8, 4, 4)})
@@ -315,7 +370,7 @@ class Graph(Block):
         [(8, 4, 4)]
     """
 
-    def __init__(self, inputs: dict[str, Any]) -> None:
+    def __init__(self, inputs: dict[str, Any], *, memory_saving: bool = False) -> None:
         if not inputs:
             raise ValueError("Graph needs at least one named input, e.g. Graph({'x': (3, 64, 64)})")
         self.n_inputs = len(inputs)
@@ -332,6 +387,16 @@ class Graph(Block):
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.built = False
         self.inversion = Inversion.EXACT
+        self.memory_saving = memory_saving
+
+    @property
+    def memory_saving(self) -> bool:
+        """Memory-saving backprop on or off; setting it sets every nested container too."""
+        return self._memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        _set_memory_saving(self, bool(value))
 
     # ------------------------------------------------------------- building
     def _check_name(self, name: str) -> None:
@@ -448,6 +513,8 @@ class Graph(Block):
             return problems
 
         self.nodes = nn.ModuleDict({n: built[n] for n in order})
+        if self._memory_saving:
+            _set_memory_saving(self, True)
         self.node_inputs = {n: self._specs[n][2] for n in order}
         self.node_outputs = {n: [f"{n}:{i}" for i in range(n_out[n])] for n in order}
         self.order, self.shapes, self.built = order, shapes, True
@@ -459,12 +526,59 @@ class Graph(Block):
         if not self.built:
             raise RuntimeError("the graph is not built: call Graph.output(...) after adding nodes")
 
+    def _chains(self, rev: bool) -> dict[str, list[str]]:
+        """Memory-saving chains by the node that starts them in execution order.
+
+        A chain is a maximal path of nodes that may join a run (:func:`_run_members`), each
+        reading the previous one's only output. Node names are in graph order.
+        """
+        members = {n: _run_members(self.nodes[n], rev) for n in self.order}
+        joins = {n for n, m in members.items() if m is not None}
+        after: dict[str, str] = {}
+        for name in joins:
+            (ref,) = self.node_inputs[name]
+            prev = _ref(ref)[0]
+            if prev in joins:
+                after[prev] = name
+        chains = {}
+        for name in self.order:
+            if name in joins and name not in after.values():
+                chain = [name]
+                while chain[-1] in after:
+                    chain.append(after[chain[-1]])
+                chains[chain[-1] if rev else chain[0]] = chain
+        return chains
+
+    def _saving_plan(self, rev: bool) -> tuple[bool, dict[str, list[str]], set[str]]:
+        saving = self.memory_saving and torch.is_grad_enabled()
+        chains = self._chains(rev) if saving else {}
+        skip = {n for chain in chains.values() for n in chain}
+        return saving, chains, skip
+
+    def _run_chain(self, chain: list[str], x: Tensor, rev: bool) -> tuple[Tensor, Tensor]:
+        blocks: list[Block] = []
+        for name in chain:
+            blocks += _run_members(self.nodes[name], rev) or []
+        if not blocks:
+            return x, x.new_zeros(x.shape[0])
+        return invertible_run(blocks, x, rev=rev)
+
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         self._require_built()
         env = {f"{n}:0": x for n, x in zip(self.input_names, xs, strict=True)}
         log_det = xs[0].new_zeros(xs[0].shape[0])
+        saving, chains, skip = self._saving_plan(rev=False)
         for name in self.order:
-            outs, ld = self.nodes[name]([env.pop(r) for r in self.node_inputs[name]], c=c)
+            if name in chains and not c:
+                chain = chains[name]
+                y, ld = self._run_chain(chain, env.pop(self.node_inputs[name][0]), rev=False)
+                outs = (y,)
+                name = chain[-1]
+            elif name in skip and not c:
+                continue
+            else:
+                inputs = [env.pop(r) for r in self.node_inputs[name]]
+                outs, ld = _run_node(self.nodes[name], inputs, c, False, saving)
             log_det = log_det + ld
             env.update({f"{name}:{i}": y for i, y in enumerate(outs)})
         return tuple(env[r] for r in self.output_refs), log_det
@@ -473,10 +587,18 @@ class Graph(Block):
         self._require_built()
         env = dict(zip(self.output_refs, ys, strict=True))
         log_det = ys[0].new_zeros(ys[0].shape[0])
+        saving, chains, skip = self._saving_plan(rev=True)
         for name in reversed(self.order):
-            outs, ld = self.nodes[name](
-                [env.pop(r) for r in self.node_outputs[name]], c=c, rev=True
-            )
+            if name in chains and not c:
+                chain = chains[name]
+                (ref,) = self.node_outputs[name]
+                x, ld = self._run_chain(chain, env.pop(ref), rev=True)
+                outs, name = (x,), chain[0]
+            elif name in skip and not c:
+                continue
+            else:
+                given = [env.pop(r) for r in self.node_outputs[name]]
+                outs, ld = _run_node(self.nodes[name], given, c, True, saving)
             log_det = log_det + ld
             env.update(zip(self.node_inputs[name], outs, strict=True))
         return tuple(env[f"{n}:0"] for n in self.input_names), log_det

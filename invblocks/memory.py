@@ -5,6 +5,11 @@ pass each block's input is recomputed from its output with the block's inverse, 
 run again with gradients enabled, and its vector-Jacobian product is taken, from the last
 block to the first. Activation memory then no longer grows with the run's depth.
 
+A block can do both at once by defining ``_backward_from_output(out, grad_out, grad_log_det,
+rev)``, returning ``(input, grad_input, [(parameter, grad), ...])``: the affine coupling
+evaluates each subnet once, reusing the values that rebuild its input for the gradient
+(as reversible residual networks do), where the generic path evaluates them twice.
+
 Pitfalls: a block whose forward is not a function of its input and parameters alone (dropout,
 batch statistics in training mode, random noise) recomputes something else; double backward
 is not supported; and the recomputed inputs carry the round-trip error of the inverses, so
@@ -31,13 +36,38 @@ def reversible(block: Block, rev: bool) -> bool:
     only (a left inverse's output does not determine its input). One tensor in and out.
     """
     allowed = (Inversion.EXACT,) if rev else (Inversion.EXACT, Inversion.LEFT)
-    return block.inversion in allowed and block.n_inputs == 1 and len(block.dims_in) <= 1
+    if block.inversion not in allowed or block.n_inputs != 1 or len(block.dims_in) > 1:
+        return False
+    if block.dims_in:
+        return len(block.output_dims(block.dims_in)) == 1
+    return len(getattr(block, "sections", (None,))) == 1
+
+
+def _generic_backward(
+    block: Block, y: Tensor, grad_y: Tensor, grad_log_det: Tensor, rev: bool
+) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor | None]]]:
+    """Rebuild the input with the inverse, re-run the block with gradients, take the VJP."""
+    with torch.no_grad():
+        (x,), _ = block([y], rev=not rev)
+    params = [p for p in block.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (out,), ld = block([x], rev=rev)
+        pairs = [(t, g) for t, g in ((out, grad_y), (ld, grad_log_det)) if t.requires_grad]
+        found = torch.autograd.grad(
+            [t for t, _ in pairs], (x, *params), [g for _, g in pairs], allow_unused=True
+        )
+    grad_x = found[0] if found[0] is not None else torch.zeros_like(x)
+    return x.detach(), grad_x, list(zip(params, found[1:], strict=True))
 
 
 class _Run(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, blocks: tuple[Block, ...], rev: bool, x: Tensor, *params: Tensor) -> Any:
-        ctx.blocks, ctx.rev, ctx.param_ids = blocks, rev, [id(p) for p in params]
+    def forward(
+        ctx: Any, blocks: tuple[Block, ...], rev: bool, fused: bool, x: Tensor, *params: Tensor
+    ) -> Any:
+        ctx.blocks, ctx.rev, ctx.fused = blocks, rev, fused
+        ctx.param_ids = [id(p) for p in params]
         log_det = x.new_zeros(x.shape[0])
         with torch.no_grad():
             for block in blocks:
@@ -51,33 +81,28 @@ class _Run(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         grads: dict[int, Tensor] = {}
         for block in reversed(ctx.blocks):
-            with torch.no_grad():
-                (x,), _ = block([y], rev=not ctx.rev)
-            params = [p for p in block.parameters() if p.requires_grad]
-            with torch.enable_grad():
-                x = x.detach().requires_grad_(True)
-                (out,), ld = block([x], rev=ctx.rev)
-                pairs = [(t, g) for t, g in ((out, grad_y), (ld, grad_log_det)) if t.requires_grad]
-                found = torch.autograd.grad(
-                    [t for t, _ in pairs],
-                    (x, *params),
-                    [g for _, g in pairs],
-                    allow_unused=True,
-                )
-            grad_y = found[0] if found[0] is not None else torch.zeros_like(x)
-            for p, g in zip(params, found[1:], strict=True):
+            fused = getattr(block, "_backward_from_output", None)
+            if fused is not None and ctx.fused:
+                x, grad_y, found = fused(y, grad_y, grad_log_det, ctx.rev)
+            else:
+                x, grad_y, found = _generic_backward(block, y, grad_y, grad_log_det, ctx.rev)
+            for p, g in found:
                 if g is not None:
                     grads[id(p)] = grads[id(p)] + g if id(p) in grads else g
-            y = x.detach()
+            y = x
         param_grads = [grads.get(i) for i in ctx.param_ids]
-        return (None, None, grad_y, *param_grads)
+        return (None, None, None, grad_y, *param_grads)
 
 
-def invertible_run(blocks: Iterable[Block], x: Tensor, rev: bool = False) -> tuple[Tensor, Tensor]:
+def invertible_run(
+    blocks: Iterable[Block], x: Tensor, rev: bool = False, *, fused: bool = True
+) -> tuple[Tensor, Tensor]:
     """Run ``blocks`` on ``x`` (in reverse order when ``rev``) with memory-saving backprop.
 
     Returns ``(y, log_det)``; equal to running the blocks one by one, but only ``y`` is kept
-    for the backward pass. Every block must satisfy :func:`reversible`.
+    for the backward pass. Every block must satisfy :func:`reversible`. ``fused=False``
+    takes the generic backward (inverse, then forward with gradients) for every block, also
+    for blocks that define a fused one.
     """
     blocks = tuple(blocks)
     if rev:
@@ -94,4 +119,4 @@ def invertible_run(blocks: Iterable[Block], x: Tensor, rev: bool = False) -> tup
             if p.requires_grad and id(p) not in seen:
                 seen.add(id(p))
                 params.append(p)
-    return _Run.apply(blocks, rev, x, *params)
+    return _Run.apply(blocks, rev, fused, x, *params)

@@ -119,6 +119,55 @@ class AffineCoupling(Block):
         x1 = y1 - self.F(x2)
         return torch.cat((x1, x2), dim=1), -s.sum(dim=(1, 2, 3))
 
+    def _backward_from_output(
+        self, out: Tensor, grad_out: Tensor, grad_log_det: Tensor, rev: bool
+    ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor | None]]]:
+        """Memory-saving backward: rebuild the input from ``out`` and take the VJP at once.
+
+        Each subnet runs once, with gradients on; the values that rebuild the input are the
+        ones differentiated (:mod:`invblocks.memory`). Returns ``(input, grad_input, [(p,
+        grad), ...])`` for the direction ``rev`` the block ran in.
+        """
+        sizes = (self.split, self.channels - self.split)
+        a, b = out.detach().split(sizes, dim=1)
+        ga, gb = grad_out.split(sizes, dim=1)
+        f_params = [p for p in self.F.parameters() if p.requires_grad]
+        gh_params = [p for p in (*self.G.parameters(), *self.H.parameters()) if p.requires_grad]
+        with torch.enable_grad():
+            if not rev:  # out = (y1, y2): x2 = (y2 - G(y1)) e^-s, x1 = y1 - F(x2)
+                y1 = a.requires_grad_(True)
+                s, g = self._scale(y1), self.G(y1)
+                x2 = ((b - g) * torch.exp(-s)).detach().requires_grad_(True)
+                found = torch.autograd.grad(
+                    (x2 * torch.exp(s) + g, s.sum(dim=(1, 2, 3))),
+                    (y1, x2, *gh_params),
+                    (gb, grad_log_det),
+                    allow_unused=True,
+                )
+                grad_y1 = ga + found[0]
+                f = self.F(x2)
+                found_f = torch.autograd.grad(f, (x2, *f_params), grad_y1, allow_unused=True)
+                x = torch.cat((a - f.detach(), x2.detach()), dim=1)
+                grad_x = torch.cat((grad_y1, found[1] + found_f[0]), dim=1)
+            else:  # out = (x1, x2): y1 = x1 + F(x2), y2 = x2 e^s + G(y1)
+                x2 = b.requires_grad_(True)
+                f = self.F(x2)
+                found_f = torch.autograd.grad(f, (x2, *f_params), -ga, allow_unused=True)
+                y1 = (a + f.detach()).requires_grad_(True)
+                s, g = self._scale(y1), self.G(y1)
+                y2 = (b * torch.exp(s) + g).detach().requires_grad_(True)
+                found = torch.autograd.grad(
+                    ((y2 - g) * torch.exp(-s), -s.sum(dim=(1, 2, 3))),
+                    (y1, y2, *gh_params),
+                    (gb + found_f[0], grad_log_det),
+                    allow_unused=True,
+                )
+                x = torch.cat((y1.detach(), y2.detach()), dim=1)
+                grad_x = torch.cat((ga + found[0], found[1]), dim=1)
+        pairs = list(zip(gh_params, found[2:], strict=True))
+        pairs += list(zip(f_params, found_f[1:], strict=True))
+        return x, grad_x, pairs
+
     def _output_dims(self, dims: Dims) -> Dims:
         self._check_channels(dims, self.channels)
         return [tuple(dims[0])]
