@@ -2,19 +2,26 @@
 
 The other direction needs no adapter: every :class:`~invblocks.block.Block` *is* a FrEIA
 ``InvertibleModule`` and takes ``dims_in`` first, so ``SequenceINN.append(HaarDownscale)``
-and ``Node(..., HaarDownscale, {})`` in a ``GraphINN`` work as they are.
+and ``Node(..., HaarDownscale, {})`` in a ``GraphINN`` work as they are. To leave invblocks
+altogether, :func:`coupling_to_freia` rewrites an IICNet coupling as FrEIA's own
+``GLOWCouplingBlock`` computing the same function.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import TYPE_CHECKING, Any
 
-from FrEIA.modules import AllInOneBlock, InvertibleModule
+import torch
+from FrEIA.modules import AllInOneBlock, GLOWCouplingBlock, InvertibleModule
 from torch import Tensor, nn
 
 from .block import Block, Dims, Inversion
 
-__all__ = ["FreiaBlock", "as_block"]
+if TYPE_CHECKING:
+    from .blocks.coupling import AffineCoupling
+
+__all__ = ["FreiaBlock", "as_block", "coupling_to_freia"]
 
 
 def _clone_output(module: nn.Module, args: Any, output: Tensor) -> Tensor:
@@ -92,4 +99,58 @@ def as_block(module: nn.Module, inversion: Inversion = Inversion.EXACT) -> Block
         return FreiaBlock(module, inversion)
     raise TypeError(
         f"expected an invblocks Block or a FrEIA InvertibleModule; received {type(module).__name__}"
+    )
+
+
+class _ShiftOnly(nn.Module):
+    """``u -> [0; F(u)]``: GLOW's scale-and-shift subnet for an additive half (scale 0)."""
+
+    def __init__(self, shift: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.shift, self.channels = shift, channels
+
+    def forward(self, u: Tensor) -> Tensor:
+        t = self.shift(u)
+        return torch.cat((t.new_zeros(t.shape[0], self.channels, *t.shape[2:]), t), dim=1)
+
+
+class _ScaleShift(nn.Module):
+    """``u -> [H(u); G(u)]``: two subnets as one GLOW scale-and-shift subnet."""
+
+    def __init__(self, scale: nn.Module, shift: nn.Module) -> None:
+        super().__init__()
+        self.scale, self.shift = scale, shift
+
+    def forward(self, u: Tensor) -> Tensor:
+        return torch.cat((self.scale(u), self.shift(u)), dim=1)
+
+
+def coupling_to_freia(coupling: AffineCoupling, *, share: bool = False) -> GLOWCouplingBlock:
+    """The IICNet coupling as FrEIA 0.2's ``GLOWCouplingBlock``, computing the same function.
+
+    GLOW's coupling is ``y1 = x1 e^{s2(x2)} + t2(x2)``, ``y2 = x2 e^{s1(y1)} + t1(y1)``, with
+    ``s = clamp * f(.)``. With ``clamp_activation="SIGMOID"`` (``f(u) = 2 sigmoid(u) - 1``),
+    ``[s2; t2] = [0; F(x2)]`` and ``[s1; t1] = [H(y1); G(y1)]`` it is IICNet's
+    ``y1 = x1 + F(x2)``, ``y2 = x2 e^{s(y1)} + G(y1)``, log-det included.
+
+    Arguments:
+        coupling: An :class:`~invblocks.blocks.coupling.AffineCoupling` with ``dims_in`` set.
+        share: Reuse the coupling's subnets (parameters shared) instead of copies.
+
+    Returns:
+        A FrEIA module whose forward and inverse equal the coupling's to float precision.
+    """
+    if not coupling.dims_in:
+        raise ValueError("coupling_to_freia needs a coupling built with dims_in")
+    take = (lambda m: m) if share else copy.deepcopy
+    c1 = coupling.split
+    subnets = iter(
+        [_ScaleShift(take(coupling.H), take(coupling.G)), _ShiftOnly(take(coupling.F), c1)]
+    )
+    return GLOWCouplingBlock(
+        [tuple(d) for d in coupling.dims_in],
+        subnet_constructor=lambda c_in, c_out: next(subnets),
+        clamp=coupling.clamp,
+        clamp_activation="SIGMOID",
+        split_len=c1,
     )

@@ -4,11 +4,15 @@ import FrEIA.framework as Ff
 import FrEIA.modules as Fm
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from invblocks import FreiaBlock, Inversion, Sequence, as_block
 from invblocks import blocks as B
-from invblocks.testing import check_block
+from invblocks.freia import coupling_to_freia
+from invblocks.testing import check_block, perturb_parameters
+from invblocks.testing.strategies import image_shapes, seeds
 
 
 def conv_subnet(c_in, c_out):
@@ -115,3 +119,32 @@ def test_all_in_one_block_inplace_regression():
     check_block(wrapped, (4, 3, 3))
     net = Sequence(4, 4, 4).append(Fm.AllInOneBlock, subnet_constructor=tanh_subnet)
     net(x).sum().backward()  # the adapter applies inside a Sequence too
+
+
+@settings(max_examples=10, deadline=None)
+@given(shape=image_shapes(channels=st.integers(2, 7), max_side=6), seed=seeds(), data=st.data())
+def test_coupling_to_freia_computes_the_same_function(shape, seed, data):
+    split = data.draw(st.integers(1, shape[0] - 1), label="split")
+    g = torch.Generator().manual_seed(seed)
+    sub = lambda i, o: B.DenseBlock(i, o, growth=4, generator=g)  # noqa: E731
+    ours = B.AffineCoupling([shape], split=split, clamp=0.8, subnet_constructor=sub).double()
+    perturb_parameters(ours, 0.1, g)
+    theirs = coupling_to_freia(ours)
+    assert isinstance(theirs, Fm.GLOWCouplingBlock)
+    assert sum(p.numel() for p in theirs.parameters()) == sum(p.numel() for p in ours.parameters())
+    x = torch.randn(2, *shape, generator=g, dtype=torch.float64)
+    for rev in (False, True):
+        (a,), ld_a = ours([x], rev=rev)
+        (b,), ld_b = theirs([x], rev=rev)
+        assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
+        assert torch.allclose(ld_a, ld_b, rtol=1e-12, atol=1e-12)
+
+
+def test_coupling_to_freia_copies_unless_shared():
+    ours = B.AffineCoupling([(4, 4, 4)], split=2)
+    copied, shared = coupling_to_freia(ours), coupling_to_freia(ours, share=True)
+    ours_ptrs = {p.data_ptr() for p in ours.parameters()}
+    assert not ours_ptrs & {p.data_ptr() for p in copied.parameters()}
+    assert ours_ptrs == {p.data_ptr() for p in shared.parameters()}
+    with pytest.raises(ValueError, match="dims_in"):
+        coupling_to_freia(B.AffineCoupling(channels=4))

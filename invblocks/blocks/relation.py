@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .._init import conv2d
 from ..block import Block, Dims, Inversion
@@ -21,7 +22,9 @@ class RelationBlock(nn.Module):
     For image slot ``i`` (``c`` channels each): header ``h_i = Conv1x1_i(DB_i(x_i))`` with
     ``width`` channels; tailer ``t_i = DB_i(Conv1x1_i(Conv3x3_i([h_1; ...; h_N])))``.
     Every slot has its own weights. The dense blocks' last convolutions start at zero, so
-    ``R`` is the identity at initialisation.
+    ``R`` is the identity at initialisation. The tailers' first convolutions all read the
+    same ``[h_1; ...; h_N]``, so they run as one convolution with their weights stacked
+    (same result, one larger and faster matrix product; parameters stay per slot).
 
     Shapes:
         ``(B, N*c, H, W) -> (B, N*c, H, W)``
@@ -59,7 +62,14 @@ class RelationBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         images = x.split(self.image_channels, dim=1)
         h = torch.cat([head(xi) for head, xi in zip(self.headers, images, strict=True)], dim=1)
-        t = torch.cat([tail(h) for tail in self.tailers], dim=1)
+        first = [tail[0] for tail in self.tailers]
+        weight = torch.cat([conv.weight for conv in first], dim=0)
+        bias = torch.cat([conv.bias for conv in first], dim=0)
+        u = F.conv2d(h, weight, bias, padding=first[0].padding)
+        t = torch.cat(
+            [tail[2](tail[1](ui)) for tail, ui in zip(self.tailers, u.split(self.width, dim=1))],
+            dim=1,
+        )
         return x + self.residual_scale * t
 
 
