@@ -16,6 +16,8 @@ class DenseBlock(nn.Module):
     ``z1 = lrelu(conv1(u))``, ``z2 = lrelu(conv2([u; z1]))``, ..., ``out = conv5([u; z1..z4])``.
     conv1-4 are Xavier-normal times 0.1 with zero bias; conv5 is all zeros, so the block
     outputs zeros at initialisation (couplings and relation modules start as identities).
+    When the block's weights are channels-last, its input is brought to that layout first
+    (one small copy instead of one per convolution).
 
     Arguments:
         c_in: Input channels.
@@ -50,6 +52,10 @@ class DenseBlock(nn.Module):
         self.act = nn.LeakyReLU(0.2)
 
     def forward(self, u: Tensor) -> Tensor:
+        if self.out.weight.is_contiguous(memory_format=torch.channels_last):
+            # channels-last weights (``module.to(memory_format=torch.channels_last)``): give
+            # the concatenations the same layout, or every convolution copies its input
+            u = u.contiguous(memory_format=torch.channels_last)
         feats = [u]
         for conv in self.convs:
             feats.append(self.act(conv(torch.cat(feats, dim=1))))
