@@ -66,9 +66,9 @@ class RelationBlock(nn.Module):
         weight = torch.cat([conv.weight for conv in first], dim=0)
         bias = torch.cat([conv.bias for conv in first], dim=0)
         u = F.conv2d(h, weight, bias, padding=first[0].padding)
+        parts = u.split(self.width, dim=1)
         t = torch.cat(
-            [tail[2](tail[1](ui)) for tail, ui in zip(self.tailers, u.split(self.width, dim=1))],
-            dim=1,
+            [tail[2](tail[1](ui)) for tail, ui in zip(self.tailers, parts, strict=True)], dim=1
         )
         return x + self.residual_scale * t
 
