@@ -24,6 +24,7 @@ from invblocks import Model, TrainConfig, train
 from invblocks.data import default_file, read_clip
 from invblocks.io import read_image
 from invblocks.metrics import psnr, ssim
+from invblocks.runtime import tune_malloc
 
 
 def main() -> None:
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
     args = parser.parse_args()
+    tune_malloc()  # whole frames: keep freed memory for reuse (invblocks.runtime)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = args.out / time.strftime("run-%Y%m%d-%H%M%S")
 

@@ -38,15 +38,42 @@ class Model:
         model = Model.load("runs/video")
         png = model.embed_files(["f1.png", "f2.png", "f3.png", "f4.png", "f5.png"], "clip.png")
         frames = model.restore_file("clip.png", "restored/")
+
+    Arguments:
+        task: The task the network was trained for.
+        net: The network (put in eval mode).
+        n_inputs: Images per embedding.
+        meta: The checkpoint's metadata.
+        channels_last: Run in channels-last layout (weights and inputs). ``None`` (default):
+            on when the network's parameters live on the CPU, where oneDNN's convolutions are
+            faster in it (embed + restore of a 428x240 clip with st-01: 0.84x the time). The
+            layout changes results only by float rounding.
     """
 
-    def __init__(self, task: Task, net: nn.Module, n_inputs: int, meta: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        task: Task,
+        net: nn.Module,
+        n_inputs: int,
+        meta: dict[str, Any],
+        *,
+        channels_last: bool | None = None,
+    ) -> None:
+        if channels_last is None:
+            first = next(net.parameters(), None)
+            channels_last = first is not None and first.device.type == "cpu"
+        self.channels_last = channels_last
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
         self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
 
     @classmethod
-    def load(cls, path: str | Path) -> Model:
+    def load(cls, path: str | Path, *, channels_last: bool | None = None) -> Model:
         """Load from a run folder (its latest checkpoint) or a checkpoint folder."""
-        return cls(*load_for_eval(path))
+        return cls(*load_for_eval(path), channels_last=channels_last)
+
+    def _layout(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
@@ -59,7 +86,7 @@ class Model:
         ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
         x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")
         with torch.no_grad():
-            _, q, _ = embedding_forward(self.net, x, self.task.embed_channels)
+            _, q, _ = embedding_forward(self.net, self._layout(x), self.task.embed_channels)
         meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}
         return quantize(q[0]), meta
 
@@ -76,7 +103,7 @@ class Model:
                 f"received {tuple(embedding.shape)}"
             )
         with torch.no_grad():
-            (x,), _ = self.net([embedding[None]], rev=True)
+            (x,), _ = self.net([self._layout(embedding[None])], rev=True)
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1)
         return self.task.unstack(x, self.n_inputs)
 

@@ -169,6 +169,18 @@ def test_embed_restore_files_any_size(trained, frames, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(in_memory, from_file, strict=True))
 
 
+def test_model_layouts_agree_and_cpu_defaults_to_channels_last(trained, frames):
+    fast, plain = Model.load(trained), Model.load(trained, channels_last=False)
+    assert fast.channels_last and not plain.channels_last
+    conv = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images = [read_image(p) for p in frames]
+    (e_fast, meta), (e_plain, _) = fast.embed(images), plain.embed(images)
+    assert (e_fast.float() - e_plain.float()).abs().max() <= 1 / 255 + 1e-6  # rounding only
+    for a, b in zip(fast.restore(e_plain, meta), plain.restore(e_plain, meta), strict=True):
+        assert (a - b).abs().max() < 1e-4
+
+
 def test_padding_to_the_network_multiple_and_cropping_back(frames, tmp_path):
     import invblocks
 
