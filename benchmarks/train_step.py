@@ -9,7 +9,8 @@ interleaved over ``--repeats`` rounds, and the table reports, per variant, the m
 rounds of its time and memory divided by the default's *from the same round*, which cancels
 most of a shared machine's drift.
 
-Variants: ``invblocks`` (default layout, plain autograd), ``channels_last``,
+Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, ``cli``
+(channels-last and :func:`invblocks.runtime.tune_malloc`: what ``invblocks train`` runs),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
 timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``); st-01 only: ``freia``,
 the same network with each coupling replaced by FrEIA's own ``GLOWCouplingBlock`` computing
@@ -44,6 +45,7 @@ VARIANTS = (
     "bf16",
     "freia",
     "freia_glow",
+    "cli",
 )
 
 
@@ -93,6 +95,10 @@ def run_variant(variant: str, network: str, batch: int, size: int, steps: int) -
     from invblocks.training import ric_step
 
     torch.manual_seed(0)
+    if variant == "cli":
+        from invblocks.runtime import tune_malloc
+
+        tune_malloc()
     name, n = NETWORKS[network]
     task = invblocks.get_task(name)
     net = build(variant, network, size)
@@ -101,7 +107,7 @@ def run_variant(variant: str, network: str, batch: int, size: int, steps: int) -
         net = torch.compile(net)  # the first step includes compilation (excluded below)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))
-    if variant == "channels_last":
+    if variant in ("channels_last", "cli"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times, first_total = [], None

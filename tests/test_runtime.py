@@ -31,9 +31,9 @@ def page_faults(mode):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_tuned_malloc_reuses_freed_blocks():
     plain, tuned = page_faults("plain"), page_faults("tuned")
-    pages = 8 * 64 * 2**20 // 4096
-    assert plain >= 0.8 * pages  # every 64 MiB tensor mapped and faulted afresh
-    assert tuned <= 0.4 * pages  # the first one's pages are reused
+    # plain: every 64 MiB tensor is mapped and faulted in afresh (8 times); tuned: the first
+    # tensor's pages are reused by the next ones (page size does not matter for the ratio)
+    assert tuned * 3 < plain, (plain, tuned)
 
 
 def test_tune_malloc_rejects_bad_thresholds():
