@@ -48,7 +48,10 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({_EXTERNAL}|hypothesis|st)(\..*)?"),
     (r"py:.*", rf"({_ALIASES})"),
     (r"py:.*", r"(int|float|str|bool|dict|list|tuple|None|type|object|callable|optional)"),
-    (r"py:.*", r"(InvertibleModule|invblocks\.blocks\.haar\._SpaceToDepth|invblocks\.registry\.T)"),
+    (
+        r"py:.*",
+        r"(InvertibleModule|GLOWCouplingBlock|invblocks\.blocks\.haar\._SpaceToDepth|invblocks\.registry\.T)",
+    ),
     (r"py:.*", r"(nn\.Module|torch\.(nn\.Module|Generator|Tensor|dtype|Size))"),
 ]
 
