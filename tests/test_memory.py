@@ -115,7 +115,7 @@ def test_no_grad_and_eval_paths_are_unchanged():
 
 def vjp(blocks, x, rev, mode, weight, ld_weight):
     """Gradients of ``<y, weight> + <log_det, ld_weight>`` w.r.t. input and parameters."""
-    params = [p for b in blocks for p in b.parameters()]
+    params = [p for b in blocks for p in b.parameters() if p.requires_grad]
     x = x.clone().requires_grad_(True)
     if mode == "plain":
         y, log_det = x, 0
@@ -289,3 +289,34 @@ def test_graph_activation_memory_does_not_grow_with_depth():
     plain = {d: graph_saved_bytes(d, False) for d in (4, 32)}
     assert saving[32] <= 1.5 * saving[4]
     assert plain[32] >= 5 * saving[32]
+
+
+class Constant(torch.nn.Module):
+    """A subnet whose output does not depend on its input and has no parameters."""
+
+    def __init__(self, c_out):
+        super().__init__()
+        self.c_out = c_out
+
+    def forward(self, u):
+        return torch.full((u.shape[0], self.c_out, *u.shape[2:]), 0.3, dtype=u.dtype)
+
+
+@pytest.mark.parametrize("rev", [False, True])
+def test_fused_backward_with_constant_and_frozen_subnets(rev):
+    g = gen(5)
+
+    def sub(c_in, c_out):
+        if c_out == 2:  # F (x2 -> x1 channels): constant
+            return Constant(c_out)
+        net = B.DenseBlock(c_in, c_out, growth=4, generator=g)
+        return net.requires_grad_(False)  # G and H frozen
+
+    block = B.AffineCoupling(channels=5, split=2, subnet_constructor=sub).double()
+    perturb_parameters(block, 0.1, g)
+    x = torch.randn(2, 5, 4, 4, generator=g, dtype=torch.float64)
+    weight = torch.randn(2, 5, 4, 4, generator=g, dtype=torch.float64)
+    ld_weight = torch.randn(2, generator=g, dtype=torch.float64)
+    grads = {mode: vjp([block], x, rev, mode, weight, ld_weight) for mode in ("plain", "fused")}
+    (gx_plain,), (gx_fused,) = grads["plain"], grads["fused"]  # no trainable parameters
+    assert float((gx_plain - gx_fused).abs().max()) < 1e-10 * float(gx_plain.abs().max())

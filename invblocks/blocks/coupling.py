@@ -31,6 +31,26 @@ def _build(
     return ctor(c_in, c_out)
 
 
+def _vjp(
+    outputs: tuple[Tensor, ...], inputs: tuple[Tensor, ...], grads: tuple[Tensor, ...]
+) -> list[Tensor | None]:
+    """``torch.autograd.grad`` that skips outputs without a graph; a gradient that does not
+    exist (an input the outputs do not depend on) comes back as ``None``."""
+    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
+    found: list[Tensor | None] = [None] * len(inputs)
+    if pairs:
+        found = list(
+            torch.autograd.grad(
+                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
+            )
+        )
+    return found
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
 class AffineCoupling(Block):
     """IICNet's coupling: ``x = [x1; x2]`` with ``x1`` the first ``split`` channels,
 
@@ -138,32 +158,31 @@ class AffineCoupling(Block):
                 y1 = a.requires_grad_(True)
                 s, g = self._scale(y1), self.G(y1)
                 x2 = ((b - g) * torch.exp(-s)).detach().requires_grad_(True)
-                found = torch.autograd.grad(
+                found = _vjp(
                     (x2 * torch.exp(s) + g, s.sum(dim=(1, 2, 3))),
                     (y1, x2, *gh_params),
                     (gb, grad_log_det),
-                    allow_unused=True,
                 )
-                grad_y1 = ga + found[0]
+                grad_y1 = ga + _or_zeros(found[0], y1)
                 f = self.F(x2)
-                found_f = torch.autograd.grad(f, (x2, *f_params), grad_y1, allow_unused=True)
+                found_f = _vjp((f,), (x2, *f_params), (grad_y1,))
                 x = torch.cat((a - f.detach(), x2.detach()), dim=1)
-                grad_x = torch.cat((grad_y1, found[1] + found_f[0]), dim=1)
+                grad_x2 = _or_zeros(found[1], x2) + _or_zeros(found_f[0], x2)
+                grad_x = torch.cat((grad_y1, grad_x2), dim=1)
             else:  # out = (x1, x2): y1 = x1 + F(x2), y2 = x2 e^s + G(y1)
                 x2 = b.requires_grad_(True)
                 f = self.F(x2)
-                found_f = torch.autograd.grad(f, (x2, *f_params), -ga, allow_unused=True)
+                found_f = _vjp((f,), (x2, *f_params), (-ga,))
                 y1 = (a + f.detach()).requires_grad_(True)
                 s, g = self._scale(y1), self.G(y1)
                 y2 = (b * torch.exp(s) + g).detach().requires_grad_(True)
-                found = torch.autograd.grad(
+                found = _vjp(
                     ((y2 - g) * torch.exp(-s), -s.sum(dim=(1, 2, 3))),
                     (y1, y2, *gh_params),
-                    (gb + found_f[0], grad_log_det),
-                    allow_unused=True,
+                    (gb + _or_zeros(found_f[0], x2), grad_log_det),
                 )
                 x = torch.cat((y1.detach(), y2.detach()), dim=1)
-                grad_x = torch.cat((ga + found[0], found[1]), dim=1)
+                grad_x = torch.cat((ga + _or_zeros(found[0], y1), _or_zeros(found[1], y2)), dim=1)
         pairs = list(zip(gh_params, found[2:], strict=True))
         pairs += list(zip(f_params, found_f[1:], strict=True))
         return x, grad_x, pairs
