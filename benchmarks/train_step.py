@@ -11,6 +11,7 @@ most of a shared machine's drift.
 
 Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, ``cli``
 (channels-last and :func:`invblocks.runtime.tune_malloc`: what ``invblocks train`` runs),
+``compact_dense`` (channels-last and :func:`invblocks.blocks.dense.set_compact_dense`),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
 timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``); st-01 only: ``freia``,
 the same network with each coupling replaced by FrEIA's own ``GLOWCouplingBlock`` computing
@@ -46,6 +47,7 @@ VARIANTS = (
     "freia",
     "freia_glow",
     "cli",
+    "compact_dense",
 )
 
 
@@ -107,7 +109,11 @@ def run_variant(variant: str, network: str, batch: int, size: int, steps: int) -
         net = torch.compile(net)  # the first step includes compilation (excluded below)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))
-    if variant in ("channels_last", "cli"):
+    if variant == "compact_dense":
+        from invblocks.blocks import set_compact_dense
+
+        set_compact_dense(net)
+    if variant in ("channels_last", "cli", "compact_dense"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times, first_total = [], None

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from .blocks import Quantizer
+from .blocks import Quantizer, set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -244,6 +244,8 @@ def train(
         for m in net.modules():
             if hasattr(m, "memory_saving"):
                 m.memory_saving = True
+    if config.compact_dense:
+        set_compact_dense(net)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     net = net.to(memory_format=layout)
     opt = _optimizer(kind, net.parameters(), base_lr)

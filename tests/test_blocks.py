@@ -6,12 +6,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invblocks import Inversion
+from invblocks import Inversion, presets
 from invblocks import blocks as B
-from invblocks.testing import check_block
+from invblocks.blocks import set_compact_dense
+from invblocks.testing import check_block, perturb_parameters
 from invblocks.testing.strategies import dtypes, image_shapes, seeds
 
 
@@ -272,3 +273,63 @@ def test_quantizer_noise_from_generator_leaves_global_rng_alone():
     a = B.Quantizer(generator=gen(5)).train()(torch.full((1, 3, 4, 4), 0.5))
     b = B.Quantizer(generator=gen(5)).train()(torch.full((1, 3, 4, 4), 0.5))
     assert torch.equal(a, b) and torch.equal(state, torch.get_rng_state())
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    shape=image_shapes(channels=st.integers(1, 6), max_side=7),
+    c_out=st.integers(1, 5),
+    growth=st.integers(1, 6),
+    seed=seeds(),
+    dtype=dtypes(),
+    channels_last=st.booleans(),
+)
+def test_compact_dense_block_equals_plain_autograd(
+    shape, c_out, growth, seed, dtype, channels_last
+):
+    g = gen(seed)
+    block = B.DenseBlock(shape[0], c_out, growth, generator=g).to(dtype)
+    perturb_parameters(block, 0.1, g)
+    x = torch.randn(2, *shape, generator=g, dtype=dtype)
+    if channels_last:
+        block = block.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(2, c_out, *shape[1:], generator=g, dtype=dtype)
+
+    def run(compact):
+        block.compact = compact
+        xr = x.clone().requires_grad_(True)
+        y = block(xr)
+        grads = torch.autograd.grad((y * weight).sum(), [xr, *block.parameters()])
+        return (y.detach(), *grads)
+
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    for a, b in zip(run(False), run(True), strict=True):
+        assert torch.allclose(a, b, rtol=tol, atol=tol * float(a.abs().max().clamp_min(1)))
+
+
+def test_compact_dense_keeps_less_for_backward_and_is_set_network_wide():
+    net = presets.iicnet(2, blocks=2, width=8, size=(8, 8))
+    assert set_compact_dense(net) == 2 * 3 + 2 * 2 * 2  # couplings F, G, H; relation DBs
+    block = B.DenseBlock(6, 6)
+    x = torch.rand(2, 6, 16, 16, requires_grad=True)
+
+    def saved(compact):
+        block.compact, total = compact, 0
+
+        def pack(t):
+            nonlocal total
+            if not isinstance(t, torch.nn.Parameter):
+                total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            block(x)
+        return total
+
+    assert saved(True) * 3 < saved(False)
+    with torch.no_grad():  # no graph to save: the plain path, same numbers
+        block.compact = True
+        compact = block(x)
+        block.compact = False
+        assert torch.equal(compact, block(x))

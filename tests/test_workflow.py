@@ -379,6 +379,6 @@ def test_channels_last_and_memory_saving_train_to_the_same_losses(tmp_path):
         ]
 
     base = losses()
-    for kw in ({"channels_last": False}, {"memory_saving": True}):
+    for kw in ({"channels_last": False}, {"memory_saving": True}, {"compact_dense": True}):
         other = losses(**kw)
         assert other == pytest.approx(base, rel=1e-4), kw

@@ -2,7 +2,7 @@
 
 from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
-from .dense import DenseBlock
+from .dense import DenseBlock, set_compact_dense
 from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
@@ -25,6 +25,7 @@ __all__ = [
     "Squeeze",
     "Unsqueeze",
     "quantize",
+    "set_compact_dense",
     "shift",
     "shift_offsets",
 ]
