@@ -73,7 +73,7 @@ class _CompactDense(torch.autograd.Function):
 
 
 def set_compact_dense(module: nn.Module, value: bool = True) -> int:
-    """Set :attr:`DenseBlock.compact` on every dense block in ``module``; returns how many."""
+    """Set ``compact`` on every :class:`DenseBlock` in ``module``; returns how many."""
     blocks = [m for m in module.modules() if isinstance(m, DenseBlock)]
     for block in blocks:
         block.compact = value
