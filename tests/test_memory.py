@@ -320,3 +320,17 @@ def test_fused_backward_with_constant_and_frozen_subnets(rev):
     grads = {mode: vjp([block], x, rev, mode, weight, ld_weight) for mode in ("plain", "fused")}
     (gx_plain,), (gx_fused,) = grads["plain"], grads["fused"]  # no trainable parameters
     assert float((gx_plain - gx_fused).abs().max()) < 1e-10 * float(gx_plain.abs().max())
+
+
+def test_memory_saving_with_compact_dense_blocks_float64():
+    net = presets.iicnet(2, blocks=3, width=4, size=(8, 8), quantizer="ste", generator=gen(0))
+    net = net.double()
+    perturb_parameters(net, 0.05, gen(1))
+    x = torch.rand(2, 6, 8, 8, generator=gen(2), dtype=torch.float64)
+    plain, gx_plain, _ = gradients(net, x, False)
+    B.set_compact_dense(net)
+    both, gx_both, _ = gradients(net, x, True)
+    for name, g in plain.items():
+        err = float((g - both[name]).abs().max() / g.abs().max().clamp_min(1e-300))
+        assert err < 1e-10, name
+    assert float((gx_plain - gx_both).abs().max() / gx_plain.abs().max()) < 1e-10
