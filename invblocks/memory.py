@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .block import Block, Inversion
 
-__all__ = ["invertible_run", "reversible"]
+__all__ = ["invertible_run", "reversible", "vjp"]
 
 
 def reversible(block: Block, rev: bool) -> bool:
@@ -43,6 +43,22 @@ def reversible(block: Block, rev: bool) -> bool:
     return len(getattr(block, "sections", (None,))) == 1
 
 
+def vjp(
+    outputs: tuple[Tensor, ...], inputs: tuple[Tensor, ...], grads: tuple[Tensor, ...]
+) -> list[Tensor | None]:
+    """``torch.autograd.grad`` that skips outputs without a graph; a gradient that does not
+    exist (an input the outputs do not depend on) comes back as ``None``."""
+    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
+    found: list[Tensor | None] = [None] * len(inputs)
+    if pairs:
+        found = list(
+            torch.autograd.grad(
+                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
+            )
+        )
+    return found
+
+
 def _generic_backward(
     block: Block, y: Tensor, grad_y: Tensor, grad_log_det: Tensor, rev: bool
 ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor | None]]]:
@@ -53,10 +69,7 @@ def _generic_backward(
     with torch.enable_grad():
         x = x.detach().requires_grad_(True)
         (out,), ld = block([x], rev=rev)
-        pairs = [(t, g) for t, g in ((out, grad_y), (ld, grad_log_det)) if t.requires_grad]
-        found = torch.autograd.grad(
-            [t for t, _ in pairs], (x, *params), [g for _, g in pairs], allow_unused=True
-        )
+        found = vjp((out, ld), (x, *params), (grad_y, grad_log_det))
     grad_x = found[0] if found[0] is not None else torch.zeros_like(x)
     return x.detach(), grad_x, list(zip(params, found[1:], strict=True))
 

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..block import Block, Dims, Inversion
+from ..memory import vjp as _vjp
 from ..registry import register_block
 from .dense import DenseBlock
 
@@ -29,22 +30,6 @@ def _build(
     if takes_generator:
         return ctor(c_in, c_out, generator=generator)
     return ctor(c_in, c_out)
-
-
-def _vjp(
-    outputs: tuple[Tensor, ...], inputs: tuple[Tensor, ...], grads: tuple[Tensor, ...]
-) -> list[Tensor | None]:
-    """``torch.autograd.grad`` that skips outputs without a graph; a gradient that does not
-    exist (an input the outputs do not depend on) comes back as ``None``."""
-    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
-    found: list[Tensor | None] = [None] * len(inputs)
-    if pairs:
-        found = list(
-            torch.autograd.grad(
-                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
-            )
-        )
-    return found
 
 
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
