@@ -20,6 +20,7 @@ import torch
 
 from invblocks import Sequence
 from invblocks import blocks as B
+from invblocks.testing import SavedBytes
 
 
 def build(depth: int, memory_saving: bool) -> Sequence:
@@ -31,19 +32,11 @@ def build(depth: int, memory_saving: bool) -> Sequence:
 
 
 def step(net: Sequence, x: torch.Tensor) -> int:
-    saved = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        if not isinstance(t, torch.nn.Parameter):
-            saved += t.numel() * t.element_size()
-        return t
-
     net.zero_grad(set_to_none=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with SavedBytes() as saved:
         (y,), log_det = net([x])
     (y.square().mean() + log_det.mean()).backward()
-    return saved
+    return saved.bytes
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from invblocks import Graph, Sequence, presets
 from invblocks import blocks as B
 from invblocks.memory import invertible_run, reversible
-from invblocks.testing import perturb_parameters
+from invblocks.testing import SavedBytes, perturb_parameters
 from invblocks.testing.strategies import image_shapes, seeds
 
 
@@ -29,6 +29,14 @@ def gradients(net, x, memory_saving):
     return grads, x.grad.clone(), float(loss.detach())
 
 
+def assert_same_gradients(plain, other, gx_plain, gx_other, tol=1e-10):
+    """Every parameter's and the input's gradient equal to ``tol``, relative to its max."""
+    for name, g in plain.items():
+        err = float((g - other[name]).abs().max() / g.abs().max().clamp_min(1e-300))
+        assert err < tol, name
+    assert float((gx_plain - gx_other).abs().max() / gx_plain.abs().max()) < tol
+
+
 @pytest.mark.parametrize("downscale", [None, "haar"])
 def test_gradients_equal_plain_autograd_float64(downscale):
     net = presets.iicnet(
@@ -47,10 +55,7 @@ def test_gradients_equal_plain_autograd_float64(downscale):
     saving, gx_saving, loss_saving = gradients(net, x, True)
     assert loss_plain == pytest.approx(loss_saving, rel=1e-12)
     assert plain.keys() == saving.keys() and len(plain) == len(list(net.parameters()))
-    for name, g in plain.items():
-        err = float((g - saving[name]).abs().max() / g.abs().max().clamp_min(1e-300))
-        assert err < 1e-10, name
-    assert float((gx_plain - gx_saving).abs().max() / gx_plain.abs().max()) < 1e-10
+    assert_same_gradients(plain, saving, gx_plain, gx_saving)
 
 
 def test_runs_group_reversible_nodes():
@@ -75,19 +80,15 @@ def saved_bytes(depth, memory_saving):
     for _ in range(depth):
         sub = lambda i, o: B.DenseBlock(i, o, growth=8, generator=g)  # noqa: E731
         net.append(B.AffineCoupling, split=4, subnet_constructor=sub)
-    total = 0
+    return forward_saved_bytes(net, torch.rand(2, 8, 16, 16, requires_grad=True))
 
-    def pack(t):
-        nonlocal total
-        if not isinstance(t, torch.nn.Parameter):
-            total += t.numel() * t.element_size()
-        return t
 
-    x = torch.rand(2, 8, 16, 16, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+def forward_saved_bytes(net, x):
+    """Bytes of the tensors autograd keeps for backward in ``net([x])`` (parameters excluded)."""
+    with SavedBytes() as saved:
         (y,), log_det = net([x])
     (y.sum() + log_det.sum()).backward()
-    return total
+    return saved.bytes
 
 
 def test_activation_memory_does_not_grow_with_depth():
@@ -261,27 +262,12 @@ def test_graph_gradients_equal_plain_autograd_float64(which):
     plain, gx_plain = graph_gradients(net, x, False)
     saving, gx_saving = graph_gradients(net, x, True)
     assert plain.keys() == saving.keys() and len(plain) == len(list(net.parameters()))
-    for name, g in plain.items():
-        err = float((g - saving[name]).abs().max() / g.abs().max().clamp_min(1e-300))
-        assert err < 1e-10, name
-    assert float((gx_plain - gx_saving).abs().max() / gx_plain.abs().max()) < 1e-10
+    assert_same_gradients(plain, saving, gx_plain, gx_saving)
 
 
 def graph_saved_bytes(depth, memory_saving):
     net = branchy_graph(depth, memory_saving=memory_saving, seed=depth)
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        if not isinstance(t, torch.nn.Parameter):
-            total += t.numel() * t.element_size()
-        return t
-
-    x = torch.rand(2, 8, 8, 8, requires_grad=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        (y,), log_det = net([x])
-    (y.sum() + log_det.sum()).backward()
-    return total
+    return forward_saved_bytes(net, torch.rand(2, 8, 8, 8, requires_grad=True))
 
 
 def test_graph_activation_memory_does_not_grow_with_depth():
@@ -330,7 +316,4 @@ def test_memory_saving_with_compact_dense_blocks_float64():
     plain, gx_plain, _ = gradients(net, x, False)
     B.set_compact_dense(net)
     both, gx_both, _ = gradients(net, x, True)
-    for name, g in plain.items():
-        err = float((g - both[name]).abs().max() / g.abs().max().clamp_min(1e-300))
-        assert err < 1e-10, name
-    assert float((gx_plain - gx_both).abs().max() / gx_plain.abs().max()) < 1e-10
+    assert_same_gradients(plain, both, gx_plain, gx_both)

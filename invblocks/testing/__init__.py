@@ -18,11 +18,49 @@ from ..data import Source
 from ..graph import Sequence
 from ..task import Task
 
-__all__ = ["BlockCheckError", "check_block", "check_task", "perturb_parameters", "tolerance"]
+__all__ = [
+    "BlockCheckError",
+    "SavedBytes",
+    "check_block",
+    "check_task",
+    "perturb_parameters",
+    "tolerance",
+]
 
 
 class BlockCheckError(AssertionError):
     """A block broke a property its inversion kind promises."""
+
+
+class SavedBytes:
+    """Counts the bytes of the tensors autograd saves for the backward pass inside the block.
+
+    Parameters are not counted (they are kept anyway); everything else saved by autograd
+    nodes and custom functions (``ctx.save_for_backward``) is, once per save.
+
+    Example:
+        >>> x = torch.rand(2, 3, requires_grad=True)
+        >>> with SavedBytes() as saved:
+        ...     y = (x * x).sum()
+        >>> saved.bytes  # x, twice (both factors of the product)
+        48
+    """
+
+    def __init__(self) -> None:
+        self.bytes = 0
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+
+    def _pack(self, t: Tensor) -> Tensor:
+        if not isinstance(t, torch.nn.Parameter):
+            self.bytes += t.numel() * t.element_size()
+        return t
+
+    def __enter__(self) -> SavedBytes:
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._hooks.__exit__(*exc)
 
 
 def tolerance(dtype: torch.dtype) -> float:
