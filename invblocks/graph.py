@@ -50,13 +50,28 @@ def _run_members(node: Block, rev: bool) -> list[Block] | None:
 
 def _set_memory_saving(module: nn.Module, value: bool) -> None:
     for m in module.modules():
-        if isinstance(m, Sequence | Graph):
+        if isinstance(m, _Container):
             m._memory_saving = value
+
+
+class _Container(Block):
+    """What :class:`Sequence` and :class:`Graph` share: the memory-saving switch."""
+
+    _memory_saving = False
+
+    @property
+    def memory_saving(self) -> bool:
+        """Memory-saving backprop on or off; setting it sets every nested container too."""
+        return self._memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        _set_memory_saving(self, bool(value))
 
 
 def _run_node(node: Block, xs: Any, c: tuple[Tensor, ...], rev: bool, saving: bool) -> Any:
     """One node outside the runs: checkpointed when saving and it has parameters."""
-    container = isinstance(node, Sequence | Graph)
+    container = isinstance(node, _Container)
     if saving and not container and any(p.requires_grad for p in node.parameters()):
         # not invertible: keep only its input, recompute its forward in backward
         return checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
@@ -67,7 +82,7 @@ class NodeInfo(dict):
     """One row of :meth:`Sequence.summary_rows`: index, name, kind, shapes, parameters."""
 
 
-class Sequence(Block):
+class Sequence(_Container):
     """A chain of invertible blocks with shape inference at build time.
 
     Arguments:
@@ -113,15 +128,6 @@ class Sequence(Block):
         self.shapes: list[Dims] = [shapes]
         self.inversion = Inversion.EXACT
         self.memory_saving = memory_saving
-
-    @property
-    def memory_saving(self) -> bool:
-        """Memory-saving backprop on or off; setting it sets every nested container too."""
-        return self._memory_saving
-
-    @memory_saving.setter
-    def memory_saving(self, value: bool) -> None:
-        _set_memory_saving(self, bool(value))
 
     # ------------------------------------------------------------- building
     def append(self, block: Any, **kwargs: Any) -> Sequence:
@@ -338,7 +344,7 @@ def _ref(ref: str) -> tuple[str, int]:
     return name, int(index) if index else 0
 
 
-class Graph(Block):
+class Graph(_Container):
     """A directed acyclic graph of blocks with named nodes, several inputs and outputs.
 
     Arguments:
@@ -388,15 +394,6 @@ class Graph(Block):
         self.built = False
         self.inversion = Inversion.EXACT
         self.memory_saving = memory_saving
-
-    @property
-    def memory_saving(self) -> bool:
-        """Memory-saving backprop on or off; setting it sets every nested container too."""
-        return self._memory_saving
-
-    @memory_saving.setter
-    def memory_saving(self, value: bool) -> None:
-        _set_memory_saving(self, bool(value))
 
     # ------------------------------------------------------------- building
     def _check_name(self, name: str) -> None:
