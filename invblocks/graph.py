@@ -15,7 +15,7 @@ from .freia import as_block
 from .memory import invertible_run, reversible
 from .registry import block_from_config, register_block
 
-__all__ = ["Graph", "GraphError", "NodeInfo", "Sequence"]
+__all__ = ["Container", "Graph", "GraphError", "NodeInfo", "Sequence"]
 
 
 def _count(module: nn.Module) -> int:
@@ -50,12 +50,16 @@ def _run_members(node: Block, rev: bool) -> list[Block] | None:
 
 def _set_memory_saving(module: nn.Module, value: bool) -> None:
     for m in module.modules():
-        if isinstance(m, _Container):
+        if isinstance(m, Container):
             m._memory_saving = value
 
 
-class _Container(Block):
-    """What :class:`Sequence` and :class:`Graph` share: the memory-saving switch."""
+class Container(Block):
+    """Base class of :class:`Sequence` and :class:`Graph`: the memory-saving switch they share.
+
+    Setting :attr:`memory_saving` sets it on every container nested inside (runs are found at
+    call time; see the two subclasses and :mod:`invblocks.memory`).
+    """
 
     _memory_saving = False
 
@@ -71,7 +75,7 @@ class _Container(Block):
 
 def _run_node(node: Block, xs: Any, c: tuple[Tensor, ...], rev: bool, saving: bool) -> Any:
     """One node outside the runs: checkpointed when saving and it has parameters."""
-    container = isinstance(node, _Container)
+    container = isinstance(node, Container)
     if saving and not container and any(p.requires_grad for p in node.parameters()):
         # not invertible: keep only its input, recompute its forward in backward
         return checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
@@ -82,7 +86,7 @@ class NodeInfo(dict):
     """One row of :meth:`Sequence.summary_rows`: index, name, kind, shapes, parameters."""
 
 
-class Sequence(_Container):
+class Sequence(Container):
     """A chain of invertible blocks with shape inference at build time.
 
     Arguments:
@@ -344,7 +348,7 @@ def _ref(ref: str) -> tuple[str, int]:
     return name, int(index) if index else 0
 
 
-class Graph(_Container):
+class Graph(Container):
     """A directed acyclic graph of blocks with named nodes, several inputs and outputs.
 
     Arguments:
@@ -361,7 +365,7 @@ class Graph(_Container):
     order. The log-det is the sum over nodes. A graph is itself a block: it nests in
     :class:`~invblocks.graph.Sequence` and in other graphs.
 
-    ``memory_saving=True`` (or setting :attr:`memory_saving`) trains as
+    ``memory_saving=True`` (or setting ``memory_saving``) trains as
     :class:`Sequence` does: each chain of reversible single-tensor nodes (a node whose only
     input is the previous node's only output) runs as one memory-saving run, other nodes with
     parameters are checkpointed, parameter-free ones (split, concat) use plain autograd.
