@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from ._runner import run_interleaved, write_record
 
 VARIANTS = ("contiguous", "channels_last", "tuned")
 
@@ -69,14 +69,15 @@ def main() -> None:
     if args.child:
         print(json.dumps(run_variant(args.child, args.width, args.height, args.repeats)))
         return
-    runs: dict[str, list[dict]] = {v: [] for v in args.variants}
-    for r in range(args.rounds):
-        for v in args.variants:
-            cmd = [sys.executable, "-m", "benchmarks.embed_throughput", "--child", v, *size]
-            cmd += ["--repeats", str(args.repeats)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            runs[v].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1}/{args.rounds} {v}: {runs[v][-1]}", file=sys.stderr)
+    runs = run_interleaved(
+        "benchmarks.embed_throughput",
+        args.variants,
+        args.rounds,
+        [*size, "--repeats", str(args.repeats)],
+    )
+    failed = {v: rs[-1]["error"] for v, rs in runs.items() if any("error" in x for x in rs)}
+    if failed:
+        raise SystemExit(f"variants failed: {failed}")
     base = runs.get("contiguous")
     print(f"embed + restore, 5 frames of {args.width}x{args.height}, st-01 network")
     print(f"{'variant':<14} {'embed s':>8} {'restore s':>10} {'ratio':>6}")
@@ -94,11 +95,7 @@ def main() -> None:
         }
         s = summary[v]
         print(f"{v:<14} {s['embed_s']:>8.1f} {s['restore_s']:>10.1f} {ratio:>6.2f}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"args": vars(args), "runs": runs, "summary": summary}, indent=2, default=str)
-    )
-    print(f"written {args.out}")
+    write_record(args.out, args, runs, summary)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,10 @@ import argparse
 import json
 import resource
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
+
+from ._runner import run_interleaved, write_record
 
 NETWORKS = {"st01": ("video", 5), "win_hiding": ("hiding", 2)}
 VARIANTS = (
@@ -189,30 +189,9 @@ def main() -> None:
         print(json.dumps(result))
         return
     args.out = args.out or Path(f"outputs/bench/{args.network}_step.json")
-    results: dict[str, list[dict]] = {v: [] for v in args.variants}
-    for r in range(args.repeats):
-        for v in args.variants:  # interleaved: every round measures every variant
-            cmd = [
-                sys.executable,
-                "-m",
-                "benchmarks.train_step",
-                "--child",
-                v,
-                "--network",
-                args.network,
-                "--batch",
-                str(args.batch),
-                "--size",
-                str(args.size),
-                "--steps",
-                str(args.steps),
-            ]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                results[v].append({"error": proc.stderr.strip().splitlines()[-1:]})
-            else:
-                results[v].append(json.loads(proc.stdout.strip().splitlines()[-1]))
-            print(f"round {r + 1}/{args.repeats} {v}: {results[v][-1]}", file=sys.stderr)
+    child_args = ["--network", args.network, "--batch", str(args.batch)]
+    child_args += ["--size", str(args.size), "--steps", str(args.steps)]
+    results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
     print(
         f"{args.network} step, batch {args.batch}, {args.size}x{args.size}, "
@@ -227,11 +206,7 @@ def main() -> None:
             f"{v:<15} {row['time_ratio']:>10.2f} {row['memory_ratio']:>13.2f} "
             f"{row['last_loss_rel_diff']:>15.1e}"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"args": vars(args), "runs": results, "summary": summary}, indent=2, default=str)
-    )
-    print(f"written {args.out}")
+    write_record(args.out, args, results, summary)
 
 
 if __name__ == "__main__":
