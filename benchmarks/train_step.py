@@ -17,13 +17,19 @@ timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``); st-01 only: 
 the same network with each coupling replaced by FrEIA's own ``GLOWCouplingBlock`` computing
 the same function with the same weights (:func:`invblocks.freia.coupling_to_freia`), and
 ``freia_glow``, plain GLOW couplings with dense-block subnets (two subnets per coupling
-instead of three: a different, cheaper function, for scale). The last column is the relative
-difference of the loss after the timed Adam updates from the default's: zero (or float
-rounding) for variants that compute the same function; at initialisation every coupling is
-the identity, so a different function only shows after updates.
+instead of three: a different, cheaper function, for scale), and ``reference``: the IICNet
+authors' own modules (relation module, coupling stack, channel squeeze) imported from a
+checkout of their repository given with ``--reference-code PATH`` (the folder holding
+``codes/``), run as their training step runs them (contiguous layout) with invblocks'
+weights copied in, invblocks' quantiser (theirs calls ``.cuda()``) and the same losses.
+
+The last column is the relative difference of the loss after the timed Adam updates from the
+default's: zero (or float rounding) for variants that compute the same function; at
+initialisation every coupling is the identity, so a different function only shows after
+updates.
 
 Run: ``python -m benchmarks.train_step [--network st01] [--batch 1] [--size 144]
-[--repeats 3] [--steps 2] [--variants ...]``
+[--repeats 3] [--steps 2] [--variants ...] [--reference-code PATH]``
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import json
 import resource
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +55,7 @@ VARIANTS = (
     "freia_glow",
     "cli",
     "compact_dense",
+    "reference",
 )
 
 
@@ -90,8 +98,77 @@ def build(variant: str, network: str, size: int):
     return net
 
 
-def run_variant(variant: str, network: str, batch: int, size: int, steps: int) -> dict:
+def _copy_dense(src, dst) -> None:
+    """invblocks ``DenseBlock`` weights into a module with ``conv1`` ... ``conv5``."""
+    for k, conv in enumerate([*src.convs, src.out], start=1):
+        getattr(dst, f"conv{k}").load_state_dict(conv.state_dict())
+
+
+def build_reference(code: Path, size: int):
+    """The reference st-01 modules from the checkout ``code``, holding invblocks' weights.
+
+    Returns ``(modules, ours)``: ``modules = (rel, block, cs)`` from the reference code and
+    the invblocks network built with the same seed (its quantiser is used for both).
+    """
+    import sys
+
     import torch
+    from torch import nn
+
+    from invblocks import presets
+
+    sys.path.insert(0, str(Path(code) / "codes"))
+    from models.modules.CSLayer import CSLayer
+    from models.modules.InvBlock import InvBlock
+    from models.modules.RelModule import RelModule
+
+    n = NETWORKS["st01"][1]
+    ours = presets.iicnet(n, size=(size, size), generator=torch.Generator().manual_seed(0))
+    rel = RelModule({"use_rel": True, "num_of_frames": n, "nf": 64})
+    block = InvBlock({"block_num": 10, "type": "DBNet", "split_len1": 3, "split_len2": 3 * n - 3})
+    cs = CSLayer({"out_nc": 3, "in_nc": 3 * n})
+    relation = ours[0]
+    pairs = ((relation.forward_net, rel.forw_rel), (relation.inverse_net, rel.back_rel))
+    for mine, theirs in pairs:
+        for i in range(n):
+            _copy_dense(mine.headers[i][0], theirs.DB_heads[i])
+            theirs.conv_1x1_heads[i].load_state_dict(mine.headers[i][1].state_dict())
+            theirs.conv_merges[i].load_state_dict(mine.tailers[i][0].state_dict())
+            theirs.conv_1x1_tails[i].load_state_dict(mine.tailers[i][1].state_dict())
+            _copy_dense(mine.tailers[i][2], theirs.DB_tails[i])
+    for coupling, arch in zip(list(ours)[1:11], block.operations, strict=True):
+        for name in "FGH":
+            _copy_dense(getattr(coupling, name), getattr(arch, name))
+    counts = [sum(p.numel() for p in m.parameters()) for m in (nn.ModuleList([rel, block]), ours)]
+    if counts[0] != counts[1]:
+        raise RuntimeError(f"reference: {counts[0]:,} parameters, invblocks: {counts[1]:,}")
+    return (rel, block, cs), ours
+
+
+def reference_step(modules, quantizer, task, x, n: int) -> dict:
+    """The reference training step's graph: forward, quantise, inverse, the task's losses."""
+    from invblocks.losses import ric_losses
+
+    rel, block, cs = modules
+    e = cs(block(rel(x)))
+    q = quantizer([e])[0][0]
+    restored = rel(block(cs(q, rev=True), rev=True), rev=True)
+    reference = task.reference(x, n)
+    return ric_losses(
+        task.losses, embedding=e, reference=reference, restored=restored, original=x, n_images=n
+    )
+
+
+def run_variant(
+    variant: str,
+    network: str,
+    batch: int,
+    size: int,
+    steps: int,
+    reference_code: Path | None = None,
+) -> dict:
+    import torch
+    from torch import nn
 
     import invblocks
     from invblocks.training import ric_step
@@ -103,8 +180,20 @@ def run_variant(variant: str, network: str, batch: int, size: int, steps: int) -
         tune_malloc()
     name, n = NETWORKS[network]
     task = invblocks.get_task(name)
-    net = build(variant, network, size)
-    step_fn = ric_step
+    if variant == "reference":
+        if network != "st01" or reference_code is None:
+            raise ValueError("variant 'reference' needs --network st01 and --reference-code PATH")
+        modules, ours = build_reference(reference_code, size)
+        net = nn.ModuleList(modules)
+        quantizer = ours[len(ours) - 1]
+
+        def step_fn(task, net, x, n):
+            return reference_step(modules, quantizer, task, x, n)
+
+    else:
+        net = build(variant, network, size)
+        step_fn = ric_step
+    torch.manual_seed(0)  # the quantiser's noise: the same draws whatever the build consumed
     if variant == "compiled":
         net = torch.compile(net)  # the first step includes compilation (excluded below)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
@@ -182,15 +271,29 @@ def main() -> None:
         default=None,
         help="JSON results (default outputs/bench/<network>_step.json)",
     )
+    parser.add_argument(
+        "--reference-code",
+        type=Path,
+        default=None,
+        help="checkout of the IICNet authors' repository (the folder holding codes/), "
+        "for the 'reference' variant",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        result = run_variant(args.child, args.network, args.batch, args.size, args.steps)
+        result = run_variant(
+            args.child, args.network, args.batch, args.size, args.steps, args.reference_code
+        )
         print(json.dumps(result))
         return
     args.out = args.out or Path(f"outputs/bench/{args.network}_step.json")
     child_args = ["--network", args.network, "--batch", str(args.batch)]
     child_args += ["--size", str(args.size), "--steps", str(args.steps)]
+    if args.reference_code is not None:
+        child_args += ["--reference-code", str(args.reference_code.resolve())]
+    elif "reference" in args.variants:
+        args.variants = [v for v in args.variants if v != "reference"]
+        print("variant 'reference' left out: no --reference-code given", file=sys.stderr)
     results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
     print(
