@@ -1,0 +1,90 @@
+"""The benchmark scripts run end to end at toy sizes and their side-by-side variants agree.
+
+No timing is asserted: only that each script writes its record and that variants computing
+the same function report the same loss.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(name, *args):
+    proc = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{name}", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def test_train_step_same_function_variants_agree(tmp_path):
+    out = tmp_path / "st01.json"
+    proc = run_module(
+        "train_step",
+        "--variants", "invblocks", "channels_last", "freia", "reference",
+        "--repeats", 1, "--steps", 1, "--size", 16, "--out", out,
+    )  # fmt: skip
+    assert "variant 'reference' left out: no --reference-code given" in proc.stderr
+    record = json.loads(out.read_text())
+    summary = record["summary"]
+    assert set(summary) == {"invblocks", "channels_last", "freia"}
+    for row in summary.values():
+        assert "error" not in row, row
+        # same function, same weights, same noise: the loss after two Adam updates agrees
+        assert row["last_loss_rel_diff"] < 1e-5, row
+        assert row["time_ratio"] > 0 and row["memory_ratio"] > 0
+    first = [runs[0]["first_loss"] for runs in record["runs"].values() if runs]
+    assert len(first) == 3 and max(first) - min(first) <= 1e-5 * max(first), first
+
+
+def test_train_step_win_memory_saving_same_loss(tmp_path):
+    out = tmp_path / "win.json"
+    run_module(
+        "train_step",
+        "--network", "win_hiding", "--variants", "invblocks", "memory_saving",
+        "--repeats", 1, "--steps", 1, "--size", 16, "--out", out,
+    )  # fmt: skip
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["memory_saving"]["last_loss_rel_diff"] < 1e-5, summary
+
+
+def test_train_step_reference_variant_needs_a_checkout(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.train_step", "--child", "reference", "--size", "16"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0
+    assert "needs --network st01 and --reference-code PATH" in proc.stderr
+
+
+def test_memory_and_roundtrip_depth(tmp_path):
+    run_module("memory_depth", "--depths", 2, 4, "--repeats", 1, "--out", tmp_path / "m.json")
+    rows = json.loads((tmp_path / "m.json").read_text())["rows"]
+    assert [r["depth"] for r in rows] == [2, 4]
+    assert rows[0]["saved_bytes_memory_saving"] == rows[1]["saved_bytes_memory_saving"]
+    assert rows[1]["saved_bytes_plain"] > 1.9 * rows[0]["saved_bytes_plain"]
+    assert (tmp_path / "m.png").stat().st_size > 0
+
+    run_module("roundtrip_depth", "--depths", 1, 3, "--out", tmp_path / "r.json")
+    rows = json.loads((tmp_path / "r.json").read_text())
+    assert [r["depth"] for r in rows] == [1, 3]
+    assert all(r["float32_max"] < 1e-5 and r["float64_max"] < 1e-12 for r in rows)
+
+
+def test_embed_throughput_toy_clip(tmp_path):
+    out = tmp_path / "e.json"
+    run_module(
+        "embed_throughput",
+        "--width", 32, "--height", 24, "--variants", "contiguous", "channels_last", "--out", out,
+    )  # fmt: skip
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"contiguous", "channels_last"}
+    assert all(row["embed_s"] > 0 and row["restore_s"] > 0 for row in summary.values())
