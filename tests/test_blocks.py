@@ -308,6 +308,60 @@ def test_compact_dense_block_equals_plain_autograd(
         assert torch.allclose(a, b, rtol=tol, atol=tol * float(a.abs().max().clamp_min(1)))
 
 
+def dense_by_definition(block, u):
+    """``z_k = lrelu(conv_k([u; z_1..z_{k-1}]))``, ``out = conv5([u; z_1..z_4])``, in NCHW."""
+    feats = [u.contiguous()]
+    for conv in block.convs:
+        x = torch.cat(feats, dim=1)
+        w = conv.weight.contiguous()
+        feats.append(F.leaky_relu(F.conv2d(x, w, conv.bias, padding=1), 0.2))
+    return F.conv2d(torch.cat(feats, 1), block.out.weight.contiguous(), block.out.bias, padding=1)
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    shape=image_shapes(channels=st.integers(2, 6), min_side=2, max_side=7),
+    batch=st.integers(1, 3),
+    c_out=st.integers(1, 5),
+    growth=st.integers(1, 6),
+    seed=seeds(),
+    dtype=dtypes(),
+)
+def test_dense_block_channels_last_split_tail_is_the_same_function(
+    shape, batch, c_out, growth, seed, dtype
+):
+    g = gen(seed)
+    block = B.DenseBlock(shape[0], c_out, growth, generator=g).to(dtype)
+    perturb_parameters(block, 0.1, g)
+    block = block.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, *shape, generator=g, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(batch, c_out, *shape[1:], generator=g, dtype=dtype)
+
+    def run(fn):
+        xr = x.clone().requires_grad_(True)
+        y = fn(xr)
+        grads = torch.autograd.grad((y * weight).sum(), [xr, *block.parameters()])
+        return (y.detach(), *grads)
+
+    tol = 1e-12 if dtype == torch.float64 else 1e-5
+    assert not x.is_contiguous()  # C, H, W >= 2: really channels-last, so the split path runs
+    for a, b in zip(run(block), run(lambda u: dense_by_definition(block, u)), strict=True):
+        assert torch.allclose(a, b, rtol=tol, atol=tol * float(a.abs().max().clamp_min(1)))
+
+
+def test_dense_block_splits_its_tail_only_in_channels_last_on_cpu(monkeypatch):
+    block = B.DenseBlock(3, 4).to(memory_format=torch.channels_last)
+    calls = []
+    monkeypatch.setattr(block, "_forward_split_tail", lambda u: calls.append(u) or u[:, :4])
+    block(torch.rand(1, 3, 8, 8).contiguous(memory_format=torch.channels_last))
+    assert len(calls) == 1
+    plain = B.DenseBlock(3, 4)
+    monkeypatch.setattr(plain, "_forward_split_tail", lambda u: calls.append(u) or u[:, :4])
+    plain(torch.rand(1, 3, 8, 8))
+    assert len(calls) == 1  # contiguous weights and input: the concatenating path
+
+
 def test_compact_dense_keeps_less_for_backward_and_is_set_network_wide():
     net = presets.iicnet(2, blocks=2, width=8, size=(8, 8))
     assert set_compact_dense(net) == 2 * 3 + 2 * 2 * 2  # couplings F, G, H; relation DBs
