@@ -230,8 +230,10 @@ def run_variant(
 
 def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     """Per variant: medians of its time and memory over rounds, and the medians of the
-    per-round ratios to the ``invblocks`` default measured in the same round."""
-    base_runs = results.get("invblocks", [])
+    per-round ratios to the default measured in the same round (``invblocks`` when it ran,
+    else the first variant)."""
+    base = "invblocks" if "invblocks" in results else next(iter(results), "invblocks")
+    base_runs = results.get(base, [])
     summary: dict[str, dict] = {}
     for v, runs in results.items():
         pairs = [
@@ -296,9 +298,10 @@ def main() -> None:
         print("variant 'reference' left out: no --reference-code given", file=sys.stderr)
     results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
+    base = "invblocks" if "invblocks" in args.variants else args.variants[0]
     print(
         f"{args.network} step, batch {args.batch}, {args.size}x{args.size}, "
-        f"medians over {args.repeats} rounds of per-round ratios to the default"
+        f"medians over {args.repeats} rounds of per-round ratios to {base!r}"
     )
     print(f"{'variant':<15} {'time ratio':>10} {'memory ratio':>13} {'loss rel. diff':>15}")
     for v, row in summary.items():
