@@ -110,8 +110,6 @@ def build_reference(code: Path, size: int):
     Returns ``(modules, ours)``: ``modules = (rel, block, cs)`` from the reference code and
     the invblocks network built with the same seed (its quantiser is used for both).
     """
-    import sys
-
     import torch
     from torch import nn
 
@@ -228,12 +226,16 @@ def run_variant(
     }
 
 
+def baseline(variants) -> str:
+    """The variant the ratios are taken to: ``invblocks`` when it runs, else the first."""
+    variants = list(variants)
+    return "invblocks" if "invblocks" in variants or not variants else variants[0]
+
+
 def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     """Per variant: medians of its time and memory over rounds, and the medians of the
-    per-round ratios to the default measured in the same round (``invblocks`` when it ran,
-    else the first variant)."""
-    base = "invblocks" if "invblocks" in results else next(iter(results), "invblocks")
-    base_runs = results.get(base, [])
+    per-round ratios to the :func:`baseline` variant measured in the same round."""
+    base_runs = results.get(baseline(results), [])
     summary: dict[str, dict] = {}
     for v, runs in results.items():
         pairs = [
@@ -298,10 +300,9 @@ def main() -> None:
         print("variant 'reference' left out: no --reference-code given", file=sys.stderr)
     results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
-    base = "invblocks" if "invblocks" in args.variants else args.variants[0]
     print(
         f"{args.network} step, batch {args.batch}, {args.size}x{args.size}, "
-        f"medians over {args.repeats} rounds of per-round ratios to {base!r}"
+        f"medians over {args.repeats} rounds of per-round ratios to {baseline(args.variants)!r}"
     )
     print(f"{'variant':<15} {'time ratio':>10} {'memory ratio':>13} {'loss rel. diff':>15}")
     for v, row in summary.items():

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -88,3 +90,21 @@ def test_embed_throughput_toy_clip(tmp_path):
     summary = json.loads(out.read_text())["summary"]
     assert set(summary) == {"contiguous", "channels_last"}
     assert all(row["embed_s"] > 0 and row["restore_s"] > 0 for row in summary.values())
+
+
+def test_train_step_ratios_are_to_invblocks_or_else_the_first_variant():
+    from benchmarks.train_step import summarise
+
+    def run(step_s, mb, loss):
+        return {"step_s": step_s, "peak_rss_mb": mb, "first_loss": loss, "last_loss": loss}
+
+    rounds = {
+        "cli": [run(10.0, 100.0, 5.0), run(12.0, 110.0, 5.0)],
+        "reference": [run(13.0, 120.0, 5.0), run(15.0, 132.0, 5.0)],
+    }
+    summary = summarise(rounds)
+    assert summary["cli"]["time_ratio"] == 1.0
+    assert summary["reference"]["time_ratio"] == pytest.approx((1.3 + 1.25) / 2)  # per round
+    assert summary["reference"]["memory_ratio"] == pytest.approx(1.2)
+    rounds["invblocks"] = [run(20.0, 100.0, 5.0), run(24.0, 100.0, 5.0)]
+    assert summarise(rounds)["cli"]["time_ratio"] == pytest.approx(0.5)
