@@ -97,7 +97,7 @@ class DenseBlock(nn.Module):
     When the block's weights are channels-last, its input is brought to that layout first
     (one small copy instead of one per convolution). On the CPU in channels-last layout the
     last two convolutions are split along their inputs instead of reading the two widest
-    concatenations (same function up to float rounding, 0.90-0.96x the time; see
+    concatenations (same function up to float rounding, 0.88-0.96x the time; see
     ``_forward_split_tail``).
 
     ``compact = True`` (attribute; :func:`set_compact_dense` sets it on a whole network)
@@ -162,7 +162,7 @@ class DenseBlock(nn.Module):
         its input channels, and likewise ``conv5([x; z3; z4])``. Same function up to float
         rounding; what it saves is copying ``[u; z1..z3]`` and ``[u; z1..z4]`` pixel by
         pixel, which in channels-last layout costs more than the three extra small
-        convolutions (0.90-0.96x the forward + backward time of a block), and autograd keeps
+        convolutions (0.88-0.96x the forward + backward time of a block), and autograd keeps
         ``z3`` and ``z4`` instead of those two concatenations.
         """
         conv1, conv2, conv3, conv4 = self.convs
