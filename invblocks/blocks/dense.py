@@ -97,8 +97,8 @@ class DenseBlock(nn.Module):
     When the block's weights are channels-last, its input is brought to that layout first
     (one small copy instead of one per convolution). On the CPU in channels-last layout the
     last two convolutions are split along their inputs instead of reading the two widest
-    concatenations (same function up to float rounding, 0.88-0.96x the time; see
-    ``_forward_split_tail``).
+    concatenations (same function up to float rounding; with it the st-01 training step's
+    peak memory drops to 0.77-0.79x, see the benchmarks page).
 
     ``compact = True`` (attribute; :func:`set_compact_dense` sets it on a whole network)
     trains with one feature buffer kept for the backward pass instead of every concatenation:
@@ -162,8 +162,8 @@ class DenseBlock(nn.Module):
         its input channels, and likewise ``conv5([x; z3; z4])``. Same function up to float
         rounding; what it saves is copying ``[u; z1..z3]`` and ``[u; z1..z4]`` pixel by
         pixel, which in channels-last layout costs more than the three extra small
-        convolutions (0.88-0.96x the forward + backward time of a block), and autograd keeps
-        ``z3`` and ``z4`` instead of those two concatenations.
+        convolutions, and autograd keeps ``z3`` and ``z4`` instead of those two
+        concatenations.
         """
         conv1, conv2, conv3, conv4 = self.convs
         x = torch.cat([u, self.act(conv1(u))], dim=1)
