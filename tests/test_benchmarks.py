@@ -108,3 +108,23 @@ def test_train_step_ratios_are_to_invblocks_or_else_the_first_variant():
     assert summary["reference"]["memory_ratio"] == pytest.approx(1.2)
     rounds["invblocks"] = [run(20.0, 100.0, 5.0), run(24.0, 100.0, 5.0)]
     assert summarise(rounds)["cli"]["time_ratio"] == pytest.approx(0.5)
+
+
+def test_dense_block_paths_compute_the_same_function(tmp_path):
+    out = tmp_path / "d.json"
+    run_module(
+        "dense_block", "--size", 12, "--repeats", 1, "--dtype", "float64", "--out", out
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    from benchmarks.dense_block import BLOCKS, PATHS
+
+    assert {(r["block"], r["path"]) for r in rows} == {(b, p) for b in BLOCKS for p in PATHS}
+    for r in rows:
+        assert r["output_rel_diff"] < 1e-12 and r["input_grad_rel_diff"] < 1e-12, r
+        assert r["time_ratio"] > 0
+    for name in BLOCKS:
+        saved = {r["path"]: r["saved_bytes"] for r in rows if r["block"] == name}
+        # what each path keeps for backward follows from its structure, exactly
+        assert saved["concat"] == saved["concat_cl"]
+        assert saved["compact"] == saved["compact_cl"] < saved["split_all_cl"]
+        assert saved["split_all_cl"] < saved["split_tail_cl"] < saved["concat"]

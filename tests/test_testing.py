@@ -1,11 +1,13 @@
-"""check_block catches each kind of broken block (so the property tests can fail)."""
+"""check_block catches each kind of broken block (so the property tests can fail); SavedBytes."""
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from invblocks import Block, Inversion
 from invblocks import blocks as B
-from invblocks.testing import BlockCheckError, check_block
+from invblocks.testing import BlockCheckError, SavedBytes, check_block
 
 
 class Affine(Block):
@@ -90,3 +92,19 @@ def test_ste_idempotence_is_checked():
 
     with pytest.raises(BlockCheckError, match="idempotent"):
         check_block(Shrink(), (1, 3, 3))
+
+
+@given(n=st.integers(1, 64), lo=st.integers(0, 20), width=st.integers(1, 20))
+def test_saved_bytes_counts_every_save_and_each_storage_once(n, lo, width):
+    x = torch.rand(n, requires_grad=True)
+    buf = torch.rand(lo + width + 3, dtype=torch.float64, requires_grad=True)
+    with SavedBytes() as saved:
+        y = (x * x).sum() + torch.sin(x).sum()  # x saved three times
+        view = buf[lo : lo + width]
+        z = torch.sin(view).sum()  # a view saved: its whole storage is held
+        w = torch.nn.Parameter(torch.rand(n))
+        v = (w * 2.0).sum() + (x * w).sum()  # parameters are not counted; x once more
+        v = v + (x[:1] * w[:1]).sum()  # nor views of them; a view of x: x's storage again
+    assert saved.bytes == 4 * (4 * n + 1) + 8 * width
+    assert saved.distinct_bytes == 4 * n + 8 * (lo + width + 3)
+    (y + z + v).backward()

@@ -149,6 +149,10 @@ class DenseBlock(nn.Module):
             return _CompactDense.apply(u, float(self.act.negative_slope), *weights)
         if u.device.type == "cpu" and _channels_last(u):
             return self._forward_split_tail(u)
+        return self._forward_concat(u)
+
+    def _forward_concat(self, u: Tensor) -> Tensor:
+        """The block as its definition reads: each convolution reads one concatenation."""
         feats = [u]
         for conv in self.convs:
             feats.append(self.act(conv(torch.cat(feats, dim=1))))

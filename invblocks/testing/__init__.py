@@ -35,8 +35,12 @@ class BlockCheckError(AssertionError):
 class SavedBytes:
     """Counts the bytes of the tensors autograd saves for the backward pass inside the block.
 
-    Parameters are not counted (they are kept anyway); everything else saved by autograd
-    nodes and custom functions (``ctx.save_for_backward``) is, once per save.
+    Parameters and views of them are not counted (they are kept anyway); everything else
+    saved by autograd nodes and custom functions (``ctx.save_for_backward``) is.
+    ``bytes`` counts every save (a tensor saved by three operations counts three times:
+    the size of what the graph refers to); :attr:`distinct_bytes` counts each underlying
+    storage once, whole, however many saves or views refer to it: the memory the saved
+    tensors actually hold while the graph is alive.
 
     Example:
         >>> x = torch.rand(2, 3, requires_grad=True)
@@ -44,15 +48,25 @@ class SavedBytes:
         ...     y = (x * x).sum()
         >>> saved.bytes  # x, twice (both factors of the product)
         48
+        >>> saved.distinct_bytes  # one storage of 6 float32 values
+        24
     """
 
     def __init__(self) -> None:
         self.bytes = 0
+        self._storages: dict[int, int] = {}
         self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
 
+    @property
+    def distinct_bytes(self) -> int:
+        """Bytes of the distinct storages the saved tensors live in."""
+        return sum(self._storages.values())
+
     def _pack(self, t: Tensor) -> Tensor:
-        if not isinstance(t, torch.nn.Parameter):
+        if not isinstance(t, torch.nn.Parameter) and not isinstance(t._base, torch.nn.Parameter):
             self.bytes += t.numel() * t.element_size()
+            storage = t.untyped_storage()
+            self._storages[storage.data_ptr()] = storage.nbytes()
         return t
 
     def __enter__(self) -> SavedBytes:
