@@ -102,9 +102,10 @@ class DenseBlock(nn.Module):
 
     ``compact = True`` (attribute; :func:`set_compact_dense` sets it on a whole network)
     trains with one feature buffer kept for the backward pass instead of every concatenation:
-    3.6-4x less saved activation memory per block, the same results, 1.0-1.06x the time
-    (contiguous layout) or 1.2-1.3x the split-tail channels-last path (where each convolution
-    copies its prefix of the buffer). Double backward is not supported in that mode.
+    3.6-4x less saved activation memory per block, the same results, 1.02-1.17x the time
+    (contiguous layout) or 1.2-1.35x the split-tail channels-last path (where each convolution
+    copies its prefix of the buffer; ``python -m benchmarks.dense_block`` measures every
+    path). Double backward is not supported in that mode.
 
     Arguments:
         c_in: Input channels.
