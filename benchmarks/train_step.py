@@ -13,9 +13,11 @@ Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, 
 (channels-last and :func:`invblocks.runtime.tune_malloc`: what ``invblocks train`` runs),
 ``compact_dense`` (channels-last and :func:`invblocks.blocks.dense.set_compact_dense`),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
-timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``); st-01 only: ``freia``,
-the same network with each coupling replaced by FrEIA's own ``GLOWCouplingBlock`` computing
-the same function with the same weights (:func:`invblocks.freia.coupling_to_freia`), and
+timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``), ``cli_bf16`` (``cli``
+under that autocast: what ``invblocks train --set autocast=bfloat16`` runs); st-01 only:
+``freia``, the same network with each coupling replaced by FrEIA's own
+``GLOWCouplingBlock`` computing the same function with the same weights
+(:func:`invblocks.freia.coupling_to_freia`), and
 ``freia_glow``, plain GLOW couplings with dense-block subnets (two subnets per coupling
 instead of three: a different, cheaper function, for scale), and ``reference``: the IICNet
 authors' own modules (relation module, coupling stack, channel squeeze) imported from a
@@ -54,6 +56,7 @@ VARIANTS = (
     "freia",
     "freia_glow",
     "cli",
+    "cli_bf16",
     "compact_dense",
     "reference",
 )
@@ -172,7 +175,7 @@ def run_variant(
     from invblocks.training import ric_step
 
     torch.manual_seed(0)
-    if variant == "cli":
+    if variant in ("cli", "cli_bf16"):
         from invblocks.runtime import tune_malloc
 
         tune_malloc()
@@ -200,13 +203,13 @@ def run_variant(
         from invblocks.blocks import set_compact_dense
 
         set_compact_dense(net)
-    if variant in ("channels_last", "cli", "compact_dense"):
+    if variant in ("channels_last", "cli", "cli_bf16", "compact_dense"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times, first_total = [], None
     for _ in range(steps + 1):
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16"):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant in ("bf16", "cli_bf16")):
             terms = step_fn(task, net, x, n)
         last_total = float(terms["total"].detach())
         if first_total is None:

@@ -8,7 +8,7 @@ clip into one PNG, restore it, and compare with the trivial baseline.
 3. Prints PSNR/SSIM of the restored frames against the originals, next to the trivial
    baseline that shows the reference (middle) frame in place of every frame.
 
-Run: ``make demo`` (or ``python examples/demo.py --steps 300``).
+Run: ``make demo`` (or ``python examples/demo.py --steps 300 [--seed 0] [--autocast bfloat16]``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--seed", type=int, default=0, help="TrainConfig.seed")
+    parser.add_argument(
+        "--autocast",
+        choices=["bfloat16"],
+        default=None,
+        help="train under bfloat16 autocast (TrainConfig.autocast); embedding stays float32",
+    )
     args = parser.parse_args()
     tune_malloc()  # whole frames: keep freed memory for reuse (invblocks.runtime)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -48,10 +55,13 @@ def main() -> None:
         val_every=max(1, args.steps // 3),
         ckpt_every=max(1, args.steps // 3),
         val_samples=1,
+        autocast=args.autocast,
+        seed=args.seed,
     )
     t0 = time.perf_counter()
     train(config, out)
-    print(f"   trained in {time.perf_counter() - t0:.0f} s")
+    train_s = time.perf_counter() - t0
+    print(f"   trained in {train_s:.0f} s")
 
     clip_path = default_file("carphone")
     print(f"2. embedding the first 3 frames of the held-out clip {clip_path.name} into one PNG")
@@ -90,7 +100,15 @@ def main() -> None:
         f"   non-reference frames: restored {mean('restored_psnr'):.2f} dB vs baseline "
         f"{mean('baseline_psnr'):.2f} dB -> the model {verdict} the baseline"
     )
-    summary = {"embedding": emb, "frames": rows, "run": str(out), "png": str(png)}
+    summary = {
+        "embedding": emb,
+        "frames": rows,
+        "run": str(out),
+        "png": str(png),
+        "train_s": train_s,
+        "autocast": args.autocast,
+        "seed": args.seed,
+    }
     (args.out / "demo_results.json").write_text(json.dumps(summary, indent=2))
     print(f"   embedding PNG {png}; restored frames in {restored_paths[0].parent}")
     print(f"   training report {out / 'report.html'}; results {args.out / 'demo_results.json'}")

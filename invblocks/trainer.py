@@ -317,7 +317,8 @@ def train(
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        terms = step_module(x)
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast is not None):
+            terms = step_module(x)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
