@@ -119,8 +119,10 @@ class WIC(Block):
 
     # ----------------------------------------------------------- the algebra
     def gram(self) -> Tensor:
-        """``W^T W``, ``(C_in, C_in)``."""
-        return self.weight.T @ self.weight
+        """``W^T W``, ``(C_in, C_in)``, in the weight's dtype also under autocast (the
+        determinant it feeds has no low-precision kernels, and needs none: it is tiny)."""
+        with torch.autocast(self.weight.device.type, enabled=False):
+            return self.weight.T @ self.weight
 
     def left_inverse(self) -> Tensor:
         """``W+ = (W^T W)^-1 W^T``, ``(C_in, M)``, solved in float64 and cast back."""
