@@ -310,6 +310,7 @@ def train(
 
         bar = tqdm(total=config.steps, initial=start, desc=f"train {task.name}", unit="step")
     net.train()
+    amp_dtype = getattr(torch, config.autocast or "bfloat16")  # used only when autocast is set
     t0 = time.perf_counter()
     step = start
     for step, x in enumerate(loader, start=start + 1):
@@ -317,7 +318,7 @@ def train(
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast is not None):
+        with torch.autocast(x.device.type, amp_dtype, enabled=config.autocast is not None):
             terms = step_module(x)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()

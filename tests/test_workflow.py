@@ -366,37 +366,25 @@ def test_win_presets_and_loss_overrides_through_the_config(tmp_path):
         )
 
 
-def test_channels_last_and_memory_saving_train_to_the_same_losses(tmp_path):
-    def losses(**kw):
-        run = train(
-            tiny_config(steps=2, val_every=100, ckpt_every=100, **kw),
-            tmp_path / str(kw),
-            progress=False,
-        )
-        return [
-            json.loads(line)["total"]
-            for line in (run / "metrics.jsonl").read_text().splitlines()
-            if '"total"' in line
-        ]
+def train_losses(folder, steps, **kw):
+    """Train a tiny config for ``steps`` in ``folder``; the logged total losses and the run."""
+    run = train(
+        tiny_config(steps=steps, val_every=100, ckpt_every=100, **kw), folder, progress=False
+    )
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line)["total"] for line in lines if '"total"' in line], run
 
-    base = losses()
+
+def test_channels_last_and_memory_saving_train_to_the_same_losses(tmp_path):
+    base, _ = train_losses(tmp_path / "base", 2)
     for kw in ({"channels_last": False}, {"memory_saving": True}, {"compact_dense": True}):
-        other = losses(**kw)
+        other, _ = train_losses(tmp_path / str(kw), 2, **kw)
         assert other == pytest.approx(base, rel=1e-4), kw
 
 
 def test_bfloat16_autocast_trains_close_to_float32_and_keeps_float32_weights(tmp_path):
-    def run(**kw):
-        folder = train(
-            tiny_config(steps=3, val_every=100, ckpt_every=100, **kw),
-            tmp_path / str(kw),
-            progress=False,
-        )
-        lines = (folder / "metrics.jsonl").read_text().splitlines()
-        return [json.loads(line)["total"] for line in lines if '"total"' in line], folder
-
-    base, _ = run()
-    mixed, folder = run(autocast="bfloat16")
+    base, _ = train_losses(tmp_path / "float32", 3)
+    mixed, folder = train_losses(tmp_path / "bfloat16", 3, autocast="bfloat16")
     # step 1: every subnet starts at zero, so the loss is exact either way; step 2 runs on
     # weights updated with bfloat16 gradients: different (the switch is on), but close
     assert mixed[0] == base[0]
