@@ -12,6 +12,8 @@ most of a shared machine's drift.
 Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, ``cli``
 (channels-last and :func:`invblocks.runtime.tune_malloc`: what ``invblocks train`` runs),
 ``compact_dense`` (channels-last and :func:`invblocks.blocks.dense.set_compact_dense`),
+``cli_split_all`` (``cli`` with every dense-block convolution split over its input pieces
+instead of the last two: ``benchmarks.dense_block``'s ``split_all_cl`` path),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
 timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``), ``cli_bf16`` (``cli``
 under that autocast: what ``invblocks train --set autocast=bfloat16`` runs); st-01 only:
@@ -58,6 +60,7 @@ VARIANTS = (
     "cli",
     "cli_bf16",
     "compact_dense",
+    "cli_split_all",
     "reference",
 )
 
@@ -175,10 +178,16 @@ def run_variant(
     from invblocks.training import ric_step
 
     torch.manual_seed(0)
-    if variant in ("cli", "cli_bf16"):
+    if variant in ("cli", "cli_bf16", "cli_split_all"):
         from invblocks.runtime import tune_malloc
 
         tune_malloc()
+    if variant == "cli_split_all":  # this process only: every dense block splits every conv
+        from invblocks.blocks import DenseBlock
+
+        from .dense_block import split_all
+
+        DenseBlock._forward_split_tail = split_all
     name, n = NETWORKS[network]
     task = invblocks.get_task(name)
     if variant == "reference":
@@ -203,7 +212,7 @@ def run_variant(
         from invblocks.blocks import set_compact_dense
 
         set_compact_dense(net)
-    if variant in ("channels_last", "cli", "cli_bf16", "compact_dense"):
+    if variant in ("channels_last", "cli", "cli_bf16", "cli_split_all", "compact_dense"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times, first_total = [], None

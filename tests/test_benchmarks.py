@@ -29,20 +29,20 @@ def test_train_step_same_function_variants_agree(tmp_path):
     out = tmp_path / "st01.json"
     proc = run_module(
         "train_step",
-        "--variants", "invblocks", "channels_last", "freia", "reference",
+        "--variants", "invblocks", "channels_last", "freia", "cli_split_all", "reference",
         "--repeats", 1, "--steps", 1, "--size", 16, "--out", out,
     )  # fmt: skip
     assert "variant 'reference' left out: no --reference-code given" in proc.stderr
     record = json.loads(out.read_text())
     summary = record["summary"]
-    assert set(summary) == {"invblocks", "channels_last", "freia"}
+    assert set(summary) == {"invblocks", "channels_last", "freia", "cli_split_all"}
     for row in summary.values():
         assert "error" not in row, row
         # same function, same weights, same noise: the loss after two Adam updates agrees
         assert row["last_loss_rel_diff"] < 1e-5, row
         assert row["time_ratio"] > 0 and row["memory_ratio"] > 0
     first = [runs[0]["first_loss"] for runs in record["runs"].values() if runs]
-    assert len(first) == 3 and max(first) - min(first) <= 1e-5 * max(first), first
+    assert len(first) == 4 and max(first) - min(first) <= 1e-5 * max(first), first
 
 
 def test_train_step_win_memory_saving_same_loss(tmp_path):
