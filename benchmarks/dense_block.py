@@ -22,7 +22,8 @@ Reported per block and path: the median time ratio to ``concat`` (forward + back
 fixed cotangent, gradients for the input and every weight), the memory autograd keeps for the
 backward pass (distinct storages, :attr:`~invblocks.testing.SavedBytes.distinct_bytes`,
 input included; deterministic), and the difference of the output and of the input gradient
-from ``concat``'s, relative to their norm (float rounding only).
+from ``concat``'s and from the definition computed in float64 (``*_float64``; the table's
+last column is the input gradient's), relative to their norm.
 
 Run: ``python -m benchmarks.dense_block [--size 144] [--batch 1] [--repeats 7]
 [--paths ...] [--blocks ...] [--dtype float32] [--out outputs/bench/dense_block.json]``
@@ -39,9 +40,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 from invblocks.blocks import DenseBlock
+from invblocks.blocks.dense import _conv
 from invblocks.testing import SavedBytes, perturb_parameters
 
 BLOCKS = {
@@ -59,10 +60,6 @@ PATHS = (
     "compact_cl",
     "compact",
 )
-
-
-def _conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    return F.conv2d(x, weight, bias, padding=1)
 
 
 def split_all(block: DenseBlock, u: Tensor) -> Tensor:
@@ -163,12 +160,16 @@ def measure(
     cl = DenseBlock(c_in, c_out).to(dtype=dtype, memory_format=torch.channels_last)
     blocks[torch.channels_last] = cl
     blocks[torch.channels_last].load_state_dict(block.state_dict())
+    exact = DenseBlock(c_in, c_out).double()  # the definition in float64: the accuracy yardstick
+    exact.load_state_dict(block.state_dict())
     u = torch.randn(batch, c_in, size, size, generator=g, dtype=dtype)
     v = torch.randn(batch, c_out, size, size, generator=g, dtype=dtype)
     inputs = {fmt: u.contiguous(memory_format=fmt) for fmt in blocks}
     cotangent = {fmt: v.contiguous(memory_format=fmt) for fmt in blocks}
     first = {p: run_once(p, blocks, inputs, cotangent)[1] for p in paths}  # also warms up
     base = first["concat"]
+    f64 = torch.contiguous_format
+    truth = run_once("concat", {f64: exact}, {f64: u.double()}, {f64: v.double()})[1]
     times: dict[str, list[float]] = {p: [] for p in paths}
     for _ in range(repeats):
         for p in paths:  # interleaved: every round measures every path
@@ -189,6 +190,8 @@ def measure(
                 "saved_ratio": first[p]["saved"] / base["saved"],
                 "output_rel_diff": rel_diff(first[p]["y"], base["y"]),
                 "input_grad_rel_diff": rel_diff(first[p]["grad"], base["grad"]),
+                "output_rel_err_float64": rel_diff(first[p]["y"].double(), truth["y"]),
+                "input_grad_rel_err_float64": rel_diff(first[p]["grad"].double(), truth["grad"]),
             }
         )
     return rows
@@ -213,13 +216,14 @@ def main() -> None:
     ]
     print(
         f"{'block':<16} {'path':<16} {'time ratio':>10} {'saved MiB':>10} {'saved ratio':>11} "
-        f"{'out diff':>9} {'grad diff':>9}"
+        f"{'out diff':>9} {'grad diff':>9} {'grad f64':>9}"
     )
     for r in rows:
         print(
             f"{r['block']:<16} {r['path']:<16} {r['time_ratio']:>10.2f} "
             f"{r['saved_bytes'] / 2**20:>10.1f} {r['saved_ratio']:>11.2f} "
-            f"{r['output_rel_diff']:>9.1e} {r['input_grad_rel_diff']:>9.1e}"
+            f"{r['output_rel_diff']:>9.1e} {r['input_grad_rel_diff']:>9.1e} "
+            f"{r['input_grad_rel_err_float64']:>9.1e}"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2, default=str))

@@ -121,6 +121,7 @@ def test_dense_block_paths_compute_the_same_function(tmp_path):
     assert {(r["block"], r["path"]) for r in rows} == {(b, p) for b in BLOCKS for p in PATHS}
     for r in rows:
         assert r["output_rel_diff"] < 1e-12 and r["input_grad_rel_diff"] < 1e-12, r
+        assert r["output_rel_err_float64"] < 1e-12 and r["input_grad_rel_err_float64"] < 1e-12
         assert r["time_ratio"] > 0
     for name in BLOCKS:
         saved = {r["path"]: r["saved_bytes"] for r in rows if r["block"] == name}
