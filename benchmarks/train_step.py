@@ -163,14 +163,17 @@ def reference_step(modules, quantizer, task, x, n: int) -> dict:
     )
 
 
-def run_variant(
+def make_step(
     variant: str,
     network: str,
     batch: int,
     size: int,
-    steps: int,
     reference_code: Path | None = None,
-) -> dict:
+):
+    """Set up ``variant`` (network, optimiser, input) and return ``step``: one training step
+    (forward, quantise, inverse, losses, backward, clipping, Adam) returning the loss before
+    the update. Variant-wide switches (``tune_malloc``, the split-all dense blocks) apply to
+    this whole process, which is why every variant runs in its own."""
     import torch
     from torch import nn
 
@@ -215,26 +218,43 @@ def run_variant(
     if variant in ("channels_last", "cli", "cli_bf16", "cli_split_all", "compact_dense"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    times, first_total = [], None
-    for _ in range(steps + 1):
-        t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant in ("bf16", "cli_bf16")):
+    bf16 = variant in ("bf16", "cli_bf16")
+
+    def step() -> float:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             terms = step_fn(task, net, x, n)
-        last_total = float(terms["total"].detach())
-        if first_total is None:
-            first_total = last_total
+        loss = float(terms["total"].detach())
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         opt.step()
+        return loss
+
+    return step
+
+
+def run_variant(
+    variant: str,
+    network: str,
+    batch: int,
+    size: int,
+    steps: int,
+    reference_code: Path | None = None,
+) -> dict:
+    """``steps + 1`` steps of ``variant``; the first (warm-up, compilation) is not timed."""
+    step = make_step(variant, network, batch, size, reference_code)
+    times, losses = [], []
+    for _ in range(steps + 1):
+        t = time.perf_counter()
+        losses.append(step())
         times.append(time.perf_counter() - t)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "variant": variant,
         "step_s": statistics.median(times[1:]),
         "peak_rss_mb": peak_kb / 1024,
-        "first_loss": first_total,
-        "last_loss": last_total,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
     }
 
 

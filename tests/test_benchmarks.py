@@ -129,3 +129,55 @@ def test_dense_block_paths_compute_the_same_function(tmp_path):
         assert saved["concat"] == saved["concat_cl"]
         assert saved["compact"] == saved["compact_cl"] < saved["split_all_cl"]
         assert saved["split_all_cl"] < saved["split_tail_cl"] < saved["concat"]
+
+
+VERBOSE_LINES = [
+    "onednn_verbose,v1,info,cpu,runtime:OpenMP,nthr:2",
+    "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core,forward_training,"
+    "src:f32::blocked:acdb::f0 wei:f32:a:blocked:Acdb32a::f0,attr-scratchpad:user,"
+    "alg:convolution_direct,mb1_ic35oc32_ih144oh144kh3sh1dh0ph1_iw144ow144kw3sw1dw0pw1,3.5",
+    "onednn_verbose,exec,cpu,convolution,jit:avx512_core,backward_weights,src:f32::blocked:acdb,"
+    ",alg:convolution_direct,mb2_ic64oc3_ih10oh10kh3sh1dh0ph1_iw12ow12kw3sw1dw0pw1,0.5",
+    "onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:f32::blocked:abcd::f0,"
+    "attr-scratchpad:user,,32x35x3x3,0.25",
+    "onednn_verbose,v1,primitive,create:cache_miss,cpu,convolution,jit,forward_training,,,"
+    "mb1_ic3oc3_ih4oh4kh3sh1dh0ph1_iw4ow4kw3sw1dw0pw1,0.1",
+]
+
+
+def test_step_profile_reads_onednn_verbose_lines():
+    from benchmarks.step_profile import parse_verbose, summarise_convolutions
+
+    rows = parse_verbose(VERBOSE_LINES)
+    assert [(r["kind"], r["direction"]) for r in rows] == [
+        ("convolution", "forward_training"),
+        ("convolution", "backward_weights"),
+        ("reorder", "undef"),
+    ]  # info and create lines are not executions
+    assert rows[0]["macs"] == 35 * 32 * 9 * 144 * 144
+    assert rows[1]["macs"] == 2 * 64 * 3 * 9 * 10 * 12  # older layout, non-square output
+    summary = summarise_convolutions(rows)
+    assert summary["conv_ms"] == 4.0 and summary["other_primitives_ms"] == 0.25
+    forward = summary["directions"]["forward_training"]
+    assert forward["calls"] == 1
+    assert forward["gmac_s"] == pytest.approx(rows[0]["macs"] / 3.5e-3 / 1e9)
+    assert set(summary["groups"]) == {"forward_training/odd", "backward_weights/narrow"}
+    assert [s["ms"] for s in summary["shapes"]] == [3.5, 0.5]
+
+
+def test_step_profile_toy_run(tmp_path):
+    out = tmp_path / "p.json"
+    proc = run_module(
+        "step_profile", "--variants", "cli", "reference",
+        "--repeats", 1, "--steps", 1, "--size", 16, "--out", out,
+    )  # fmt: skip
+    assert "variant 'reference' left out" in proc.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert set(summary) == {"cli", "machine"}
+    cli = summary["cli"]
+    assert cli["step_s"] > 0 and 0 < cli["conv_share"] <= 1 and cli["conv_calls"] > 0
+    # every convolution oneDNN ran was seen, in all three directions
+    assert cli["forward_training_ms"] > 0 and cli["backward_weights_ms"] > 0
+    assert 0 < cli["onednn_coverage"] <= 1
+    machine = summary["machine"]
+    assert machine["thread_scaling"] > 0 and machine["two_subnets_concurrent_over_sequential"] > 0
