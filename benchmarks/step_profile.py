@@ -25,7 +25,6 @@ Run: ``python -m benchmarks.step_profile [--network st01] [--batch 1] [--size 14
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import os
@@ -39,7 +38,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ._runner import run_interleaved, write_record
-from .train_step import NETWORKS, make_step
+from .train_step import child_arguments, make_step, step_parser
 
 DIRECTIONS = ("forward_training", "backward_data", "backward_weights")
 _SHAPE = re.compile(
@@ -285,16 +284,7 @@ def summarise(runs: dict[str, list[dict]]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--network", choices=sorted(NETWORKS), default="st01")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--size", type=int, default=144)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per process")
-    parser.add_argument("--variants", nargs="+", default=["cli", "freia", "reference"])
-    parser.add_argument("--reference-code", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser = step_parser(__doc__.splitlines()[0], steps=2, variants=["cli", "freia", "reference"])
     args = parser.parse_args()
     if args.child == "machine":
         print(json.dumps(run_machine(args.size, max(args.steps, 3))))
@@ -306,14 +296,8 @@ def main() -> None:
         print(json.dumps(result))
         return
     args.out = args.out or Path(f"outputs/bench/{args.network}_profile.json")
-    if args.reference_code is None and "reference" in args.variants:
-        args.variants = [v for v in args.variants if v != "reference"]
-        print("variant 'reference' left out: no --reference-code given", file=sys.stderr)
+    child_args = child_arguments(args)
     variants = ["cli", *(v for v in args.variants if v != "cli"), "machine"]
-    child_args = ["--network", args.network, "--batch", str(args.batch)]
-    child_args += ["--size", str(args.size), "--steps", str(args.steps)]
-    if args.reference_code is not None:
-        child_args += ["--reference-code", str(args.reference_code.resolve())]
     runs = run_interleaved("benchmarks.step_profile", variants, args.repeats, child_args)
     summary = summarise(runs)
     print(

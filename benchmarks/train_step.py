@@ -293,20 +293,16 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     return summary
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def step_parser(description: str, steps: int, variants: list[str]) -> argparse.ArgumentParser:
+    """The command line of the per-variant step benchmarks (this one and ``step_profile``)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--network", choices=sorted(NETWORKS), default="st01")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--size", type=int, default=144)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per process")
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="JSON results (default outputs/bench/<network>_step.json)",
-    )
+    parser.add_argument("--steps", type=int, default=steps, help="timed steps per process")
+    parser.add_argument("--variants", nargs="+", default=variants)
+    parser.add_argument("--out", type=Path, default=None, help="JSON results")
     parser.add_argument(
         "--reference-code",
         type=Path,
@@ -315,14 +311,12 @@ def main() -> None:
         "for the 'reference' variant",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        result = run_variant(
-            args.child, args.network, args.batch, args.size, args.steps, args.reference_code
-        )
-        print(json.dumps(result))
-        return
-    args.out = args.out or Path(f"outputs/bench/{args.network}_step.json")
+    return parser
+
+
+def child_arguments(args: argparse.Namespace) -> list[str]:
+    """What every child process is passed; leaves ``reference`` out of ``args.variants``
+    (and says so) when no ``--reference-code`` was given."""
     child_args = ["--network", args.network, "--batch", str(args.batch)]
     child_args += ["--size", str(args.size), "--steps", str(args.steps)]
     if args.reference_code is not None:
@@ -330,6 +324,19 @@ def main() -> None:
     elif "reference" in args.variants:
         args.variants = [v for v in args.variants if v != "reference"]
         print("variant 'reference' left out: no --reference-code given", file=sys.stderr)
+    return child_args
+
+
+def main() -> None:
+    args = step_parser(__doc__.splitlines()[0], steps=3, variants=list(VARIANTS)).parse_args()
+    if args.child:
+        result = run_variant(
+            args.child, args.network, args.batch, args.size, args.steps, args.reference_code
+        )
+        print(json.dumps(result))
+        return
+    args.out = args.out or Path(f"outputs/bench/{args.network}_step.json")
+    child_args = child_arguments(args)
     results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
     print(
