@@ -163,22 +163,18 @@ def _conv_op_share(fn) -> dict:
 
 def run_variant(variant: str, network: str, batch: int, size: int, steps: int, code) -> dict:
     step = make_step(variant, network, batch, size, code)
-    step()  # warm-up
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
+    step_s = _median_time(step, steps)
     share = _conv_op_share(step)
     onednn = summarise_convolutions(_onednn_rows(step))
     onednn["shapes"] = onednn["shapes"][:12]
     forward = onednn["directions"].get("forward_training", {"calls": 0})["calls"]
     # the ceiling holds when oneDNN runs every convolution (PyTorch may not for small ones)
     onednn["onednn_coverage"] = forward / max(share["conv_calls"], 1)
-    return {"variant": variant, "step_s": statistics.median(times), **share, **onednn}
+    return {"variant": variant, "step_s": step_s, **share, **onednn}
 
 
 def _median_time(fn, repeats: int) -> float:
+    """Median seconds of ``repeats`` calls of ``fn`` after one untimed warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -212,20 +208,22 @@ def run_machine(size: int, repeats: int) -> dict:
     for block in blocks:
         perturb_parameters(block, 0.05, g)
     u = torch.randn(1, 3, size, size, generator=g).contiguous(memory_format=cl)
+    inputs = [u.clone().requires_grad_() for _ in blocks]  # one leaf per thread
 
-    def work(block) -> None:
-        block(u.requires_grad_()).square().sum().backward()
+    def work(i: int) -> None:
+        inputs[i].grad = None
+        blocks[i](inputs[i]).square().sum().backward()
 
     def one_after_other() -> None:
-        for block in blocks:
-            work(block)
+        for i in range(len(blocks)):
+            work(i)
 
     def at_once() -> None:
-        def one_thread(block) -> None:
+        def one_thread(i: int) -> None:
             torch.set_num_threads(1)
-            work(block)
+            work(i)
 
-        workers = [threading.Thread(target=one_thread, args=(b,)) for b in blocks]
+        workers = [threading.Thread(target=one_thread, args=(i,)) for i in range(len(blocks))]
         for t in workers:
             t.start()
         for t in workers:

@@ -181,3 +181,29 @@ def test_step_profile_toy_run(tmp_path):
     assert 0 < cli["onednn_coverage"] <= 1
     machine = summary["machine"]
     assert machine["thread_scaling"] > 0 and machine["two_subnets_concurrent_over_sequential"] > 0
+
+
+def test_step_profile_ceiling_is_per_round_and_needs_full_onednn_coverage():
+    from benchmarks.step_profile import summarise
+
+    def run(step_s, conv_ms, coverage=1.0):
+        return {
+            "step_s": step_s,
+            "conv_ms": conv_ms,
+            "onednn_coverage": coverage,
+            "directions": {"forward_training": {"ms": conv_ms / 4, "gmac_s": 80.0}},
+        }
+
+    runs = {
+        "cli": [run(10.0, 8000.0), run(12.0, 9000.0), run(9.0, 7000.0, coverage=0.5)],
+        "reference": [run(12.0, 9000.0), run(18.0, 9500.0), run(11.0, 8000.0)],
+    }
+    summary = summarise(runs)
+    # reference step over cli's oneDNN time of the same round: 12/8 and 18/9; the third
+    # round is left out because oneDNN did not run all of cli's convolutions there
+    assert summary["reference"]["ceiling"] == pytest.approx((1.5 + 2.0) / 2)
+    assert summary["cli"]["ceiling"] == pytest.approx((10 / 8 + 12 / 9) / 2)
+    assert summary["reference"]["step_s"] == 12.0
+    assert summary["reference"]["forward_training_ms"] == 2250.0
+    runs["cli"] = [run(9.0, 7000.0, coverage=0.5)]
+    assert "ceiling" not in summarise(runs)["reference"]
