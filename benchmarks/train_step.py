@@ -15,8 +15,10 @@ Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, 
 ``cli_split_all`` (``cli`` with every dense-block convolution split over its input pieces
 instead of the last two: ``benchmarks.dense_block``'s ``split_all_cl`` path),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
-timed), ``bf16`` (``torch.autocast("cpu", dtype=torch.bfloat16)``), ``cli_bf16`` (``cli``
-under that autocast: what ``invblocks train --set autocast=bfloat16`` runs); st-01 only:
+timed; inductor draws the quantiser's noise with ATen's generator, ``fallback_random``, so the
+draws match the other variants'), ``cli_compiled`` (``cli`` compiled that way), ``bf16``
+(``torch.autocast("cpu", dtype=torch.bfloat16)``), ``cli_bf16`` (``cli`` under that autocast:
+what ``invblocks train --set autocast=bfloat16`` runs); st-01 only:
 ``freia``, the same network with each coupling replaced by FrEIA's own
 ``GLOWCouplingBlock`` computing the same function with the same weights
 (:func:`invblocks.freia.coupling_to_freia`), and
@@ -59,6 +61,7 @@ VARIANTS = (
     "freia_glow",
     "cli",
     "cli_bf16",
+    "cli_compiled",
     "compact_dense",
     "cli_split_all",
     "reference",
@@ -181,7 +184,7 @@ def make_step(
     from invblocks.training import ric_step
 
     torch.manual_seed(0)
-    if variant in ("cli", "cli_bf16", "cli_split_all"):
+    if variant in ("cli", "cli_bf16", "cli_split_all", "cli_compiled"):
         from invblocks.runtime import tune_malloc
 
         tune_malloc()
@@ -207,7 +210,10 @@ def make_step(
         net = build(variant, network, size)
         step_fn = ric_step
     torch.manual_seed(0)  # the quantiser's noise: the same draws whatever the build consumed
-    if variant == "compiled":
+    if variant in ("compiled", "cli_compiled"):
+        import torch._inductor.config
+
+        torch._inductor.config.fallback_random = True  # the same noise draws as eager
         net = torch.compile(net)  # the first step includes compilation (excluded below)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))
@@ -215,7 +221,8 @@ def make_step(
         from invblocks.blocks import set_compact_dense
 
         set_compact_dense(net)
-    if variant in ("channels_last", "cli", "cli_bf16", "cli_split_all", "compact_dense"):
+    channels_last = ("channels_last", "cli", "cli_bf16", "cli_split_all", "cli_compiled")
+    if variant in (*channels_last, "compact_dense"):
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     bf16 = variant in ("bf16", "cli_bf16")
