@@ -222,7 +222,7 @@ def make_step(
 
         set_compact_dense(net)
     channels_last = ("channels_last", "cli", "cli_bf16", "cli_split_all", "cli_compiled")
-    if variant in (*channels_last, "compact_dense"):
+    if variant in channels_last or variant == "compact_dense":
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     bf16 = variant in ("bf16", "cli_bf16")
