@@ -1,4 +1,4 @@
-"""Shared pytest set-up: doctest namespace and hypothesis profiles."""
+"""Shared pytest set-up: doctest namespace, hypothesis profiles, the ``device`` fixture."""
 
 import os
 
@@ -19,3 +19,19 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 @pytest.fixture(autouse=True)
 def _doctest_namespace(doctest_namespace: dict) -> None:
     doctest_namespace["torch"] = torch
+
+
+@pytest.fixture(
+    scope="session",
+    params=[
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"),
+        ),
+    ],
+)
+def device(request: pytest.FixtureRequest) -> str:
+    """Each device a test runs on: the CPU, and the GPU where PyTorch sees one (session
+    scope, so hypothesis tests may take it)."""
+    return request.param

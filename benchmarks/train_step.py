@@ -34,8 +34,12 @@ default's: zero (or float rounding) for variants that compute the same function;
 initialisation every coupling is the identity, so a different function only shows after
 updates.
 
+``--device cuda`` runs every variant on the GPU (the step synchronises before its time is
+taken; memory is then the peak of ``torch.cuda.max_memory_allocated``, not the resident set;
+PyTorch's default TF32 convolutions stay on, as users get them).
+
 Run: ``python -m benchmarks.train_step [--network st01] [--batch 1] [--size 144]
-[--repeats 3] [--steps 2] [--variants ...] [--reference-code PATH]``
+[--repeats 3] [--steps 2] [--variants ...] [--reference-code PATH] [--device cpu]``
 """
 
 from __future__ import annotations
@@ -172,11 +176,12 @@ def make_step(
     batch: int,
     size: int,
     reference_code: Path | None = None,
+    device: str = "cpu",
 ):
-    """Set up ``variant`` (network, optimiser, input) and return ``step``: one training step
-    (forward, quantise, inverse, losses, backward, clipping, Adam) returning the loss before
-    the update. Variant-wide switches (``tune_malloc``, the split-all dense blocks) apply to
-    this whole process, which is why every variant runs in its own."""
+    """Set up ``variant`` (network, optimiser, input) on ``device`` and return ``step``: one
+    training step (forward, quantise, inverse, losses, backward, clipping, Adam) returning the
+    loss before the update. Variant-wide switches (``tune_malloc``, the split-all dense
+    blocks) apply to this whole process, which is why every variant runs in its own."""
     import torch
     from torch import nn
 
@@ -215,8 +220,10 @@ def make_step(
 
         torch._inductor.config.fallback_random = True  # the same noise draws as eager
         net = torch.compile(net)  # the first step includes compilation (excluded below)
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))
+    x = x.to(device)
     if variant == "compact_dense":
         from invblocks.blocks import set_compact_dense
 
@@ -226,15 +233,18 @@ def make_step(
         net = net.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     bf16 = variant in ("bf16", "cli_bf16")
+    cuda = torch.device(device).type == "cuda"
 
     def step() -> float:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             terms = step_fn(task, net, x, n)
         loss = float(terms["total"].detach())
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
         opt.step()
+        if cuda:
+            torch.cuda.synchronize()
         return loss
 
     return step
@@ -247,22 +257,36 @@ def run_variant(
     size: int,
     steps: int,
     reference_code: Path | None = None,
+    device: str = "cpu",
 ) -> dict:
-    """``steps + 1`` steps of ``variant``; the first (warm-up, compilation) is not timed."""
-    step = make_step(variant, network, batch, size, reference_code)
+    """``steps + 1`` steps of ``variant``; the first (warm-up, compilation) is not timed.
+
+    On a GPU the result also holds ``peak_cuda_mb``, the peak of the memory PyTorch
+    allocated there (the ratios use it)."""
+    step = make_step(variant, network, batch, size, reference_code, device)
     times, losses = [], []
     for _ in range(steps + 1):
         t = time.perf_counter()
         losses.append(step())
         times.append(time.perf_counter() - t)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {
+    result = {
         "variant": variant,
         "step_s": statistics.median(times[1:]),
         "peak_rss_mb": peak_kb / 1024,
         "first_loss": losses[0],
         "last_loss": losses[-1],
     }
+    if device != "cpu":
+        import torch
+
+        result["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return result
+
+
+def _memory(run: dict) -> float:
+    """The peak memory a run is compared by: the GPU's when it ran on one, else the RSS."""
+    return run.get("peak_cuda_mb", run["peak_rss_mb"])
 
 
 def baseline(variants) -> str:
@@ -290,13 +314,13 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
             "step_s": statistics.median(x["step_s"] for x, _ in pairs),
             "peak_rss_mb": statistics.median(x["peak_rss_mb"] for x, _ in pairs),
             "time_ratio": statistics.median(x["step_s"] / b["step_s"] for x, b in pairs),
-            "memory_ratio": statistics.median(
-                x["peak_rss_mb"] / b["peak_rss_mb"] for x, b in pairs
-            ),
+            "memory_ratio": statistics.median(_memory(x) / _memory(b) for x, b in pairs),
             "last_loss_rel_diff": max(
                 abs(x["last_loss"] - b["last_loss"]) / abs(b["last_loss"]) for x, b in pairs
             ),
         }
+        if "peak_cuda_mb" in pairs[0][0]:
+            summary[v]["peak_cuda_mb"] = statistics.median(x["peak_cuda_mb"] for x, _ in pairs)
     return summary
 
 
@@ -335,20 +359,29 @@ def child_arguments(args: argparse.Namespace) -> list[str]:
 
 
 def main() -> None:
-    args = step_parser(__doc__.splitlines()[0], steps=3, variants=list(VARIANTS)).parse_args()
+    parser = step_parser(__doc__.splitlines()[0], steps=3, variants=list(VARIANTS))
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    args = parser.parse_args()
     if args.child:
         result = run_variant(
-            args.child, args.network, args.batch, args.size, args.steps, args.reference_code
+            args.child,
+            args.network,
+            args.batch,
+            args.size,
+            args.steps,
+            args.reference_code,
+            args.device,
         )
         print(json.dumps(result))
         return
     args.out = args.out or Path(f"outputs/bench/{args.network}_step.json")
-    child_args = child_arguments(args)
+    child_args = [*child_arguments(args), "--device", args.device]
     results = run_interleaved("benchmarks.train_step", args.variants, args.repeats, child_args)
     summary = summarise(results)
     print(
         f"{args.network} step, batch {args.batch}, {args.size}x{args.size}, "
         f"medians over {args.repeats} rounds of per-round ratios to {baseline(args.variants)!r}"
+        + (f", on {args.device}" if args.device != "cpu" else "")
     )
     print(f"{'variant':<15} {'time ratio':>10} {'memory ratio':>13} {'loss rel. diff':>15}")
     for v, row in summary.items():

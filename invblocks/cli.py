@@ -56,6 +56,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.task:
         data["task"] = args.task
     data = apply_overrides(data, args.set or [])
+    if args.device:
+        data["device"] = args.device
     if "task" not in data:
         raise UserError("name a task with --task NAME (see `invblocks tasks`) or in --config")
     config = TrainConfig.from_dict(data)
@@ -65,9 +67,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    from .runtime import resolve_device
     from .trainer import evaluate, load_for_eval
 
+    device = resolve_device(args.device)
     task, net, n, meta = load_for_eval(args.model)
+    net = net.to(device)
     source = (
         task.open_data(Path(args.data)) if args.data and task.open_data else task.default_data()
     )
@@ -80,7 +85,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
-    model = Model.load(args.model)
+    model = Model.load(args.model, device=args.device)
     path = model.embed_files(args.inputs, args.output, start=args.start, step=args.step)
     print(f"embedding written to {path}")
 
@@ -88,7 +93,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 def _cmd_restore(args: argparse.Namespace) -> None:
     from .model import Model
 
-    model = Model.load(args.model)
+    model = Model.load(args.model, device=args.device)
     paths = model.restore_file(args.embedding, args.output)
     print(f"{len(paths)} images written to {args.output}")
 
@@ -97,6 +102,15 @@ def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
     print(f"report written to {write_report(args.run)}")
+
+
+def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    p.add_argument(
+        "--device",
+        default=default,
+        help="auto (the GPU when PyTorch sees one, else the CPU), cpu, cuda or cuda:N"
+        + ("" if default else "; overrides the config's device"),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/TASK)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(p, default=None)
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("eval", help="PSNR/SSIM of a trained model on validation samples")
@@ -125,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="a dataset folder (default: the task's default data)")
     p.add_argument("--samples", type=int, default=4)
     p.add_argument("--crop", type=int)
+    _add_device(p)
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("embed", help="embed image files (or a clip) into one PNG")
@@ -133,12 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the PNG to write")
     p.add_argument("--start", type=int, default=0, help="first frame of a clip")
     p.add_argument("--step", type=int, default=1, help="frame step in a clip")
+    _add_device(p)
     p.set_defaults(func=_cmd_embed)
 
     p = sub.add_parser("restore", help="restore the images from an embedding PNG")
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("embedding", help="the PNG written by `invblocks embed`")
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
+    _add_device(p)
     p.set_defaults(func=_cmd_restore)
 
     p = sub.add_parser("report", help="(re)write a run's HTML report")

@@ -57,6 +57,10 @@ class TrainConfig:
             every concatenation (:func:`invblocks.blocks.dense.set_compact_dense`): less
             memory than the default, less time than ``memory_saving``; same results.
         threads: torch CPU threads (``None``: torch's default).
+        device: Where to train: ``"auto"`` (default: the GPU when PyTorch sees one, else the
+            CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``
+            (:func:`invblocks.runtime.resolve_device`). Under ``torchrun`` each process takes
+            the GPU of its ``LOCAL_RANK``.
         autocast: ``"bfloat16"`` runs the training step's forward computation under
             :func:`torch.autocast` in bfloat16 (convolutions in bfloat16, weights, optimiser
             and losses in float32); ``None`` (default) trains in float32. Validation,
@@ -91,6 +95,7 @@ class TrainConfig:
     memory_saving: bool = False
     compact_dense: bool = False
     threads: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    device: str = attrs.field(default="auto", validator=v.instance_of(str))
     autocast: Literal["bfloat16"] | None = attrs.field(
         default=None, validator=_optional(v.in_(("bfloat16",)))
     )

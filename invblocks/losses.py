@@ -138,7 +138,8 @@ def constraint_losses(net: nn.Module) -> dict[str, Tensor]:
 def total_constraint_loss(net: nn.Module, weights: dict[str, float] | None = None) -> Tensor:
     """The weighted sum of :func:`constraint_losses`; ``weights`` by loss name (default 1)."""
     weights = weights or {}
-    total = torch.zeros(())
+    first = next(net.parameters(), None)
+    total = torch.zeros((), device=first.device if first is not None else None)
     for key, value in constraint_losses(net).items():
         total = total + weights.get(key.rsplit(".", 1)[-1], 1.0) * value
     return total

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .blocks import quantize
 from .data import IMAGE_SUFFIXES, read_clip
 from .io import read_image, read_png_text, write_png
+from .runtime import resolve_device
 from .task import Task
 from .trainer import load_for_eval
 from .training import embedding_forward
@@ -45,9 +46,15 @@ class Model:
         n_inputs: Images per embedding.
         meta: The checkpoint's metadata.
         channels_last: Run in channels-last layout (weights and inputs). ``None`` (default):
-            on when the network's parameters live on the CPU, where oneDNN's convolutions are
-            faster in it (embed + restore of a 428x240 clip with st-01: 0.84x the time). The
-            layout changes results only by float rounding.
+            on when the network runs on the CPU, where oneDNN's convolutions are faster in it
+            (embed + restore of a 428x240 clip with st-01: 0.84x the time). The layout
+            changes results only by float rounding.
+        device: Where the network runs: ``"auto"`` (the GPU when PyTorch sees one, else the
+            CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (:func:`~invblocks.runtime.resolve_device`),
+            or ``None`` (default) to leave the network where it is. Images go in and come out
+            on the CPU whatever the device. An embedding made on one device restores on any
+            other; the two devices' float rounding can move a few embedding pixels by one
+            8-bit level.
     """
 
     def __init__(
@@ -58,26 +65,39 @@ class Model:
         meta: dict[str, Any],
         *,
         channels_last: bool | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
+        if device is not None:
+            net = net.to(resolve_device(device))
+        first = next(net.parameters(), None)
+        self.device = first.device if first is not None else torch.device("cpu")
         if channels_last is None:
-            first = next(net.parameters(), None)
-            channels_last = first is not None and first.device.type == "cpu"
+            channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
         self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
 
     @classmethod
-    def load(cls, path: str | Path, *, channels_last: bool | None = None) -> Model:
-        """Load from a run folder (its latest checkpoint) or a checkpoint folder."""
-        return cls(*load_for_eval(path), channels_last=channels_last)
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        channels_last: bool | None = None,
+        device: str | torch.device | None = "auto",
+    ) -> Model:
+        """Load from a run folder (its latest checkpoint) or a checkpoint folder, onto
+        ``device`` (default ``"auto"``: the GPU when PyTorch sees one, else the CPU)."""
+        return cls(*load_for_eval(path), channels_last=channels_last, device=device)
 
     def _layout(self, x: Tensor) -> Tensor:
+        x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        """``n`` images ``(C, H, W)``, natural order -> the quantised embedding and its metadata."""
+        """``n`` images ``(C, H, W)``, natural order -> the quantised embedding (on the CPU)
+        and its metadata."""
         x = self.task.stack(images)
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
@@ -88,10 +108,11 @@ class Model:
         with torch.no_grad():
             _, q, _ = embedding_forward(self.net, self._layout(x), self.task.embed_channels)
         meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}
-        return quantize(q[0]), meta
+        return quantize(q[0]).cpu(), meta
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
-        """The ``n`` images, natural order, original size, from an embedding and its metadata."""
+        """The ``n`` images (on the CPU), natural order, original size, from an embedding
+        and its metadata."""
         if meta.get("task") != self.task.name or meta.get("n_inputs") != self.n_inputs:
             raise ValueError(
                 f"the embedding was made by task {meta.get('task')!r} with {meta.get('n_inputs')} "
@@ -104,7 +125,7 @@ class Model:
             )
         with torch.no_grad():
             (x,), _ = self.net([self._layout(embedding[None])], rev=True)
-        x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1)
+        x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
         return self.task.unstack(x, self.n_inputs)
 
     # ------------------------------------------------------------------ files

@@ -1,4 +1,9 @@
-"""Process-wide settings that make large-image work faster on Linux CPUs.
+"""Where computation runs, and process-wide settings that make large-image work faster on
+Linux CPUs.
+
+:func:`resolve_device` turns a user's device name (``"auto"``, ``"cpu"``, ``"cuda"``,
+``"cuda:1"``, ...) into a :class:`torch.device`, with a clear error for one this machine
+does not have.
 
 Convolutions over whole frames allocate and free many tensors of tens to hundreds of
 megabytes. glibc's ``malloc`` serves every block above its mmap threshold (at most 32 MB
@@ -14,9 +19,12 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
 
-__all__ = ["tune_malloc"]
+import torch
+
+__all__ = ["resolve_device", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -59,3 +67,51 @@ def tune_malloc(threshold: int = 2**31 - 1) -> bool:
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     value = min(int(threshold), 2**31 - 1)
     return bool(mallopt(_M_MMAP_THRESHOLD, value)) and bool(mallopt(_M_TRIM_THRESHOLD, value))
+
+
+def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
+    """The :class:`torch.device` that ``name`` asks for, checked against this machine.
+
+    ``"auto"`` (or ``None``) is the first CUDA device when PyTorch sees one, else the CPU.
+    Under ``torchrun`` (``LOCAL_RANK`` set), ``"auto"`` and a bare ``"cuda"`` mean this
+    process's own GPU, ``cuda:LOCAL_RANK``.
+
+    Raises:
+        ValueError: an unknown device name, or a device this machine does not have (CUDA
+            without a CUDA build of PyTorch or a visible GPU, or an index beyond the GPUs).
+
+    Example:
+        >>> from invblocks.runtime import resolve_device
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if name is None or name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(
+            f"unknown device {name!r}: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        ) from err
+    if device.type == "cpu":
+        return torch.device("cpu")
+    if device.type != "cuda":
+        raise ValueError(
+            f"device {str(name)!r} is not supported: expected 'auto', 'cpu', 'cuda' or 'cuda:N'"
+        )
+    if not torch.cuda.is_available():
+        build = "a CUDA build" if torch.version.cuda else "a CPU-only build"
+        raise ValueError(
+            f"device {str(name)!r} asked for, but PyTorch sees no CUDA GPU "
+            f"(torch {torch.__version__}, {build}); use device 'cpu' or 'auto'"
+        )
+    index = device.index
+    if index is None:
+        index = int(os.environ.get("LOCAL_RANK", "0"))
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(
+            f"device {str(name)!r} asked for GPU {index}, but PyTorch sees {count} "
+            f"(cuda:0 to cuda:{count - 1})"
+        )
+    return torch.device("cuda", index)

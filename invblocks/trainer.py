@@ -9,10 +9,11 @@
       checkpoints/         see invblocks.checkpoint
       report.html          written by invblocks.report (at the end, on rank 0)
 
-Launched by ``torchrun`` (``WORLD_SIZE > 1``), it trains data-parallel with PyTorch's
-``DistributedDataParallel`` (gloo on CPU, nccl on GPUs): each process takes its own share of
-every global batch, only rank 0 logs and checkpoints, and at the end the ranks check that
-their weights are identical.
+It trains on ``config.device`` (the GPU when PyTorch sees one, else the CPU). Launched by
+``torchrun`` (``WORLD_SIZE > 1``), it trains data-parallel with PyTorch's
+``DistributedDataParallel`` (gloo on CPU, nccl on GPUs, one GPU per process): each process
+takes its own share of every global batch, only rank 0 logs and checkpoints, and at the end
+the ranks check that their weights are identical.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .data import Source
 from .io import write_png
 from .metrics import psnr, ssim
 from .plugins import get_task
+from .runtime import resolve_device
 from .task import Task
 from .training import embedding_forward, ric_step
 
@@ -126,13 +128,17 @@ def evaluate(
 
     Returns mean PSNR/SSIM of the quantised embedding against the reference, of every restored
     image against its original, and of the restored images without the reference slot
-    (``no_ref``). With ``out``, writes each sample's images there.
+    (``no_ref``). With ``out``, writes each sample's images there. Runs where the network's
+    parameters are (the samples are moved there).
     """
     was_training = net.training
     net.eval()
     rows: dict[str, list[float]] = {}
     rgb = task.image_channels in (1, 3)
+    first = next(net.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     for k, x in enumerate(samples):
+        x = x.to(device)
         xb = x[None]
         _, q, _ = embedding_forward(net, xb, task.embed_channels)
         (restored,), _ = net([q], rev=True)
@@ -182,10 +188,10 @@ def _log(path: Path, record: dict[str, Any]) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(device: torch.device) -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -216,10 +222,14 @@ def train(
 
     With ``resume``, continues from ``out``'s latest checkpoint; on CPU the result equals an
     uninterrupted run bit for bit (data, noise and schedule are functions of the step and the
-    saved RNG state).
+    saved RNG states; on a GPU the same holds up to the nondeterminism of its convolution
+    kernels).
     """
     out = Path(out)
-    rank, world = _distributed()
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    rank, world = _distributed(device)
     task = get_task(config.task)
     if config.losses:
         try:
@@ -247,7 +257,7 @@ def train(
     if config.compact_dense:
         set_compact_dense(net)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    net = net.to(memory_format=layout)
+    net = net.to(device=device, memory_format=layout)
     opt = _optimizer(kind, net.parameters(), base_lr)
     if rank == 0:  # after the config has proven valid: a bad config leaves no folder behind
         _prepare_out(out, resume)
@@ -265,6 +275,8 @@ def train(
         ts = load_train_state(folder)
         opt.load_state_dict(ts["optimizer"])
         torch.set_rng_state(ts["rng"])
+        if device.type == "cuda" and "cuda_rng" in ts:
+            torch.cuda.set_rng_state(ts["cuda_rng"], device)
         start = int(meta["step"])
 
     source = source or (
@@ -289,11 +301,13 @@ def train(
         batch_size=batch,
         sampler=StepSampler(start, config.steps, batch, rank, world),
         num_workers=config.workers,
+        pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
     )
     step_module: nn.Module = _Step(task, net, n)
     if world > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module)
+        ids = [device.index] if device.type == "cuda" else None
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
 
     meta = {
         "task": task.name,
@@ -314,7 +328,7 @@ def train(
     t0 = time.perf_counter()
     step = start
     for step, x in enumerate(loader, start=start + 1):
-        x = x.contiguous(memory_format=layout)
+        x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -336,13 +350,10 @@ def train(
                 metrics = evaluate(task, net, samples, n, out / "samples", tag=f"step{step:08d}-")
                 _log(log_path, {"step": step, "validation": metrics})
             if step % config.ckpt_every == 0 or step == config.steps:
-                save_checkpoint(
-                    out,
-                    step=step,
-                    net=net,
-                    meta=meta,
-                    train_state={"optimizer": opt.state_dict(), "rng": torch.get_rng_state()},
-                )
+                train_state = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state()}
+                if device.type == "cuda":
+                    train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
+                save_checkpoint(out, step=step, net=net, meta=meta, train_state=train_state)
     if bar is not None:
         bar.close()
     if world > 1:
@@ -355,7 +366,7 @@ def train(
             raise RuntimeError(f"data-parallel replicas diverged: weight digests {digests}")
         dist.barrier()
     if rank == 0:
-        _log(log_path, {"step": step, "seconds": time.perf_counter() - t0})
+        _log(log_path, {"step": step, "seconds": time.perf_counter() - t0, "device": str(device)})
         from .report import write_report
 
         write_report(out)

@@ -6,6 +6,10 @@ pre-quantisation embedding (as IICNet computes it) and the inverse starts from t
 quantised one; when its last dimension-reducing node is a WIC that returns extra channels
 in training (WIN), the first ``embed_channels`` are the embedding and the rest feed the
 shift constraint.
+
+A network compiled with :func:`torch.compile` works the same: the step splits the compiled
+module's original network and runs its body (all but the quantiser) compiled with the same
+settings, built once per network.
 """
 
 from __future__ import annotations
@@ -23,9 +27,39 @@ __all__ = ["embedding_forward", "ric_step"]
 
 
 def _split_quantizer(net: Block) -> tuple[Block, Quantizer | None]:
-    if isinstance(net, Sequence) and len(net) and isinstance(net[len(net) - 1], Quantizer):
-        return net[: len(net) - 1], net[len(net) - 1]
-    return net, None
+    """``(body, quantizer)`` of a :class:`Sequence` ending in a quantiser (``(net, None)``
+    otherwise). The body shares the network's nodes; it is built once and kept on the
+    network (rebuilt when the nodes or the memory-saving switch change). For a
+    ``torch.compile``-d network the body is compiled with the network's settings."""
+    original = getattr(net, "_orig_mod", None)  # what torch.compile wrapped
+    seq = original if original is not None else net
+    if not (isinstance(seq, Sequence) and len(seq) and isinstance(seq[len(seq) - 1], Quantizer)):
+        return net, None
+    nodes = list(seq)[:-1]
+    cached = net.__dict__.get("_invblocks_body")
+    if (
+        cached is None
+        or cached[1] != seq.memory_saving
+        or len(cached[0]) != len(nodes)
+        or any(a is not b for a, b in zip(cached[0], nodes, strict=True))
+    ):
+        body = seq[: len(seq) - 1]
+        if original is not None:
+            body = _compile_like(net, body)
+        cached = (nodes, seq.memory_saving, body)
+        net.__dict__["_invblocks_body"] = cached  # a plain attribute: not a submodule
+    return cached[2], seq[len(seq) - 1]
+
+
+def _compile_like(compiled: Block, module: Block) -> Block:
+    """``module`` compiled with the settings ``compiled`` was compiled with."""
+    context = getattr(compiled, "dynamo_ctx", None)
+    if context is not None:
+        try:
+            return type(compiled)(module, context)
+        except TypeError:  # another torch's constructor: fall back to the default settings
+            pass
+    return torch.compile(module)
 
 
 def embedding_forward(net: Block, x: Tensor, embed_channels: int) -> tuple[Tensor, Tensor, Tensor]:

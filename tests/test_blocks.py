@@ -71,10 +71,10 @@ FAMILIES = {
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @given(data=st.data(), dtype=dtypes(), seed=seeds())
-def test_block_contract(family, data, dtype, seed):
+def test_block_contract(family, data, dtype, seed, device):
     shapes, factory = FAMILIES[family]
     dims = data.draw(shapes)
-    check_block(factory(dims, seed), dims, dtype=dtype, seed=seed)
+    check_block(factory(dims, seed), dims, dtype=dtype, seed=seed, device=device)
 
 
 # ----------------------------------------------------------------------------- Haar

@@ -22,7 +22,7 @@ def gradients(net, x, memory_saving):
     x = x.clone().requires_grad_(True)
     (e,), log_det = net([x])
     (back,), _ = net([e], rev=True)
-    loss = (e.square() * torch.linspace(0, 1, e.shape[-1], dtype=e.dtype)).sum()
+    loss = (e.square() * torch.linspace(0, 1, e.shape[-1], dtype=e.dtype, device=e.device)).sum()
     loss = loss + (back - x.detach()).abs().sum() + 1e-3 * log_det.sum()
     loss.backward()
     grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
@@ -38,7 +38,7 @@ def assert_same_gradients(plain, other, gx_plain, gx_other, tol=1e-10):
 
 
 @pytest.mark.parametrize("downscale", [None, "haar"])
-def test_gradients_equal_plain_autograd_float64(downscale):
+def test_gradients_equal_plain_autograd_float64(downscale, device):
     net = presets.iicnet(
         2,
         blocks=4,
@@ -50,7 +50,8 @@ def test_gradients_equal_plain_autograd_float64(downscale):
         generator=gen(0),
     ).double()
     perturb_parameters(net, 0.05, gen(1))
-    x = torch.rand(2, 6, 8, 8, generator=gen(2), dtype=torch.float64)
+    net = net.to(device)
+    x = torch.rand(2, 6, 8, 8, generator=gen(2), dtype=torch.float64).to(device)
     plain, gx_plain, loss_plain = gradients(net, x, False)
     saving, gx_saving, loss_saving = gradients(net, x, True)
     assert loss_plain == pytest.approx(loss_saving, rel=1e-12)

@@ -39,3 +39,34 @@ def test_tuned_malloc_reuses_freed_blocks():
 def test_tune_malloc_rejects_bad_thresholds():
     with pytest.raises(ValueError, match="positive byte count"):
         tune_malloc(0)
+
+
+def test_resolve_device_names_and_errors(monkeypatch):
+    import torch
+
+    from invblocks.runtime import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device(torch.device("cpu")) == torch.device("cpu")
+    for bad in ("gpu", "cuda:x", "", "mps"):
+        with pytest.raises(ValueError, match="expected 'auto', 'cpu', 'cuda' or 'cuda:N'"):
+            resolve_device(bad)
+    # no GPU: auto is the CPU, cuda is an error that says what PyTorch sees
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"'cuda:1' asked for, but PyTorch sees no CUDA GPU"):
+        resolve_device("cuda:1")
+    # two GPUs: auto is the first, or this torchrun process's own; indices are checked
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)  # an explicit index wins
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    with pytest.raises(
+        ValueError, match=r"asked for GPU 2, but PyTorch sees 2 \(cuda:0 to cuda:1\)"
+    ):
+        resolve_device("auto")

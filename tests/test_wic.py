@@ -24,7 +24,7 @@ def gen(seed):
     dtype=dtypes(),
     seed=seeds(),
 )
-def test_wic_contract_all_cases(c_in, c_out, data, dtype, seed):
+def test_wic_contract_all_cases(c_in, c_out, data, dtype, seed, device):
     dims = data.draw(image_shapes(channels=c_in, min_side=5, max_side=7))
     wic = B.WIC(dims, out_channels=c_out, generator=gen(seed))
     expected = (
@@ -36,7 +36,7 @@ def test_wic_contract_all_cases(c_in, c_out, data, dtype, seed):
     )
     assert wic.inversion is expected
     assert wic.weight.shape == (c_out * (math.ceil(c_in / c_out) if c_out < c_in else 1), c_in)
-    check_block(wic, dims, dtype=dtype, seed=seed)
+    check_block(wic, dims, dtype=dtype, seed=seed, device=device)
 
 
 @given(c_in=st.integers(1, 6), extra=st.integers(1, 6), seed=seeds())

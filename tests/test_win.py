@@ -96,9 +96,9 @@ def test_bad_scale():
         presets.win(3, 3, scale=3)
 
 
-def test_win_compiles_without_graph_breaks():
-    net = presets.win(6, 3, blocks=1, size=(16, 16)).eval()
-    x = torch.rand(1, 6, 16, 16)
+def test_win_compiles_without_graph_breaks(device):
+    net = presets.win(6, 3, blocks=1, size=(16, 16)).eval().to(device)
+    x = torch.rand(1, 6, 16, 16, device=device)
     forward = torch._dynamo.explain(lambda v: net([v]))(x)
     assert forward.graph_break_count == 0, forward.break_reasons
     inverse = torch._dynamo.explain(lambda v: net([v], rev=True))(net(x))

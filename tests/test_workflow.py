@@ -35,6 +35,7 @@ def tiny_config(**kw):
         ckpt_every=2,
         val_samples=1,
         seed=1,
+        device="cpu",  # bit-exact resumes and layout comparisons are CPU properties
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -171,7 +172,8 @@ def test_embed_restore_files_any_size(trained, frames, tmp_path):
 
 
 def test_model_layouts_agree_and_cpu_defaults_to_channels_last(trained, frames):
-    fast, plain = Model.load(trained), Model.load(trained, channels_last=False)
+    fast = Model.load(trained, device="cpu")
+    plain = Model.load(trained, channels_last=False, device="cpu")
     assert fast.channels_last and not plain.channels_last
     conv = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -231,12 +233,41 @@ def test_cli_embed_restore_and_errors(trained, frames, tmp_path, capsys):
         (["train", "--task", "vdeo"], "unknown task 'vdeo'"),
         (["train", "--task", "video", "--set", "steps=-1"], "invalid training config"),
         (["train", "--task", "video", "--out", str(frames[0] / "sub")], "cannot write"),
+        (
+            [
+                "embed",
+                "--model",
+                str(trained),
+                *map(str, frames),
+                "-o",
+                str(out_png),
+                "--device",
+                "gpu",
+            ],
+            "unknown device 'gpu'",
+        ),
+        (
+            ["train", "--task", "video", "--device", "tpu:0", "--out", str(tmp_path / "t")],
+            "'tpu:0'",
+        ),
     ]
     for argv, needle in cases:
         capsys.readouterr()
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert needle in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_asking_for_a_gpu_without_one_is_a_clear_error_and_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--task", "video", "--device", "cuda", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "PyTorch sees no CUDA GPU" in err and "'cpu'" in err, err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="sees no CUDA GPU"):
+        train(tiny_config(device="cuda:0"), tmp_path / "api", progress=False)
+    assert not (tmp_path / "api").exists()
 
 
 def test_corrupt_and_mismatched_checkpoints(trained, tmp_path, frames):
@@ -308,6 +339,8 @@ def test_distributed_training_keeps_replicas_in_sync(tmp_path):
         "hiding",
         "--out",
         str(run),
+        "--device",
+        "cpu",
         "--quiet",
         "--set",
         "steps=3",

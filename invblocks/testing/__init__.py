@@ -86,14 +86,18 @@ def perturb_parameters(block: torch.nn.Module, scale: float, generator: torch.Ge
     """Add ``scale * N(0, 1)`` noise to every trainable parameter, in place.
 
     Most blocks start as the identity (zero-initialised last convolutions); a round trip of
-    an identity proves nothing, so checks run on perturbed copies.
+    an identity proves nothing, so checks run on perturbed copies. The noise is drawn on
+    ``generator``'s device (the CPU for ``torch.Generator()``) and moved to each parameter's,
+    so one seed perturbs a block the same way on every device.
     """
     with torch.no_grad():
         for p in block.parameters():
             if not p.requires_grad:  # frozen tensors (e.g. FrEIA's permutations) stay exact
                 continue
-            noise = torch.randn(p.shape, generator=generator, dtype=p.dtype, device=p.device)
-            p.add_(noise * scale)
+            noise = torch.randn(
+                p.shape, generator=generator, dtype=p.dtype, device=generator.device
+            )
+            p.add_(noise.to(p.device) * scale)
 
 
 def _fail(block: Block, what: str) -> BlockCheckError:
@@ -154,12 +158,12 @@ def _check_gradients(block: Block, xs: list[Tensor], generator: torch.Generator)
     ys, log_det = _run(block, xs)
     loss = log_det.sum()
     for y in ys:
-        w = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
-        loss = loss + (w * y).sum()
+        w = torch.randn(y.shape, generator=generator, dtype=y.dtype, device=generator.device)
+        loss = loss + (w.to(y.device) * y).sum()
     back, _ = _run(block, list(ys), rev=True)
     for x in back:
-        w = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        loss = loss + (w * x).sum()
+        w = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device)
+        loss = loss + (w.to(x.device) * x).sum()
     loss.backward()
     dead = [n for n, p in params if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     if dead:
@@ -178,15 +182,19 @@ def check_block(
     check_gradients: bool = True,
     low: float = 0.0,
     high: float = 1.0,
+    device: str | torch.device = "cpu",
 ) -> None:
     """Check the properties ``block``'s inversion kind promises, on inputs of shape ``dims``.
 
     The block is copied, cast to ``dtype`` and its parameters perturbed by ``perturb``
     (see :func:`perturb_parameters`); the original is not modified. Inputs are uniform in
-    ``[low, high)`` from a generator seeded with ``seed``. Every kind is checked for: output
-    shapes equal to ``output_dims``, ``input_dims`` inverting ``output_dims``, a ``(B,)``
-    log-det in the input dtype, inputs left unmodified, deterministic eval output, the global
-    RNG untouched, and (optionally) a gradient reaching every trainable parameter. Then, by kind:
+    ``[low, high)`` from a generator seeded with ``seed``. The copy and the inputs are then
+    moved to ``device`` (the same seed gives the same block and inputs on every device).
+    Every kind is checked for: output shapes equal to ``output_dims``, ``input_dims``
+    inverting ``output_dims``, a ``(B,)`` log-det in the input dtype, outputs on ``device``,
+    inputs left unmodified, deterministic eval output, the global RNGs (the CPU's and the
+    device's) untouched, and (optionally) a gradient reaching every trainable parameter.
+    Then, by kind:
 
     * ``EXACT``: ``inverse(forward(x)) == x`` within :func:`tolerance`, the inverse's log-det
       is the negative of the forward's, and, when the input has at most ``log_det_max_numel``
@@ -206,15 +214,20 @@ def check_block(
         BlockCheckError: naming the block, its kind and the property that failed.
     """
     dims = as_dims(dims)
+    device = torch.device(device)
     gen = torch.Generator().manual_seed(seed)
     tol = tolerance(dtype)
     original = block
     block = copy.deepcopy(block).to(dtype).eval()
     if perturb:
         perturb_parameters(block, perturb, gen)
-    xs = [low + (high - low) * torch.rand((batch, *d), generator=gen, dtype=dtype) for d in dims]
+    block = block.to(device)
+    xs = [
+        (low + (high - low) * torch.rand((batch, *d), generator=gen, dtype=dtype)).to(device)
+        for d in dims
+    ]
     saved = [x.clone() for x in xs]
-    rng_state = torch.get_rng_state()
+    rng_state = _rng_states(device)
 
     with torch.no_grad():
         ys, log_det = _run(block, xs)
@@ -224,6 +237,9 @@ def check_block(
     if not all(torch.equal(a, b) for a, b in zip(ys, ys_again, strict=True)):
         raise _fail(block, "forward is not deterministic in eval mode")
     _check_shapes(block, dims, xs, ys, log_det)
+    misplaced = [str(t.device) for t in (*ys, log_det) if t.device != xs[0].device]
+    if misplaced:
+        raise _fail(block, f"outputs on {misplaced}, expected them on the input's {device}")
 
     kind = block.inversion
     if isinstance(original, Sequence) and kind not in (Inversion.EXACT, Inversion.LEFT):
@@ -254,7 +270,7 @@ def check_block(
             if not all(torch.equal(a, b) for a, b in zip(back, ys, strict=True)):
                 raise _fail(block, "the inverse does not return the quantised values unchanged")
         elif kind is Inversion.LEARNED:
-            fresh = copy.deepcopy(original).to(dtype).eval()
+            fresh = copy.deepcopy(original).to(device=device, dtype=dtype).eval()
             fy, _ = _run(fresh, xs)
             fb, _ = _run(fresh, xs, rev=True)
             if not all(torch.equal(a, b) for a, b in zip(fy + fb, xs + xs, strict=False)):
@@ -264,7 +280,7 @@ def check_block(
 
     if kind is Inversion.EXACT and len(xs) == 1 and xs[0][0].numel() <= log_det_max_numel:
         _check_log_det(block, xs[0], log_det, tol)
-    if not torch.equal(rng_state, torch.get_rng_state()):
+    if not all(torch.equal(a, b) for a, b in zip(rng_state, _rng_states(device), strict=True)):
         raise _fail(block, "the block touched torch's global random generator")
     if check_gradients:
         _check_gradients(block.train(), [x.clone() for x in xs], gen)
@@ -281,7 +297,16 @@ def check_block(
                 check_gradients=check_gradients,
                 low=low,
                 high=high,
+                device=device,
             )
+
+
+def _rng_states(device: torch.device) -> list[Tensor]:
+    """The global generators' states a block must leave alone: the CPU's, and the GPU's."""
+    states = [torch.get_rng_state()]
+    if device.type == "cuda":
+        states.append(torch.cuda.get_rng_state(device))
+    return states
 
 
 def check_task(
