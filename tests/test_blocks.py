@@ -77,6 +77,19 @@ def test_block_contract(family, data, dtype, seed, device):
     check_block(factory(dims, seed), dims, dtype=dtype, seed=seed, device=device)
 
 
+def test_channel_mix_is_full_float32_on_every_device(device):
+    """The invertible linear blocks' product: no TF32 on GPUs, where PyTorch would run a
+    1x1 convolution in it by default."""
+    from invblocks.ops import channel_mix
+
+    x, m = torch.rand(2, 7, 9, 11, generator=gen(0)), torch.rand(5, 7, generator=gen(1))
+    expected = torch.einsum("oc,bchw->bohw", m.double(), x.double())
+    for layout in (torch.contiguous_format, torch.channels_last):
+        got = channel_mix(x.to(device).contiguous(memory_format=layout), m.to(device))
+        assert got.shape == (2, 5, 9, 11) and got.device.type == device
+        assert float((got.double().cpu() - expected).abs().max()) < 1e-5
+
+
 # ----------------------------------------------------------------------------- Haar
 def haar_by_convolution(x, scale):
     """The reference's grouped stride-2 convolution, subband-major ('hl') output."""

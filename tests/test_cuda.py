@@ -70,10 +70,10 @@ def test_training_step_on_gpu_equals_the_cpu_float64(which, channels_last):
         assert err < 1e-8, (name, k, err)
 
 
-def test_st01_round_trip_on_gpu_float32():
+def test_st01_couplings_round_trip_on_gpu_float32():
     _, _, net, _ = networks()[0]
     perturb_parameters(net, 0.05, gen(3))
-    body = net[: len(net) - 1].cuda().eval()  # all but the quantiser
+    body = net[1 : len(net) - 2].cuda().eval()  # the EXACT couplings
     x = torch.rand(1, 9, 64, 64, generator=gen(4)).cuda()
     with torch.no_grad():
         (y,), _ = body([x])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .._init import orthogonal
 from ..block import Block, Dims, Inversion
+from ..ops import channel_mix
 from ..registry import register_block
 
 __all__ = ["InvConv1x1"]
@@ -97,16 +97,15 @@ class InvConv1x1(Block):
             return torch.linalg.slogdet(self.weight)[1]
         return self.log_s.sum()
 
-    def _mix(self, x: Tensor, m: Tensor) -> Tensor:
-        return F.conv2d(x, m.to(x.dtype)[:, :, None, None])
-
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         (x,) = xs
-        return self._mix(x, self.matrix()), self.log_abs_det() * (x.shape[2] * x.shape[3])
+        return channel_mix(x, self.matrix()), self.log_abs_det() * (x.shape[2] * x.shape[3])
 
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         (y,) = ys
-        return self._mix(y, self.inverse_matrix()), -self.log_abs_det() * (y.shape[2] * y.shape[3])
+        return channel_mix(y, self.inverse_matrix()), -self.log_abs_det() * (
+            y.shape[2] * y.shape[3]
+        )
 
     def _output_dims(self, dims: Dims) -> Dims:
         self._check_channels(dims, self.channels)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from .._init import orthogonal
 from ..block import Block, Dims, Inversion
+from ..ops import channel_mix
 from ..registry import register_block
 
 __all__ = ["WIC", "shift", "shift_offsets"]
@@ -183,8 +184,8 @@ class WIC(Block):
         if self.inversion is Inversion.AUGMENTED:
             keep = self.weight.shape[0] if self.training and self.augmented_output else None
             w = self.weight if keep else self.weight[: self.out_channels]
-            return F.conv2d(u, w.to(u.dtype)[:, :, None, None]), None
-        v = F.conv2d(u, self.weight.to(u.dtype)[:, :, None, None])
+            return channel_mix(u, w), None
+        v = channel_mix(u, self.weight)
         if self.inversion is Inversion.EXACT:
             return v, torch.linalg.slogdet(self.weight)[1] * hw
         return v, 0.5 * self.gram_log_det() * hw
@@ -194,7 +195,7 @@ class WIC(Block):
         hw = v.shape[2] * v.shape[3]
         if self.inversion is Inversion.AUGMENTED and v.shape[1] == self.out_channels:
             v = self.augment(v)
-        u = F.conv2d(v, self.left_inverse().to(v.dtype)[:, :, None, None])
+        u = channel_mix(v, self.left_inverse())
         if self.inversion is Inversion.EXACT:
             return u, -torch.linalg.slogdet(self.weight)[1] * hw
         if self.inversion is Inversion.LEFT:
