@@ -16,7 +16,9 @@ Variants: ``invblocks`` (contiguous layout, plain autograd), ``channels_last``, 
 instead of the last two: ``benchmarks.dense_block``'s ``split_all_cl`` path),
 ``memory_saving``, ``compiled`` (``torch.compile``; the first step, which compiles, is not
 timed; inductor draws the quantiser's noise with ATen's generator, ``fallback_random``, so the
-draws match the other variants'), ``cli_compiled`` (``cli`` compiled that way), ``bf16``
+draws match the other variants'), ``cli_compiled`` (``cli`` compiled that way),
+``compiled_graphs`` (``torch.compile(mode="reduce-overhead")``: on a GPU the compiled graphs
+are replayed as CUDA graphs, one launch instead of thousands of kernel launches), ``bf16``
 (``torch.autocast("cpu", dtype=torch.bfloat16)``), ``cli_bf16`` (``cli`` under that autocast:
 what ``invblocks train --set autocast=bfloat16`` runs); st-01 only:
 ``freia``, the same network with each coupling replaced by FrEIA's own
@@ -66,6 +68,7 @@ VARIANTS = (
     "cli",
     "cli_bf16",
     "cli_compiled",
+    "compiled_graphs",
     "compact_dense",
     "cli_split_all",
     "reference",
@@ -215,11 +218,12 @@ def make_step(
         net = build(variant, network, size)
         step_fn = ric_step
     torch.manual_seed(0)  # the quantiser's noise: the same draws whatever the build consumed
-    if variant in ("compiled", "cli_compiled"):
+    if variant in ("compiled", "cli_compiled", "compiled_graphs"):
         import torch._inductor.config
 
         torch._inductor.config.fallback_random = True  # the same noise draws as eager
-        net = torch.compile(net)  # the first step includes compilation (excluded below)
+        mode = "reduce-overhead" if variant == "compiled_graphs" else None
+        net = torch.compile(net, mode=mode)  # the first step compiles (not timed below)
     net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))
@@ -236,6 +240,8 @@ def make_step(
     cuda = torch.device(device).type == "cuda"
 
     def step() -> float:
+        if variant == "compiled_graphs":
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             terms = step_fn(task, net, x, n)
         loss = float(terms["total"].detach())
