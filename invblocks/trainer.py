@@ -107,6 +107,16 @@ class _Step(nn.Module):
         return ric_step(self.task, self.net, x, self.n)
 
 
+def _compiled(net: nn.Module, mode: str | None) -> nn.Module:
+    """``net`` through :func:`torch.compile` as ``TrainConfig.compile`` asks (shares its
+    parameters), or ``net`` itself."""
+    if mode is None:
+        return net
+    if mode == "eager":
+        return torch.compile(net, backend="eager")
+    return torch.compile(net, mode=mode)
+
+
 def _weights_digest(net: nn.Module) -> str:
     h = hashlib.sha256()
     for k, v in sorted(net.state_dict().items()):
@@ -304,7 +314,7 @@ def train(
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
     )
-    step_module: nn.Module = _Step(task, net, n)
+    step_module: nn.Module = _Step(task, _compiled(net, config.compile), n)
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
@@ -332,6 +342,8 @@ def train(
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
             group["lr"] = lr
+        if config.compile == "reduce-overhead":
+            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are free
         with torch.autocast(x.device.type, amp_dtype, enabled=config.autocast is not None):
             terms = step_module(x)
         opt.zero_grad(set_to_none=True)

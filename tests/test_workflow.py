@@ -415,6 +415,18 @@ def test_channels_last_and_memory_saving_train_to_the_same_losses(tmp_path):
         assert other == pytest.approx(base, rel=1e-4), kw
 
 
+def test_compiled_training_computes_the_eager_losses(tmp_path):
+    # dynamo's "eager" backend: the traced graphs run the same kernels, so the losses are
+    # equal bit for bit when the wiring is right (the quantiser split off, the same weights)
+    base, _ = train_losses(tmp_path / "base", 2)
+    for k, kw in enumerate(({"compile": "eager"}, {"compile": "eager", "memory_saving": True})):
+        other, run = train_losses(tmp_path / f"compiled{k}", 2, **kw)
+        assert other == base, kw
+    assert Model.load(run, device="cpu").net.get_config()["type"] == "Sequence"
+    with pytest.raises(ValueError, match="compile"):
+        TrainConfig.from_dict({"task": "video", "compile": "fast"})
+
+
 def test_bfloat16_autocast_trains_close_to_float32_and_keeps_float32_weights(tmp_path):
     base, _ = train_losses(tmp_path / "float32", 3)
     mixed, folder = train_losses(tmp_path / "bfloat16", 3, autocast="bfloat16")
