@@ -19,11 +19,12 @@ def test_all_seven_task_families_are_there():
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_check_task_and_20_training_steps(name):
+def test_check_task_and_20_training_steps(name, device):
     task = invblocks.get_task(name)
     small = dict(blocks=1) if name == "rescaling-x4" else dict(blocks=2, width=8)
     net = task.build_network(None, **small)
-    losses = check_task(task, network=net, steps=20, batch=1, crop=max(task.min_crop, 16))
+    crop = max(task.min_crop, 16)
+    losses = check_task(task, network=net, steps=20, batch=1, crop=crop, device=device)
     assert all(np.isfinite(v) for v in losses.values()) and losses["total"] > 0
 
 

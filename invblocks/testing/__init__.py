@@ -318,6 +318,7 @@ def check_task(
     batch: int = 2,
     seed: int = 0,
     source: Source | None = None,
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """Validate a task end to end on small crops of its default data (or ``source``).
 
@@ -327,7 +328,9 @@ def check_task(
     other; that the reference has shape ``(B, embed_channels, crop/scale, crop/scale)``; that
     the network (``network`` or the task's
     default) maps a sample to an embedding of the reference's shape; and that ``steps``
-    training steps give finite losses. Returns the last step's loss terms.
+    training steps give finite losses. The network and the steps run on ``device`` (the
+    network is moved there in place), so a task whose reference or losses create tensors on
+    the wrong device fails here. Returns the last step's loss terms.
 
     Raises:
         AssertionError: naming the task and the broken property; data errors propagate.
@@ -366,10 +369,11 @@ def check_task(
                 )
     n = task.default_inputs
     net = network if network is not None else task.build_network(n)
+    net = net.to(device)
     data = task.dataset(source, "train", n_inputs=n, crop=crop, length=batch * steps, seed=seed)
     net.eval()
     with torch.no_grad():
-        x = torch.stack([data[i] for i in range(batch)])
+        x = torch.stack([data[i] for i in range(batch)]).to(device)
         e, _, _ = embedding_forward(net, x, task.embed_channels)
     if e.shape != task.reference(x, n).shape:
         raise fail(f"the network's embedding {tuple(e.shape)} does not match the reference")
@@ -377,7 +381,7 @@ def check_task(
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     terms: dict[str, Tensor] = {}
     for step in range(steps):
-        x = torch.stack([data[step * batch + i] for i in range(batch)])
+        x = torch.stack([data[step * batch + i] for i in range(batch)]).to(device)
         terms = ric_step(task, net, x, n)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
