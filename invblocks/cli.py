@@ -63,7 +63,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     config = TrainConfig.from_dict(data)
     out = Path(args.out or f"runs/{config.task}")
     run = train(config, out, resume=args.resume, progress=not args.quiet)
-    print(f"run written to {run} (report: {run / 'report.html'})")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
+        print(f"run written to {run} (report: {run / 'report.html'})")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

@@ -338,6 +338,7 @@ def train(
     t0 = time.perf_counter()
     step = start
     for step, x in enumerate(loader, start=start + 1):
+        t_step = time.perf_counter()
         x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
@@ -352,7 +353,8 @@ def train(
         opt.step()
         if rank == 0:
             record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
-            record.update({k: float(v.detach()) for k, v in terms.items()})
+            record.update({k: float(v.detach()) for k, v in terms.items()})  # waits for the GPU
+            record["step_s"] = time.perf_counter() - t_step
             _log(log_path, record)
             if bar is not None:
                 bar.set_postfix(loss=f"{record['total']:.4g}")

@@ -65,6 +65,9 @@ def test_run_folder_contents(trained):
     steps = [r for r in records if "total" in r]
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
+    # each step's wall time: positive, and together within the whole run's
+    assert all(r["step_s"] > 0 for r in steps)
+    assert sum(r["step_s"] for r in steps) <= records[-1]["seconds"]
     assert sum("validation" in r for r in records) == 2
     report = (trained / "report.html").read_text()
     assert "losses.png" in report and "restored0.png" in report and "embedding_psnr" in report
@@ -359,6 +362,7 @@ def test_distributed_training_keeps_replicas_in_sync(tmp_path):
     sync = [r for r in records if "replicas_in_sync" in r]
     assert sync == [{"step": 3, "world_size": 2, "replicas_in_sync": True}]
     assert [r["step"] for r in records if "total" in r] == [1, 2, 3]  # rank 0 logs alone
+    assert result.stdout.count("run written to") == 1  # and reports alone
 
 
 def test_toml_and_json_configs(tmp_path):
