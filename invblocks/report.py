@@ -33,7 +33,7 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     steps = [r for r in records if "total" in r]
     if not steps:
         return None
-    keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm", "step_s")]
+    keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm", "step_s", "data_s")]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     xs = [r["step"] for r in steps]

@@ -335,10 +335,11 @@ def train(
         bar = tqdm(total=config.steps, initial=start, desc=f"train {task.name}", unit="step")
     net.train()
     amp_dtype = getattr(torch, config.autocast or "bfloat16")  # used only when autocast is set
-    t0 = time.perf_counter()
+    t0 = t_data = time.perf_counter()
     step = start
     for step, x in enumerate(loader, start=start + 1):
         t_step = time.perf_counter()
+        data_s = t_step - t_data  # waiting for this batch
         x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
         lr = learning_rate(kind, base_lr, step - 1, config.steps)
         for group in opt.param_groups:
@@ -355,6 +356,7 @@ def train(
             record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
             record.update({k: float(v.detach()) for k, v in terms.items()})  # waits for the GPU
             record["step_s"] = time.perf_counter() - t_step
+            record["data_s"] = data_s
             _log(log_path, record)
             if bar is not None:
                 bar.set_postfix(loss=f"{record['total']:.4g}")
@@ -368,6 +370,7 @@ def train(
                 if device.type == "cuda":
                     train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
                 save_checkpoint(out, step=step, net=net, meta=meta, train_state=train_state)
+        t_data = time.perf_counter()
     if bar is not None:
         bar.close()
     if world > 1:

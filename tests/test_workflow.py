@@ -66,8 +66,8 @@ def test_run_folder_contents(trained):
     assert [r["step"] for r in steps] == [1, 2, 3, 4]
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in steps)
     # each step's wall time: positive, and together within the whole run's
-    assert all(r["step_s"] > 0 for r in steps)
-    assert sum(r["step_s"] for r in steps) <= records[-1]["seconds"]
+    assert all(r["step_s"] > 0 and r["data_s"] >= 0 for r in steps)
+    assert sum(r["step_s"] + r["data_s"] for r in steps) <= records[-1]["seconds"]
     assert sum("validation" in r for r in records) == 2
     report = (trained / "report.html").read_text()
     assert "losses.png" in report and "restored0.png" in report and "embedding_psnr" in report
