@@ -207,3 +207,45 @@ def test_step_profile_ceiling_is_per_round_and_needs_full_onednn_coverage():
     assert summary["reference"]["forward_training_ms"] == 2250.0
     runs["cli"] = [run(9.0, 7000.0, coverage=0.5)]
     assert "ceiling" not in summarise(runs)["reference"]
+
+
+def test_data_parallel_toy_run(tmp_path):
+    out = tmp_path / "dp.json"
+    proc = run_module(
+        "data_parallel", "--task", "hiding", "--crop", 32, "--steps", 2, "--repeats", 1,
+        "--set", 'network={"blocks": 1, "width": 4}', "--out", out,
+    )  # fmt: skip
+    assert "2 processes, each batch 1 x" in proc.stdout
+    record = json.loads(out.read_text())
+    for setup in ("single", "ddp"):
+        (run,) = record["runs"][setup]
+        assert "error" not in run, run
+        assert len(run["steps_s"]) == 2 and run["step_s"] == run["steps_s"][1] > 0
+    summary = record["summary"]
+    ratio = record["runs"]["ddp"][0]["step_s"] / record["runs"]["single"][0]["step_s"]
+    assert summary["ddp"]["time_ratio"] == pytest.approx(ratio)
+
+
+def test_data_parallel_refuses_a_batch_the_processes_do_not_divide():
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.data_parallel", "--batch", "3", "--processes", "2"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "received --batch 3 and --processes 2" in proc.stderr
+
+
+def test_data_parallel_summary_skips_failed_rounds():
+    from benchmarks.data_parallel import summarise
+
+    runs = {
+        "single": [{"step_s": 2.0}, {"step_s": 4.0}, {"error": ["boom"]}],
+        "ddp": [{"step_s": 1.0}, {"error": ["out of memory"]}, {"step_s": 1.0}],
+    }
+    summary = summarise(runs)
+    assert summary["ddp"] == {"step_s": 1.0, "time_ratio": 0.5}
+    assert summary["single"]["step_s"] == 2.0
+    failed = {"single": [{"error": ["x"]}], "ddp": [{"step_s": 1.0}]}
+    assert summarise(failed)["ddp"] == {"error": ["x"]}
