@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,24 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     return path
 
 
+def _timing(records: list[dict[str, Any]]) -> str:
+    """One line on the steps' wall times (``step_s``, ``data_s``), or ``""`` when not logged.
+
+    The first step of the log is left out of the medians when there are others: it includes
+    warming up (and, with ``torch.compile``, compiling)."""
+    steps = [r for r in records if "step_s" in r]
+    if not steps:
+        return ""
+    timed = steps[1:] or steps
+    step_s = statistics.median(r["step_s"] for r in timed)
+    data_s = statistics.median(r.get("data_s", 0.0) for r in timed)
+    plural = "s" * (len(steps) != 1)
+    return (
+        f"{len(steps)} step{plural} logged; median step {step_s:.3g} s, waiting for data "
+        f"{data_s:.3g} s (steps {timed[0]['step']}-{timed[-1]['step']})"
+    )
+
+
 def write_report(run: str | Path) -> Path:
     """Write ``run/report.html`` (and ``losses.png``) from the run's logs and sample images."""
     run = Path(run)
@@ -84,6 +103,9 @@ def write_report(run: str | Path) -> Path:
     config = run / "config.json"
     if config.is_file():
         parts.append(f"<pre>{html.escape(config.read_text())}</pre>")
+    timing = _timing(records)
+    if timing:
+        parts.append(f"<p>{html.escape(timing)}</p>")
     if plot is not None:
         parts.append(f"<img src='{plot.name}' style='width:900px'>")
     if val:

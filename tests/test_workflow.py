@@ -5,6 +5,7 @@ import json
 import math
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -71,6 +72,9 @@ def test_run_folder_contents(trained):
     assert sum("validation" in r for r in records) == 2
     report = (trained / "report.html").read_text()
     assert "losses.png" in report and "restored0.png" in report and "embedding_psnr" in report
+    median_step = statistics.median(r["step_s"] for r in steps[1:])
+    assert f"4 steps logged; median step {median_step:.3g} s" in report
+    assert "(steps 2-4)" in report
     config = json.loads((trained / "checkpoints" / "step-00000004" / "config.json").read_text())
     assert (
         config["task"] == "video"
@@ -450,3 +454,13 @@ def test_autocast_refuses_the_switches_that_recompute_in_float32(switch):
         TrainConfig(task="video", autocast="bfloat16", **{switch: True})
     with pytest.raises(ValueError, match="autocast"):
         TrainConfig(task="video", autocast="float16")
+
+
+def test_report_timing_line_reads_old_and_new_logs():
+    from invblocks.report import _timing
+
+    assert _timing([{"step": 1, "total": 1.0}]) == ""  # logs written before step times
+    one = [{"step": 7, "total": 1.0, "step_s": 2.0, "data_s": 0.5}]
+    assert _timing(one) == "1 step logged; median step 2 s, waiting for data 0.5 s (steps 7-7)"
+    many = [{"step": s, "step_s": t, "data_s": 0.0} for s, t in ((1, 60.0), (2, 1.0), (3, 3.0))]
+    assert "median step 2 s" in _timing(many)  # the first (warm-up) step left out
