@@ -119,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invblocks", description="Invertible networks for reversible image conversion."
     )
+    import torch
+
+    from . import __version__
+
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"invblocks {__version__} (torch {torch.__version__})",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("tasks", help="list the registered tasks and their plugins")

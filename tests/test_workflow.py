@@ -464,3 +464,14 @@ def test_report_timing_line_reads_old_and_new_logs():
     assert _timing(one) == "1 step logged; median step 2 s, waiting for data 0.5 s (steps 7-7)"
     many = [{"step": s, "step_s": t, "data_s": 0.0} for s, t in ((1, 60.0), (2, 1.0), (3, 3.0))]
     assert "median step 2 s" in _timing(many)  # the first (warm-up) step left out
+
+
+def test_cli_version(capsys):
+    import invblocks
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == (
+        f"invblocks {invblocks.__version__} (torch {torch.__version__})"
+    )
