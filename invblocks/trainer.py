@@ -4,7 +4,8 @@
 
     out/
       config.json          the training config
-      metrics.jsonl        one JSON object per logged step or validation
+      metrics.jsonl        one JSON object per logged step (losses, lr, grad_norm, step_s,
+                           data_s: the step's and its data wait's wall seconds) or validation
       samples/             validation images (reference, embedding, inputs, restored, errors)
       checkpoints/         see invblocks.checkpoint
       report.html          written by invblocks.report (at the end, on rank 0)
