@@ -78,6 +78,16 @@ class Model:
             net = net.to(memory_format=torch.channels_last)
         self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
 
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.net.parameters())
+        step = self.meta.get("step")
+        trained = f", step={step}" if step is not None else ""
+        return (
+            f"Model(task={self.task.name!r}, n_inputs={self.n_inputs}{trained}, "
+            f"parameters={params:,}, device={str(self.device)!r}, "
+            f"channels_last={self.channels_last})"
+        )
+
     @classmethod
     def load(
         cls,

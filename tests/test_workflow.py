@@ -182,6 +182,11 @@ def test_model_layouts_agree_and_cpu_defaults_to_channels_last(trained, frames):
     fast = Model.load(trained, device="cpu")
     plain = Model.load(trained, channels_last=False, device="cpu")
     assert fast.channels_last and not plain.channels_last
+    params = sum(p.numel() for p in fast.net.parameters())
+    assert repr(plain) == (
+        f"Model(task='video', n_inputs=3, step=4, parameters={params:,}, device='cpu', "
+        "channels_last=False)"
+    )
     conv = next(m for m in fast.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
     images = [read_image(p) for p in frames]
@@ -197,6 +202,7 @@ def test_padding_to_the_network_multiple_and_cropping_back(frames, tmp_path):
     task = invblocks.get_task("video-x2")
     net = task.build_network(3, blocks=1, width=4, generator=torch.Generator().manual_seed(0))
     model = Model(task, net, 3, {})
+    assert repr(model).startswith("Model(task='video-x2', n_inputs=3, parameters=")  # no step
     png = model.embed_files(frames, tmp_path / "half.png")
     assert read_image(png).shape == (3, 19, 23)  # 37x45 padded to 38x46, embedded at half size
     restored = model.restore_file(png, tmp_path / "out")
