@@ -111,6 +111,13 @@ def main() -> None:
             f"--batch must be a multiple of --processes (at least 2); received --batch "
             f"{args.batch} and --processes {args.processes}"
         )
+    owned = {"steps", "batch", "crop", "val_every", "ckpt_every"}
+    clashes = sorted({item.partition("=")[0].strip() for item in args.set} & owned)
+    if clashes:
+        parser.error(
+            f"--set {', '.join(clashes)}: the benchmark sets these itself (use --steps, --batch, "
+            f"--crop)"
+        )
     import torch
 
     threads = torch.get_num_threads()

@@ -226,15 +226,22 @@ def test_data_parallel_toy_run(tmp_path):
     assert summary["ddp"]["time_ratio"] == pytest.approx(ratio)
 
 
-def test_data_parallel_refuses_a_batch_the_processes_do_not_divide():
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch", "3", "--processes", "2"], "received --batch 3 and --processes 2"),
+        (["--set", "batch=4", "--set", "lr=0.1"], "--set batch: the benchmark sets these itself"),
+    ],
+)
+def test_data_parallel_refuses_bad_arguments(args, message):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.data_parallel", "--batch", "3", "--processes", "2"],
+        [sys.executable, "-m", "benchmarks.data_parallel", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
     )
     assert proc.returncode == 2
-    assert "received --batch 3 and --processes 2" in proc.stderr
+    assert message in proc.stderr
 
 
 def test_data_parallel_summary_skips_failed_rounds():
