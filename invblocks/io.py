@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -13,7 +16,15 @@ from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
-__all__ = ["PHOTOS", "photo_path", "read_image", "read_png_text", "to_uint8", "write_png"]
+__all__ = [
+    "PHOTOS",
+    "atomic_write",
+    "photo_path",
+    "read_image",
+    "read_png_text",
+    "to_uint8",
+    "write_png",
+]
 
 PHOTOS = {
     "astronaut": ("scikit-image", "skimage/data/astronaut.png"),
@@ -92,6 +103,36 @@ def read_png_text(path: str | os.PathLike) -> dict[str, str]:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
 
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Write ``path`` all at once or not at all: yields a binary file to write into.
+
+    The data go to a temporary file in the same folder, which is flushed to disk and renamed
+    over ``path`` when the ``with`` block ends normally; when it raises (or the process
+    dies) the temporary file is removed or left under a hidden name, and an existing
+    ``path`` is untouched. The folder must exist.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> with atomic_write(target) as f:
+        ...     _ = f.write(b"complete")
+        >>> target.read_bytes()
+        b'complete'
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_png(
     image: Tensor, path: str | os.PathLike, *, text: dict[str, str] | None = None
 ) -> Path:
@@ -105,17 +146,9 @@ def write_png(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img = Image.fromarray(to_uint8(image))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            info = PngInfo()
-            for key, value in (text or {}).items():
-                info.add_text(key, value)
-            img.save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    with atomic_write(path) as f:
+        img.save(f, format="PNG", pnginfo=info)
     return path

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import statistics
 from pathlib import Path
 from typing import Any
+
+from .io import atomic_write
 
 __all__ = ["read_metrics", "write_report"]
 
@@ -62,9 +63,8 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     axes[1].legend(fontsize=8)
     fig.tight_layout()
     path = out / "losses.png"
-    tmp = out / ".losses.png.tmp"
-    fig.savefig(tmp, dpi=90, format="png")
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        fig.savefig(f, dpi=90, format="png")
     return path
 
 
@@ -128,7 +128,6 @@ def write_report(run: str | Path) -> Path:
                 )
             parts.append("</div>")
     path = run / "report.html"
-    tmp = run / ".report.html.tmp"
-    tmp.write_text("\n".join(parts))
-    os.replace(tmp, path)
+    with atomic_write(path) as f:
+        f.write("\n".join(parts).encode())
     return path

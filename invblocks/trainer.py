@@ -44,7 +44,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import Source
-from .io import write_png
+from .io import atomic_write, write_png
 from .metrics import psnr, ssim
 from .plugins import get_task
 from .runtime import resolve_device
@@ -328,7 +328,8 @@ def train(
     }
     log_path = out / "metrics.jsonl"
     if rank == 0 and not resume:
-        (out / "config.json").write_text(json.dumps(config.to_dict(), indent=2))
+        with atomic_write(out / "config.json") as f:
+            f.write(json.dumps(config.to_dict(), indent=2).encode())
     bar = None
     if progress and rank == 0:
         from tqdm import tqdm

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from invblocks import blocks as B
-from invblocks.io import PHOTOS, photo_path, read_image, write_png
+from invblocks.io import PHOTOS, atomic_write, photo_path, read_image, write_png
 from invblocks.testing.strategies import image_shapes, seeds
 
 
@@ -30,6 +30,21 @@ def test_write_is_atomic_and_leaves_no_temporary_files(tmp_path):
     write_png(torch.rand(3, 4, 4), target)
     assert read_image(target).shape == (3, 4, 4)
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    target = tmp_path / "data.bin"
+    target.write_bytes(b"previous")
+    with pytest.raises(RuntimeError, match="midway"), atomic_write(target) as f:
+        f.write(b"half of the new")
+        assert target.read_bytes() == b"previous"  # nothing visible while writing
+        raise RuntimeError("midway")
+    assert target.read_bytes() == b"previous"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
+    with atomic_write(target) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["data.bin"]
 
 
 def test_corrupt_and_truncated_files_are_named(tmp_path):
