@@ -104,6 +104,12 @@ class Model:
         x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def embedded_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` of the embedding of ``height x width`` images: padded to the task's
+        ``multiple``, divided by its ``scale``."""
+        m, s = self.task.multiple, self.task.scale
+        return math.ceil(height / m) * m // s, math.ceil(width / m) * m // s
+
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
         """``n`` images ``(C, H, W)``, natural order -> the quantised embedding (on the CPU)
@@ -123,15 +129,23 @@ class Model:
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
         """The ``n`` images (on the CPU), natural order, original size, from an embedding
         and its metadata."""
-        if meta.get("task") != self.task.name or meta.get("n_inputs") != self.n_inputs:
+        _check_meta(meta)
+        if meta["task"] != self.task.name or meta["n_inputs"] != self.n_inputs:
             raise ValueError(
-                f"the embedding was made by task {meta.get('task')!r} with {meta.get('n_inputs')} "
+                f"the embedding was made by task {meta['task']!r} with {meta['n_inputs']} "
                 f"images; this model is {self.task.name!r} with {self.n_inputs}"
             )
-        if embedding.shape[0] != self.task.embed_channels:
+        if embedding.ndim != 3 or embedding.shape[0] != self.task.embed_channels:
             raise ValueError(
-                f"expected a {self.task.embed_channels}-channel embedding; "
+                f"expected a ({self.task.embed_channels}, H, W) embedding; "
                 f"received {tuple(embedding.shape)}"
+            )
+        size = self.embedded_size(meta["height"], meta["width"])
+        if tuple(embedding.shape[1:]) != size:
+            raise ValueError(
+                f"{meta['height']}x{meta['width']} images embed as {size[0]}x{size[1]}; this "
+                f"embedding is {embedding.shape[1]}x{embedding.shape[2]}: was it resized or "
+                "cropped after embedding?"
             )
         with torch.no_grad():
             (x,), _ = self.net([self._layout(embedding[None])], rev=True)
@@ -190,8 +204,35 @@ class Model:
             raise ValueError(
                 f"{embedding} carries no invblocks metadata: was it written by invblocks embed?"
             )
-        meta = json.loads(text[META_KEY])
+        try:
+            meta = json.loads(text[META_KEY])
+            _check_meta(meta)
+        except ValueError as err:
+            raise ValueError(f"{embedding}: its invblocks metadata is damaged: {err}") from err
         mode = "L" if self.task.embed_channels == 1 else "RGB"
         images = self.restore(read_image(embedding, mode=mode), meta)
-        out_dir = Path(out_dir)
-        return [write_png(im, out_dir / f"restored_{i}.png") for i, im in enumerate(images)]
+        outputs = [Path(out_dir) / f"restored_{i}.png" for i in range(len(images))]
+        if any(p.resolve() == embedding.resolve() for p in outputs):
+            raise ValueError(f"restoring into {out_dir} would overwrite the input {embedding}")
+        return [write_png(im, p) for im, p in zip(images, outputs, strict=True)]
+
+
+_META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}
+
+
+def _check_meta(meta: Any) -> None:
+    """Raise ``ValueError`` naming what is wrong unless ``meta`` is an embedding's metadata:
+    a dict with ``task`` (str) and positive ``n_inputs``, ``height``, ``width`` (int)."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"expected a JSON object {_META_FIELDS_TEXT}; received {meta!r}")
+    for key, kind in _META_FIELDS.items():
+        value = meta.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(
+                f"expected {key!r} to be {kind.__name__}; received {value!r} in {meta!r}"
+            )
+        if kind is int and value <= 0:
+            raise ValueError(f"expected {key!r} to be positive; received {value!r}")
+
+
+_META_FIELDS_TEXT = "with " + ", ".join(f"{k!r} ({t.__name__})" for k, t in _META_FIELDS.items())

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from invblocks import Model
@@ -207,6 +209,65 @@ def test_padding_to_the_network_multiple_and_cropping_back(frames, tmp_path):
     assert read_image(png).shape == (3, 19, 23)  # 37x45 padded to 38x46, embedded at half size
     restored = model.restore_file(png, tmp_path / "out")
     assert [read_image(p).shape for p in restored] == [(3, 37, 45)] * 3
+
+
+@pytest.fixture(scope="module")
+def half_model():
+    """An untrained video-x2 model (padding to 2, embedding at half size): fast to run."""
+    import invblocks
+
+    task = invblocks.get_task("video-x2")
+    net = task.build_network(3, blocks=1, width=4, generator=torch.Generator().manual_seed(0))
+    return Model(task, net, 3, {})
+
+
+@given(h=st.integers(3, 24), w=st.integers(3, 24), seed=st.integers(0, 2**16))
+def test_embedding_size_is_what_restore_expects(half_model, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, h, w, generator=g) for _ in range(3)]
+    embedding, meta = half_model.embed(images)
+    assert tuple(embedding.shape[1:]) == half_model.embedded_size(h, w)
+    assert [im.shape for im in half_model.restore(embedding, meta)] == [(3, h, w)] * 3
+
+
+def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    png = half_model.embed_files(frames, tmp_path / "half.png")
+    embedding, meta = read_image(png), json.loads(Image.open(png).text["invblocks"])
+    with pytest.raises(ValueError, match=r"embed as 19x23; this embedding is 18x22: .*resized"):
+        half_model.restore(embedding[:, 1:, 1:], meta)
+    with pytest.raises(ValueError, match=r"expected 'height' to be int; received None"):
+        half_model.restore(embedding, {k: v for k, v in meta.items() if k != "height"})
+    with pytest.raises(ValueError, match=r"expected 'width' to be positive"):
+        half_model.restore(embedding, {**meta, "width": 0})
+    with pytest.raises(ValueError, match=r"expected a \(3, H, W\) embedding; received \(1, 3"):
+        half_model.restore(embedding[None], meta)
+
+    def altered(name, image, text):
+        info = PngInfo()
+        info.add_text("invblocks", text)
+        image.save(tmp_path / name, pnginfo=info)
+        return tmp_path / name
+
+    original = Image.open(png)
+    resized = altered("resized.png", original.resize((22, 18)), json.dumps(meta))
+    with pytest.raises(ValueError, match="resized or cropped"):
+        half_model.restore_file(resized, tmp_path / "out")
+    damaged = altered("damaged.png", original, '{"task": "video-x2", ')
+    with pytest.raises(ValueError, match=r"damaged\.png: its invblocks metadata is damaged"):
+        half_model.restore_file(damaged, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_restore_never_overwrites_its_input(half_model, frames, tmp_path):
+    png = half_model.embed_files(frames, tmp_path / "restored_1.png")
+    before = png.read_bytes()
+    with pytest.raises(ValueError, match="would overwrite the input"):
+        half_model.restore_file(png, tmp_path)
+    assert png.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".png") == ["restored_1.png"]
 
 
 def test_cli_embed_restore_and_errors(trained, frames, tmp_path, capsys):
