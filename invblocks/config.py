@@ -18,8 +18,31 @@ else:  # pragma: no cover
 __all__ = ["TrainConfig", "apply_overrides", "load_config"]
 
 
-def _optional(validator: Any) -> Any:
-    return v.optional(validator)
+_KINDS = {
+    "int": ("an integer", lambda x: isinstance(x, int) and not isinstance(x, bool)),
+    "float": ("a number", lambda x: isinstance(x, int | float) and not isinstance(x, bool)),
+    "bool": ("true or false", lambda x: isinstance(x, bool)),
+    "str": ("a string", lambda x: isinstance(x, str)),
+    "table": ("a table of key=value settings", lambda x: isinstance(x, dict)),
+}
+
+
+def _is(kind: str, *more: Any) -> Any:
+    """A validator: the value is of ``kind`` (see ``_KINDS``; ``True`` is not an integer),
+    then passes ``more``. The error names the field, what it expects and what it got."""
+    what, test = _KINDS[kind]
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if not test(value):
+            raise TypeError(
+                f"{attribute.name}: expected {what}; received {value!r} ({type(value).__name__})"
+            )
+
+    return v.and_(check, *more)
+
+
+def _optional(kind: str, *more: Any) -> Any:
+    return v.optional(_is(kind, *more))
 
 
 @attrs.frozen(kw_only=True)
@@ -78,38 +101,38 @@ class TrainConfig:
             backward passes recompute in float32.
     """
 
-    task: str
-    n_inputs: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
-    network: dict[str, Any] = attrs.field(factory=dict)
-    losses: dict[str, Any] = attrs.field(factory=dict)
-    steps: int = attrs.field(default=1000, validator=v.gt(0))
-    batch: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
-    crop: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
-    lr: float | None = attrs.field(default=None, validator=_optional(v.gt(0)))
+    task: str = attrs.field(validator=_is("str"))
+    n_inputs: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
+    network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
+    losses: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
+    steps: int = attrs.field(default=1000, validator=_is("int", v.gt(0)))
+    batch: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
+    crop: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
+    lr: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     optimizer: Literal["iicnet", "win"] | None = attrs.field(
-        default=None, validator=_optional(v.in_(("iicnet", "win")))
+        default=None, validator=v.optional(v.in_(("iicnet", "win")))
     )
-    grad_clip: float = attrs.field(default=10.0, validator=v.gt(0))
+    grad_clip: float = attrs.field(default=10.0, validator=_is("float", v.gt(0)))
     quantizer: Literal["noise", "ste", "round"] | None = attrs.field(
-        default=None, validator=_optional(v.in_(("noise", "ste", "round")))
+        default=None, validator=v.optional(v.in_(("noise", "ste", "round")))
     )
-    seed: int = 0
-    val_every: int = attrs.field(default=100, validator=v.gt(0))
-    val_samples: int = attrs.field(default=2, validator=v.gt(0))
-    ckpt_every: int = attrs.field(default=100, validator=v.gt(0))
-    data: str | None = None
-    workers: int = attrs.field(default=0, validator=v.ge(0))
-    channels_last: bool = True
-    memory_saving: bool = False
-    compact_dense: bool = False
-    threads: int | None = attrs.field(default=None, validator=_optional(v.gt(0)))
-    device: str = attrs.field(default="auto", validator=v.instance_of(str))
+    seed: int = attrs.field(default=0, validator=_is("int"))
+    val_every: int = attrs.field(default=100, validator=_is("int", v.gt(0)))
+    val_samples: int = attrs.field(default=2, validator=_is("int", v.gt(0)))
+    ckpt_every: int = attrs.field(default=100, validator=_is("int", v.gt(0)))
+    data: str | None = attrs.field(default=None, validator=_optional("str"))
+    workers: int = attrs.field(default=0, validator=_is("int", v.ge(0)))
+    channels_last: bool = attrs.field(default=True, validator=_is("bool"))
+    memory_saving: bool = attrs.field(default=False, validator=_is("bool"))
+    compact_dense: bool = attrs.field(default=False, validator=_is("bool"))
+    threads: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
+    device: str = attrs.field(default="auto", validator=_is("str"))
     compile: Literal["default", "reduce-overhead", "max-autotune", "eager"] | None = attrs.field(
         default=None,
-        validator=_optional(v.in_(("default", "reduce-overhead", "max-autotune", "eager"))),
+        validator=v.optional(v.in_(("default", "reduce-overhead", "max-autotune", "eager"))),
     )
     autocast: Literal["bfloat16"] | None = attrs.field(
-        default=None, validator=_optional(v.in_(("bfloat16",)))
+        default=None, validator=v.optional(v.in_(("bfloat16",)))
     )
 
     def __attrs_post_init__(self) -> None:
@@ -152,7 +175,14 @@ def load_config(path: str | Path) -> dict[str, Any]:
     return data.get("train", data)
 
 
+_PYTHON_WORDS = {"True": True, "False": False, "None": None}
+
+
 def _parse_value(text: str) -> Any:
+    """JSON when the text is JSON (``4``, ``1e-3``, ``true``, ``null``, ``{"a": 1}``), Python's
+    ``True``/``False``/``None`` as those values, anything else as the string itself."""
+    if text in _PYTHON_WORDS:
+        return _PYTHON_WORDS[text]
     try:
         return json.loads(text)
     except ValueError:
@@ -160,8 +190,9 @@ def _parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key=value`` strings (values parsed as JSON when they can be, else strings);
-    dotted keys set nested entries: ``network.blocks=4``."""
+    """Apply ``key=value`` strings (values parsed as JSON when they can be, ``True``,
+    ``False`` and ``None`` as Python's, else strings); dotted keys set nested entries:
+    ``network.blocks=4``."""
     data = json.loads(json.dumps(data))
     for item in overrides:
         key, sep, value = item.partition("=")

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from hypothesis import given
@@ -395,6 +396,35 @@ def test_config_overrides():
         TrainConfig.from_dict({"task": "video", "stepz": 3})
     with pytest.raises(ValueError, match="key=value"):
         apply_overrides({}, ["steps"])
+
+
+def _wrong_values(field):
+    """Values of the wrong type for a TrainConfig field, from its annotation."""
+    kind = str(field.type)
+    if kind.startswith("bool"):
+        return ["no", "False", 1, None]
+    if kind.startswith(("int", "float")):
+        return [True, "3", *([2.5] if kind.startswith("int") else [])]
+    if kind.startswith("dict"):
+        return [4, "blocks=2"]
+    return [5, 1.5]  # str, Literal[...] and their optional forms
+
+
+@pytest.mark.parametrize("field", list(attrs.fields(TrainConfig)), ids=lambda f: f.name)
+def test_config_rejects_wrong_types_naming_the_field(field):
+    for bad in _wrong_values(field):
+        with pytest.raises(ValueError, match=rf"invalid training config: .*{field.name}"):
+            TrainConfig.from_dict({"task": "video", field.name: bad})
+
+
+def test_config_overrides_read_python_words_and_typos_fail():
+    data = apply_overrides({"task": "video"}, ["memory_saving=False", "channels_last=True"])
+    assert data["memory_saving"] is False and data["channels_last"] is True
+    config = TrainConfig.from_dict(apply_overrides({"task": "video"}, ["threads=None"]))
+    assert config.threads is None
+    for typo in ("channels_last=no", "memory_saving=Flase", "steps=1e3", "lr=fast"):
+        with pytest.raises(ValueError, match=typo.split("=")[0]):
+            TrainConfig.from_dict(apply_overrides({"task": "video"}, [typo]))
 
 
 def test_distributed_training_keeps_replicas_in_sync(tmp_path):
