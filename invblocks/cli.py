@@ -11,12 +11,28 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .runtime import tune_malloc
 
 __all__ = ["main"]
+
+
+def _count(least: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``least``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer; received {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected at least {least}; received {value}")
+        return value
+
+    parse.__name__ = "count"
+    return parse
 
 
 class UserError(Exception):
@@ -148,8 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="PSNR/SSIM of a trained model on validation samples")
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("--data", help="a dataset folder (default: the task's default data)")
-    p.add_argument("--samples", type=int, default=4)
-    p.add_argument("--crop", type=int)
+    p.add_argument("--samples", type=_count(1), default=4, help="validation samples (4)")
+    p.add_argument("--crop", type=_count(1), help="crop size (default: the training crop)")
     _add_device(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -157,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
     p.add_argument("-o", "--output", required=True, help="the PNG to write")
-    p.add_argument("--start", type=int, default=0, help="first frame of a clip")
-    p.add_argument("--step", type=int, default=1, help="frame step in a clip")
+    p.add_argument("--start", type=_count(0), default=0, help="first frame of a clip")
+    p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
     _add_device(p)
     p.set_defaults(func=_cmd_embed)
 

@@ -381,6 +381,22 @@ def test_too_few_frames_in_a_clip(trained, tmp_path):
         Model.load(trained).read_inputs([gif])
 
 
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["eval", "--model", "m", "--samples", "0"], "--samples: expected at least 1; received 0"),
+        (["eval", "--model", "m", "--crop", "x"], "--crop: expected an integer; received 'x'"),
+        (["embed", "--model", "m", "a.gif", "-o", "e.png", "--start", "-1"], "--start"),
+        (["embed", "--model", "m", "a.gif", "-o", "e.png", "--step", "0"], "--step"),
+    ],
+)
+def test_cli_refuses_counts_out_of_range(argv, needle, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert needle in capsys.readouterr().err
+
+
 def test_config_overrides():
     data = apply_overrides(
         {"task": "video"}, ["steps=5", "network.blocks=2", "data=/tmp/x", "lr=1e-3"]
