@@ -194,6 +194,12 @@ class Block(InvertibleModule):
         bare = isinstance(x_or_z, Tensor)
         xs = (x_or_z,) if bare else tuple(x_or_z)
         cs = tuple(c) if c is not None else ()
+        for x in xs:
+            if not x.is_floating_point():
+                raise TypeError(
+                    f"{self._name()} expects floating-point tensors (8-bit images: divide by "
+                    f"255); received {x.dtype}"
+                )
         shapes = [tuple(x.shape[1:]) for x in xs]
         if rev:
             self._input_dims(shapes)

@@ -112,8 +112,11 @@ class Model:
 
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        """``n`` images ``(C, H, W)``, natural order -> the quantised embedding (on the CPU)
+        """``n`` images ``(C, H, W)`` of floats in ``[0, 1]``, natural order -> the quantised
+        embedding ``(C_e, H_e, W_e)`` (on the CPU; ``(H_e, W_e)`` is :meth:`embedded_size`)
         and its metadata."""
+        for im in images:
+            _check_image(im, "images")
         x = self.task.stack(images)
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
@@ -127,15 +130,20 @@ class Model:
         return quantize(q[0]).cpu(), meta
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
-        """The ``n`` images (on the CPU), natural order, original size, from an embedding
-        and its metadata."""
+        """The ``n`` images ``(C, H, W)`` (on the CPU), natural order, original size, from an
+        embedding ``(C_e, H_e, W_e)`` of floats in ``[0, 1]`` and its metadata.
+
+        Raises ``ValueError`` when the metadata is damaged, belongs to another task or input
+        count, or does not match the embedding's size (an embedding resized or cropped after
+        it was made)."""
         _check_meta(meta)
         if meta["task"] != self.task.name or meta["n_inputs"] != self.n_inputs:
             raise ValueError(
                 f"the embedding was made by task {meta['task']!r} with {meta['n_inputs']} "
                 f"images; this model is {self.task.name!r} with {self.n_inputs}"
             )
-        if embedding.ndim != 3 or embedding.shape[0] != self.task.embed_channels:
+        _check_image(embedding, "the embedding")
+        if embedding.shape[0] != self.task.embed_channels:
             raise ValueError(
                 f"expected a ({self.task.embed_channels}, H, W) embedding; "
                 f"received {tuple(embedding.shape)}"
@@ -215,6 +223,18 @@ class Model:
         if any(p.resolve() == embedding.resolve() for p in outputs):
             raise ValueError(f"restoring into {out_dir} would overwrite the input {embedding}")
         return [write_png(im, p) for im, p in zip(images, outputs, strict=True)]
+
+
+def _check_image(image: Any, what: str) -> None:
+    """Raise naming ``what`` unless ``image`` is one floating-point ``(C, H, W)`` tensor."""
+    if not isinstance(image, Tensor) or image.ndim != 3:
+        shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"expected {what} as (C, H, W) tensors; received {shape}")
+    if not image.is_floating_point():
+        raise TypeError(
+            f"expected {what} as floating-point values in [0, 1] (8-bit images: divide by "
+            f"255); received {image.dtype}"
+        )
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}

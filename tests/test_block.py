@@ -38,6 +38,21 @@ def test_bare_tensor_convenience_and_inverse_view():
     assert inv.output_dims([(12, 2, 2)]) == [(3, 4, 4)]
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int32, torch.int64, torch.bool])
+@pytest.mark.parametrize("rev", [False, True])
+def test_integer_images_are_refused_by_name(dtype, rev):
+    from invblocks import Sequence
+
+    net = Sequence(3, 4, 4)
+    net.append(B.HaarDownscale)
+    net.append(B.AffineCoupling, split=3)
+    x = torch.zeros(1, *(net.dims_out[0] if rev else net.dims_in[0]), dtype=dtype)
+    with pytest.raises(TypeError, match=rf"Sequence expects floating-point .*received {dtype}"):
+        net([x], rev=rev)
+    with pytest.raises(TypeError, match=r"HaarDownscale expects floating-point .*divide by 255"):
+        B.HaarDownscale()(torch.zeros(1, 3, 4, 4, dtype=dtype))
+
+
 def test_combine_kinds_takes_the_weakest():
     assert Inversion.combine([]) is Inversion.EXACT
     assert Inversion.combine([Inversion.EXACT, Inversion.LEFT]) is Inversion.LEFT

@@ -243,8 +243,17 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
         half_model.restore(embedding, {k: v for k, v in meta.items() if k != "height"})
     with pytest.raises(ValueError, match=r"expected 'width' to be positive"):
         half_model.restore(embedding, {**meta, "width": 0})
-    with pytest.raises(ValueError, match=r"expected a \(3, H, W\) embedding; received \(1, 3"):
+    with pytest.raises(ValueError, match=r"the embedding as \(C, H, W\) .*received \(1, 3"):
         half_model.restore(embedding[None], meta)
+    with pytest.raises(ValueError, match=r"expected a \(3, H, W\) embedding; received \(1, 19"):
+        half_model.restore(embedding[:1], meta)
+    with pytest.raises(TypeError, match=r"the embedding as floating-point .*torch.uint8"):
+        half_model.restore((embedding * 255).to(torch.uint8), meta)
+    images = [read_image(p) for p in frames]
+    with pytest.raises(TypeError, match=r"images as floating-point .*divide by 255.*torch.uint8"):
+        half_model.embed([(im * 255).to(torch.uint8) for im in images])
+    with pytest.raises(ValueError, match=r"images as \(C, H, W\) tensors; received \(1, 3, 37"):
+        half_model.embed([im[None] for im in images])
 
     def altered(name, image, text):
         info = PngInfo()
