@@ -27,6 +27,7 @@ example-roundtrip: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check invblocks tasks tests plugins
+	$(BIN)/mypy
 
 test: setup lint
 	@$(BIN)/python -m pytest -q invblocks tests plugins; rc=$$?; \

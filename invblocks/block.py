@@ -149,7 +149,7 @@ class Block(InvertibleModule):
                 object.__setattr__(self, "_init_args", recorded)
             init(self, *args, **kw)
 
-        cls.__init__ = recording_init
+        cls.__init__ = recording_init  # type: ignore[method-assign]
 
     def __init__(self, dims_in: Any = None, dims_c: Any = None) -> None:
         super().__init__(as_dims(dims_in), as_dims(dims_c))

@@ -79,8 +79,8 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    with atomic_write(root / "LATEST") as f:
-        f.write(name.encode())
+    with atomic_write(root / "LATEST") as latest:
+        latest.write(name.encode())
     older = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)
     for p in older[: max(0, len(older) - (keep - 1))]:
         shutil.rmtree(p, ignore_errors=True)

@@ -436,7 +436,7 @@ def default_stereo(disparity: int = 12) -> Source:
 
 
 # --------------------------------------------------------------------------- dataset
-SampleFn = Callable[[Sequence[Any], int, int, int | None, torch.Generator, bool], list[Tensor]]
+SampleFn = Callable[[Sequence[Any], int, int, int, torch.Generator, bool], list[Tensor]]
 
 
 class TaskDataset(Dataset):
@@ -453,7 +453,7 @@ class TaskDataset(Dataset):
         items: Sequence[Any],
         *,
         n_inputs: int,
-        crop: int | None,
+        crop: int,
         train: bool,
         length: int | None = None,
         seed: int = 0,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Sequence as SequenceABC
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +38,7 @@ def _run_members(node: Block, rev: bool) -> list[Block] | None:
         if node.n_inputs != 1 or len(node.dims_out) != 1:
             return None
         members: list[Block] = []
-        for inner in node.nodes:
+        for inner in node._chain:
             found = _run_members(inner, rev)
             if found is None:
                 return None
@@ -158,7 +159,7 @@ class Sequence(Container):
         if self._memory_saving:
             _set_memory_saving(block, True)
         self.shapes.append(out)
-        self.inversion = Inversion.combine([n.inversion for n in self.nodes])
+        self.inversion = Inversion.combine([n.inversion for n in self._chain])
         return self
 
     def extend(self, blocks: Iterable[Any]) -> Sequence:
@@ -168,11 +169,16 @@ class Sequence(Container):
         return self
 
     # --------------------------------------------------------------- access
+    @property
+    def _chain(self) -> SequenceABC[Block]:
+        """The nodes in chain order (the ``nodes`` module list, typed as blocks)."""
+        return cast(SequenceABC[Block], self.nodes)
+
     def __len__(self) -> int:
         return len(self.nodes)
 
     def __iter__(self) -> Iterator[Block]:
-        return iter(self.nodes)
+        return iter(self._chain)
 
     def __getitem__(self, item: int | slice) -> Any:
         if isinstance(item, slice):
@@ -200,7 +206,10 @@ class Sequence(Container):
         for node in self._ordered(rev):
             members = _run_members(node, rev) if self.memory_saving else None
             saving = members is not None
-            group = (list(reversed(members)) if rev else members) if saving else [node]
+            if members is None:
+                group = [node]
+            else:
+                group = list(reversed(members)) if rev else members
             if runs and runs[-1][0] == saving:
                 runs[-1][1].extend(group)
             else:
@@ -222,7 +231,7 @@ class Sequence(Container):
         return xs, log_det
 
     def _ordered(self, rev: bool) -> list[Block]:
-        return list(reversed(self.nodes)) if rev else list(self.nodes)
+        return list(reversed(self._chain)) if rev else list(self._chain)
 
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         return self._run(xs, c, rev=False)
@@ -233,12 +242,12 @@ class Sequence(Container):
     def _output_dims(self, dims: Dims) -> Dims:
         if [d[0] for d in dims] != [d[0] for d in self.dims_in]:
             raise self._shape_error(f"input shape(s) like {_dims_str(self.dims_in)}", dims)
-        for node in self.nodes:
+        for node in self._chain:
             dims = node.output_dims(dims)
         return dims
 
     def _input_dims(self, dims: Dims) -> Dims:
-        for node in reversed(self.nodes):
+        for node in reversed(self._chain):
             dims = node.input_dims(dims)
         return dims
 
@@ -254,7 +263,7 @@ class Sequence(Container):
                 output=_dims_str(self.shapes[i + 1]),
                 params=_count(node),
             )
-            for i, node in enumerate(self.nodes)
+            for i, node in enumerate(self._chain)
         ]
 
     def summary(self) -> str:
@@ -291,7 +300,7 @@ class Sequence(Container):
         if not self.nodes:
             return self._header()
         lines = [self._header()[:-1] + ":"]
-        for i, node in enumerate(self.nodes):
+        for i, node in enumerate(self._chain):
             extra = node.extra_repr()
             lines.append(f"  ({i}) {node._name()}({extra})")
         return "\n".join(lines) + "\n)"
@@ -318,7 +327,7 @@ class Sequence(Container):
         return {
             "type": "Sequence",
             "dims": [list(d) for d in self.dims_in],
-            "nodes": [node.get_config() for node in self.nodes],
+            "nodes": [node.get_config() for node in self._chain],
         }
 
     @classmethod
@@ -490,8 +499,8 @@ class Graph(Container):
                 continue
             built[name] = block
             n_out[name] = len(out)
-            for i, d in enumerate(out):
-                shapes[f"{name}:{i}"] = tuple(d)
+            for i, dim in enumerate(out):
+                shapes[f"{name}:{i}"] = tuple(dim)
 
         # Every output is read exactly once (by a node or as a graph output).
         readers: dict[str, list[str]] = {}
@@ -523,6 +532,11 @@ class Graph(Container):
         return []
 
     # ------------------------------------------------------------ the block
+    @property
+    def _named(self) -> Mapping[str, Block]:
+        """The nodes by name (the ``nodes`` module dict, typed as blocks)."""
+        return cast(Mapping[str, Block], self.nodes)
+
     def _require_built(self) -> None:
         if not self.built:
             raise RuntimeError("the graph is not built: call Graph.output(...) after adding nodes")
@@ -533,7 +547,7 @@ class Graph(Container):
         A chain is a maximal path of nodes that may join a run (:func:`_run_members`), each
         reading the previous one's only output. Node names are in graph order.
         """
-        members = {n: _run_members(self.nodes[n], rev) for n in self.order}
+        members = {n: _run_members(self._named[n], rev) for n in self.order}
         joins = {n for n, m in members.items() if m is not None}
         after: dict[str, str] = {}
         for name in joins:
@@ -559,7 +573,7 @@ class Graph(Container):
     def _run_chain(self, chain: list[str], x: Tensor, rev: bool) -> tuple[Tensor, Tensor]:
         blocks: list[Block] = []
         for name in chain:
-            blocks += _run_members(self.nodes[name], rev) or []
+            blocks += _run_members(self._named[name], rev) or []
         if not blocks:
             return x, x.new_zeros(x.shape[0])
         return invertible_run(blocks, x, rev=rev)
@@ -579,7 +593,7 @@ class Graph(Container):
                 continue
             else:
                 inputs = [env.pop(r) for r in self.node_inputs[name]]
-                outs, ld = _run_node(self.nodes[name], inputs, c, False, saving)
+                outs, ld = _run_node(self._named[name], inputs, c, False, saving)
             log_det = log_det + ld
             env.update({f"{name}:{i}": y for i, y in enumerate(outs)})
         return tuple(env[r] for r in self.output_refs), log_det
@@ -599,7 +613,7 @@ class Graph(Container):
                 continue
             else:
                 given = [env.pop(r) for r in self.node_outputs[name]]
-                outs, ld = _run_node(self.nodes[name], given, c, True, saving)
+                outs, ld = _run_node(self._named[name], given, c, True, saving)
             log_det = log_det + ld
             env.update(zip(self.node_inputs[name], outs, strict=True))
         return tuple(env[f"{n}:0"] for n in self.input_names), log_det
@@ -610,7 +624,7 @@ class Graph(Container):
             raise self._shape_error(f"input shape(s) like {_dims_str(self.dims_in)}", dims)
         env = {f"{n}:0": tuple(d) for n, d in zip(self.input_names, dims, strict=True)}
         for name in self.order:
-            out = self.nodes[name].output_dims([env[r] for r in self.node_inputs[name]])
+            out = self._named[name].output_dims([env[r] for r in self.node_inputs[name]])
             env.update({f"{name}:{i}": tuple(d) for i, d in enumerate(out)})
         return [env[r] for r in self.output_refs]
 
@@ -619,7 +633,7 @@ class Graph(Container):
         self._check_count(dims, len(self.output_refs), "output")
         env = {r: tuple(d) for r, d in zip(self.output_refs, dims, strict=True)}
         for name in reversed(self.order):
-            back = self.nodes[name].input_dims([env[r] for r in self.node_outputs[name]])
+            back = self._named[name].input_dims([env[r] for r in self.node_outputs[name]])
             env.update(zip(self.node_inputs[name], (tuple(d) for d in back), strict=True))
         return [env[f"{n}:0"] for n in self.input_names]
 
@@ -635,7 +649,7 @@ class Graph(Container):
         self._require_built()
         rows = []
         for name in self.order:
-            node = self.nodes[name]
+            node = self._named[name]
             rows.append(
                 NodeInfo(
                     name=name,
@@ -672,7 +686,7 @@ class Graph(Container):
         for n, d in zip(self.input_names, self.dims_in, strict=True):
             lines.append(f'    in_{n}[/"{n} {tuple(d)}"/]')
         for name in self.order:
-            lines.append(f'    n_{name}["{name}: {self.nodes[name]._name()}"]')
+            lines.append(f'    n_{name}["{name}: {self._named[name]._name()}"]')
         for k, _ in enumerate(self.output_refs):
             lines.append(f'    out_{k}[/"output {k}"/]')
 
@@ -704,7 +718,7 @@ class Graph(Container):
             f"{len(self.order)} nodes, {_count(self):,} params, inversion={self.inversion.name}:"
         ]
         for name in self.order:
-            node = self.nodes[name]
+            node = self._named[name]
             sources = ", ".join(self.node_inputs[name])
             lines.append(f"  ({name}) {node._name()}({node.extra_repr()}) <- {sources}")
         return "\n".join(lines) + "\n)"
@@ -722,7 +736,7 @@ class Graph(Container):
             "type": "Graph",
             "inputs": {n: list(d) for n, d in zip(self.input_names, self.dims_in, strict=True)},
             "nodes": [
-                {"name": n, "block": self.nodes[n].get_config(), "inputs": self.node_inputs[n]}
+                {"name": n, "block": self._named[n].get_config(), "inputs": self.node_inputs[n]}
                 for n in self.order
             ],
             "outputs": list(self.output_refs),

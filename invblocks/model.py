@@ -75,7 +75,7 @@ class Model:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         if channels_last:
-            net = net.to(memory_format=torch.channels_last)
+            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
 
     def __repr__(self) -> str:
@@ -166,28 +166,28 @@ class Model:
     ) -> list[Tensor]:
         """The model's ``n`` input images from files: ``n`` image files, or one folder of
         frames, GIF or video (frames ``start``, ``start + step``, ...)."""
-        paths = [Path(p) for p in paths]
+        files = [Path(p) for p in paths]
         n, c = self.n_inputs, self.task.image_channels
         mode = "L" if c == 1 else "RGB"
-        if len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix.lower() not in IMAGE_SUFFIXES):
-            clip = read_clip(paths[0], max_frames=start + (n - 1) * step + 1)
+        if len(files) == 1 and (files[0].is_dir() or files[0].suffix.lower() not in IMAGE_SUFFIXES):
+            clip = read_clip(files[0], max_frames=start + (n - 1) * step + 1)
             frames = clip[start::step][:n]
             if len(frames) < n:
                 raise ValueError(
-                    f"{paths[0]} has {clip.shape[0]} frames; {n} frames from frame {start} "
+                    f"{files[0]} has {clip.shape[0]} frames; {n} frames from frame {start} "
                     f"every {step} are needed"
                 )
             return [f.float() / 255 for f in frames]
-        if len(paths) != n:
+        if len(files) != n:
             raise ValueError(
                 f"task {self.task.name!r} with this model embeds {n} images; "
-                f"received {len(paths)} files"
+                f"received {len(files)} files"
             )
-        images = [read_image(p, mode=mode) for p in paths]
+        images = [read_image(p, mode=mode) for p in files]
         sizes = {tuple(im.shape) for im in images}
         if len(sizes) > 1:
             listing = ", ".join(
-                f"{p.name} {tuple(im.shape[1:])}" for p, im in zip(paths, images, strict=True)
+                f"{p.name} {tuple(im.shape[1:])}" for p, im in zip(files, images, strict=True)
             )
             raise ValueError(f"the images must have one size; received {listing}")
         return images
@@ -251,7 +251,7 @@ def _check_meta(meta: Any) -> None:
             raise ValueError(
                 f"expected {key!r} to be {kind.__name__}; received {value!r} in {meta!r}"
             )
-        if kind is int and value <= 0:
+        if isinstance(value, int) and value <= 0:
             raise ValueError(f"expected {key!r} to be positive; received {value!r}")
 
 

@@ -26,7 +26,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
 from .blocks import Quantizer, set_compact_dense
+from .blocks.quantize import TrainMode
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -89,7 +90,7 @@ def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
 
 
-def _set_quantizer(net: nn.Module, mode: str | None) -> None:
+def _set_quantizer(net: nn.Module, mode: TrainMode | None) -> None:
     if mode is None:
         return
     for m in net.modules():
@@ -114,8 +115,8 @@ def _compiled(net: nn.Module, mode: str | None) -> nn.Module:
     if mode is None:
         return net
     if mode == "eager":
-        return torch.compile(net, backend="eager")
-    return torch.compile(net, mode=mode)
+        return cast(nn.Module, torch.compile(net, backend="eager"))
+    return cast(nn.Module, torch.compile(net, mode=mode))
 
 
 def _weights_digest(net: nn.Module) -> str:

@@ -14,10 +14,11 @@ settings, built once per network.
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import cast
 
-from .block import Block
+import torch
+from torch import Tensor, nn
+
 from .blocks import WIC, Quantizer
 from .graph import Sequence
 from .losses import ric_losses
@@ -26,7 +27,7 @@ from .task import Task
 __all__ = ["embedding_forward", "ric_step"]
 
 
-def _split_quantizer(net: Block) -> tuple[Block, Quantizer | None]:
+def _split_quantizer(net: nn.Module) -> tuple[nn.Module, Quantizer | None]:
     """``(body, quantizer)`` of a :class:`Sequence` ending in a quantiser (``(net, None)``
     otherwise). The body shares the network's nodes; it is built once and kept on the
     network (rebuilt when the nodes or the memory-saving switch change). For a
@@ -51,7 +52,7 @@ def _split_quantizer(net: Block) -> tuple[Block, Quantizer | None]:
     return cached[2], seq[len(seq) - 1]
 
 
-def _compile_like(compiled: Block, module: Block) -> Block:
+def _compile_like(compiled: nn.Module, module: nn.Module) -> nn.Module:
     """``module`` compiled with the settings ``compiled`` was compiled with."""
     context = getattr(compiled, "dynamo_ctx", None)
     if context is not None:
@@ -59,10 +60,12 @@ def _compile_like(compiled: Block, module: Block) -> Block:
             return type(compiled)(module, context)
         except TypeError:  # another torch's constructor: fall back to the default settings
             pass
-    return torch.compile(module)
+    return cast(nn.Module, torch.compile(module))
 
 
-def embedding_forward(net: Block, x: Tensor, embed_channels: int) -> tuple[Tensor, Tensor, Tensor]:
+def embedding_forward(
+    net: nn.Module, x: Tensor, embed_channels: int
+) -> tuple[Tensor, Tensor, Tensor]:
     """``(e, q, v)``: the pre-quantisation embedding, the quantised one and the raw output
     (with any extra training channels of a reducing WIC)."""
     body, quantizer = _split_quantizer(net)
@@ -72,7 +75,9 @@ def embedding_forward(net: Block, x: Tensor, embed_channels: int) -> tuple[Tenso
     return e, q, v
 
 
-def ric_step(task: Task, net: Block, x: Tensor, n_inputs: int | None = None) -> dict[str, Tensor]:
+def ric_step(
+    task: Task, net: nn.Module, x: Tensor, n_inputs: int | None = None
+) -> dict[str, Tensor]:
     """The loss terms of one training step on the stacked batch ``x`` (``"total"`` included).
 
     ``x``: ``(B, n*C, H, W)`` in slot order. The network runs forward (training mode as set

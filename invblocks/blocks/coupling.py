@@ -136,8 +136,10 @@ class AffineCoupling(Block):
         sizes = (self.split, self.channels - self.split)
         a, b = out.detach().split(sizes, dim=1)
         ga, gb = grad_out.split(sizes, dim=1)
-        f_params = [p for p in self.F.parameters() if p.requires_grad]
-        gh_params = [p for p in (*self.G.parameters(), *self.H.parameters()) if p.requires_grad]
+        f_params: list[Tensor] = [p for p in self.F.parameters() if p.requires_grad]
+        gh_params: list[Tensor] = [
+            p for p in (*self.G.parameters(), *self.H.parameters()) if p.requires_grad
+        ]
         with torch.enable_grad():
             if not rev:  # out = (y1, y2): x2 = (y2 - G(y1)) e^-s, x1 = y1 - F(x2)
                 y1 = a.requires_grad_(True)

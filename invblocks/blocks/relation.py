@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -62,14 +62,13 @@ class RelationBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         images = x.split(self.image_channels, dim=1)
         h = torch.cat([head(xi) for head, xi in zip(self.headers, images, strict=True)], dim=1)
-        first = [tail[0] for tail in self.tailers]
+        tails = cast(list[nn.Sequential], list(self.tailers))
+        first = cast(list[nn.Conv2d], [tail[0] for tail in tails])
         weight = torch.cat([conv.weight for conv in first], dim=0)
-        bias = torch.cat([conv.bias for conv in first], dim=0)
+        bias = torch.cat([cast(Tensor, conv.bias) for conv in first], dim=0)
         u = F.conv2d(h, weight, bias, padding=first[0].padding)
         parts = u.split(self.width, dim=1)
-        t = torch.cat(
-            [tail[2](tail[1](ui)) for tail, ui in zip(self.tailers, parts, strict=True)], dim=1
-        )
+        t = torch.cat([tail[2](tail[1](ui)) for tail, ui in zip(tails, parts, strict=True)], dim=1)
         return x + self.residual_scale * t
 
 
@@ -126,7 +125,9 @@ class RelationModule(Block):
         self.channels = n_images * image_channels
         if self.dims_in:
             self._check_channels(self.dims_in, self.channels)
-        kw = dict(width=width, residual_scale=residual_scale, growth=growth, generator=generator)
+        kw: dict[str, Any] = dict(
+            width=width, residual_scale=residual_scale, growth=growth, generator=generator
+        )
         self.forward_net = RelationBlock(n_images, image_channels, **kw)
         self.inverse_net = RelationBlock(n_images, image_channels, **kw)
 

@@ -241,7 +241,7 @@ def check_block(
     if misplaced:
         raise _fail(block, f"outputs on {misplaced}, expected them on the input's {device}")
 
-    kind = block.inversion
+    kind: Inversion | None = block.inversion
     if isinstance(original, Sequence) and kind not in (Inversion.EXACT, Inversion.LEFT):
         kind = None  # a mixed chain promises nothing as a whole; its nodes are checked below
     with torch.no_grad():
