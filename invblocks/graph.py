@@ -14,7 +14,7 @@ from torch.utils.checkpoint import checkpoint
 from .block import Block, Dims, Inversion, as_dims
 from .freia import as_block
 from .memory import invertible_run, reversible
-from .registry import block_from_config, register_block
+from .registry import block_from_config, config_fields, register_block
 
 __all__ = ["Container", "Graph", "GraphError", "NodeInfo", "Sequence"]
 
@@ -333,8 +333,9 @@ class Sequence(Container):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sequence:
         """Rebuild a chain from :meth:`get_config` output (blocks through the registry)."""
-        net = cls([tuple(d) for d in config["dims"]])
-        for node in config["nodes"]:
+        dims, nodes = config_fields(config, "dims", "nodes")
+        net = cls([tuple(d) for d in dims])
+        for node in nodes:
             net.append(block_from_config(node))
         return net
 
@@ -745,10 +746,14 @@ class Graph(Container):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Graph:
         """Rebuild a graph from :meth:`get_config` output (blocks through the registry)."""
-        graph = cls({n: tuple(d) for n, d in config["inputs"].items()})
-        for node in config["nodes"]:
-            graph.add(node["name"], block_from_config(node["block"]), node["inputs"])
-        return graph.output(*config["outputs"])
+        inputs, nodes, outputs = config_fields(config, "inputs", "nodes", "outputs")
+        graph = cls({n: tuple(d) for n, d in inputs.items()})
+        for node in nodes:
+            name, block, refs = config_fields(
+                {"type": "Graph node", **node}, "name", "block", "inputs"
+            )
+            graph.add(name, block_from_config(block), refs)
+        return graph.output(*outputs)
 
 
 register_block(Graph)

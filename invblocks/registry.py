@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-__all__ = ["BLOCKS", "block_class", "block_from_config", "register_block"]
+__all__ = ["BLOCKS", "block_class", "block_from_config", "config_fields", "register_block"]
 
 T = TypeVar("T", bound=type)
 
@@ -47,4 +47,26 @@ def block_from_config(config: dict[str, Any]) -> Any:
     from_config = getattr(cls, "from_config", None)
     if from_config is not None:
         return from_config(config)
-    return cls(**config.get("args", {}))
+    args = config.get("args", {})
+    if not isinstance(args, dict):
+        raise ValueError(f"{config['type']}: 'args' must be a dict; received {args!r}")
+    try:
+        return cls(**args)
+    except TypeError as err:  # an argument the class does not take, or a missing one
+        raise ValueError(f"cannot build {config['type']} from {args!r}: {err}") from err
+
+
+def config_fields(config: dict[str, Any], *keys: str) -> list[Any]:
+    """The values of ``keys`` in a container's config; ``ValueError`` naming the missing ones.
+
+    Example:
+        >>> config_fields({"type": "Sequence", "dims": [[3, 8, 8]], "nodes": []}, "dims", "nodes")
+        [[[3, 8, 8]], []]
+    """
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise ValueError(
+            f"a {config.get('type')} config needs the keys {list(keys)}; {missing} missing in "
+            f"{config!r}"
+        )
+    return [config[k] for k in keys]

@@ -157,6 +157,41 @@ def test_config_export_errors():
         block_from_config({"type": "Nope", "args": {}})
 
 
+def _damaged_configs(config):
+    """Copies of a Sequence-of-Graph config with one part missing or wrong, and what the
+    error must name."""
+    graph = config["nodes"][0]
+    yield {k: v for k, v in config.items() if k != "dims"}, r"Sequence config needs .*'dims'"
+    bad = json.loads(json.dumps(config))
+    del bad["nodes"][0]["outputs"]
+    yield bad, r"Graph config needs .*\['outputs'\] missing"
+    bad = json.loads(json.dumps(config))
+    del bad["nodes"][0]["nodes"][0]["block"]
+    yield bad, r"Graph node config needs .*\['block'\] missing"
+    bad = json.loads(json.dumps(config))
+    node = bad["nodes"][0]["nodes"][-1]["block"]
+    node["args"]["bogus"] = 1
+    yield bad, rf"cannot build {node['type']} from .*bogus"
+    bad = json.loads(json.dumps(config))
+    bad["nodes"][0]["nodes"][-1]["block"]["args"] = [1]
+    yield bad, r"'args' must be a dict"
+    assert graph["type"] == "Graph"
+
+
+def test_damaged_configs_name_what_is_wrong():
+    g = Graph({"x": (4, 4, 4)})
+    g.add("s", B.Split, "x", sections=[2, 2])
+    g.add("c", B.AffineCoupling, "s:1", split=1)
+    g.add("m", B.Concat, ["s:0", "c"])
+    g.output("m")
+    net = Sequence(4, 4, 4).append(g)
+    config = json.loads(json.dumps(net.get_config()))
+    block_from_config(config)  # the intact config builds
+    for bad, needle in _damaged_configs(config):
+        with pytest.raises(ValueError, match=needle):
+            block_from_config(bad)
+
+
 def test_sequence_and_graph_nest():
     inner = Sequence(2, 4, 4).append(B.AffineCoupling, split=1)
     g = Graph({"x": (4, 4, 4)})
