@@ -226,7 +226,8 @@ class Model:
 
 
 def _check_image(image: Any, what: str) -> None:
-    """Raise naming ``what`` unless ``image`` is one floating-point ``(C, H, W)`` tensor."""
+    """Raise naming ``what`` unless ``image`` is one floating-point ``(C, H, W)`` tensor with
+    values in ``[0, 1]``."""
     if not isinstance(image, Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"expected {what} as (C, H, W) tensors; received {shape}")
@@ -235,6 +236,13 @@ def _check_image(image: Any, what: str) -> None:
             f"expected {what} as floating-point values in [0, 1] (8-bit images: divide by "
             f"255); received {image.dtype}"
         )
+    if image.numel():
+        lo, hi = float(image.min()), float(image.max())
+        if not 0.0 <= lo <= hi <= 1.0:  # NaN fails too
+            hint = " (8-bit values: divide by 255)" if hi > 1.5 else " (clamp(0, 1)?)"
+            raise ValueError(
+                f"expected {what} with values in [0, 1]; received values in [{lo:g}, {hi:g}]{hint}"
+            )
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}

@@ -254,6 +254,16 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
         half_model.embed([(im * 255).to(torch.uint8) for im in images])
     with pytest.raises(ValueError, match=r"images as \(C, H, W\) tensors; received \(1, 3, 37"):
         half_model.embed([im[None] for im in images])
+    with pytest.raises(
+        ValueError, match=r"values in \[0, 1\]; received values in \[[\d.]+, [\d.]+\] \(8-bit.*255"
+    ):
+        half_model.embed([im * 255 for im in images])
+    with pytest.raises(
+        ValueError, match=r"values in \[0, 1\]; received values in \[-[\d.]+, [\d.]+\] \(clamp"
+    ):
+        half_model.embed([im * 2 - 1 for im in images])
+    with pytest.raises(ValueError, match=r"received values in \[nan, nan\]"):
+        half_model.embed([torch.full_like(im, math.nan) for im in images])
 
     def altered(name, image, text):
         info = PngInfo()
