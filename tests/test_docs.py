@@ -1,4 +1,5 @@
-"""The API reference covers every public name and every plugin hook."""
+"""The API reference covers every public name and every plugin hook; the README's and the
+guides' self-contained examples run."""
 
 import importlib
 import inspect
@@ -6,10 +7,14 @@ import pkgutil
 import re
 from pathlib import Path
 
+import pytest
+import torch
+
 import invblocks
 from invblocks import hookspecs
 
-API = (Path(__file__).parent.parent / "docs" / "api.rst").read_text()
+ROOT = Path(__file__).parent.parent
+API = (ROOT / "docs" / "api.rst").read_text()
 DOCUMENTED = set(re.findall(r"\.\. automodule:: ([\w.]+)", API))
 
 
@@ -51,3 +56,47 @@ def test_every_hookspec_is_documented():
         assert len(doc) > 40 and "versionadded" in doc, name
     guide = (Path(__file__).parent.parent / "docs" / "tasks.md").read_text()
     assert all(name in guide for name in hooks)
+
+
+def python_blocks(path):
+    """The ```python code blocks of a Markdown file, in order."""
+    return re.findall(r"^```python\n(.*?)^```", (ROOT / path).read_text(), re.S | re.M)
+
+
+def _readme(ns):
+    assert ns["e"].shape == (2, 3, 144, 144)  # what the README's comments say
+    assert ns["x_hat"].shape == ns["x"].shape == (2, 15, 144, 144)
+    assert torch.equal(ns["e"], (ns["e"] * 255).round() / 255)  # 8-bit values
+    # the README's next line quotes the parameter count of the same network
+    readme = (ROOT / "README.md").read_text()
+    count = f"{sum(p.numel() for p in ns['net'].parameters()):,}"
+    assert f"({count} parameters" in readme and count in ns["net"].summary()
+
+
+def _sequence(ns):
+    assert ns["net"].dims_out == [(3, 144, 144)] and len(ns["net"]) == 13
+
+
+def _graph(ns):
+    assert ns["g"].output_dims([(24, 64, 64)]) == [(32, 64, 64)]
+
+
+def _tasks(ns):
+    assert ns["x"].shape == (15, 144, 144) and sum(p.numel() for p in ns["net"].parameters())
+
+
+@pytest.mark.parametrize(
+    ("path", "index", "check"),
+    [
+        ("README.md", 0, _readme),
+        ("docs/networks.md", 0, _sequence),
+        ("docs/networks.md", 1, _graph),
+        ("docs/tasks.md", 0, _tasks),
+    ],
+    ids=["README", "networks-sequence", "networks-graph", "tasks"],
+)
+def test_documented_examples_run(path, index, check):
+    torch.manual_seed(0)
+    namespace = {}
+    exec(compile(python_blocks(path)[index], f"{path}[{index}]", "exec"), namespace)
+    check(namespace)
