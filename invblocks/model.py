@@ -104,11 +104,23 @@ class Model:
         x = x.to(self.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """``(H, W)`` the network runs ``height x width`` images at: each side padded up to
+        the task's ``multiple``, and to at least its ``min_crop`` (the smallest size its
+        network accepts)."""
+        m = self.task.multiple
+        least = math.ceil(self.task.min_crop / m) * m
+
+        def side(n: int) -> int:
+            return max(math.ceil(n / m) * m, least)
+
+        return side(height), side(width)
+
     def embedded_size(self, height: int, width: int) -> tuple[int, int]:
-        """``(H, W)`` of the embedding of ``height x width`` images: padded to the task's
-        ``multiple``, divided by its ``scale``."""
-        m, s = self.task.multiple, self.task.scale
-        return math.ceil(height / m) * m // s, math.ceil(width / m) * m // s
+        """``(H, W)`` of the embedding of ``height x width`` images: :meth:`padded_size`
+        divided by the task's ``scale``."""
+        ph, pw = self.padded_size(height, width)
+        return ph // self.task.scale, pw // self.task.scale
 
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
@@ -121,9 +133,8 @@ class Model:
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
         h, w = x.shape[-2:]
-        m = self.task.multiple
-        ph, pw = math.ceil(h / m) * m - h, math.ceil(w / m) * m - w
-        x = F.pad(x[None], (0, pw, 0, ph), mode="replicate")
+        ph, pw = self.padded_size(h, w)
+        x = F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
         with torch.no_grad():
             _, q, _ = embedding_forward(self.net, self._layout(x), self.task.embed_channels)
         meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}

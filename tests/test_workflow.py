@@ -231,6 +231,20 @@ def test_embedding_size_is_what_restore_expects(half_model, h, w, seed):
     assert [im.shape for im in half_model.restore(embedding, meta)] == [(3, h, w)] * 3
 
 
+def test_images_below_the_networks_minimum_are_padded_up_to_it():
+    import invblocks
+
+    task = invblocks.get_task("rescaling-x4")  # WIC's shifts need 13+ pixels at 1/4 size
+    net = task.build_network(1, generator=torch.Generator().manual_seed(0))
+    model = Model(task, net, 1, {}, device="cpu")
+    assert model.padded_size(17, 70) == (task.min_crop, 72)
+    image = torch.rand(3, 17, 70, generator=torch.Generator().manual_seed(1))
+    embedding, meta = model.embed([image])
+    assert embedding.shape == (3, task.min_crop // 4, 18)
+    (back,) = model.restore(embedding, meta)
+    assert back.shape == image.shape
+
+
 def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
