@@ -222,13 +222,28 @@ def half_model():
     return Model(task, net, 3, {})
 
 
-@given(h=st.integers(3, 24), w=st.integers(3, 24), seed=st.integers(0, 2**16))
-def test_embedding_size_is_what_restore_expects(half_model, h, w, seed):
+@pytest.fixture(scope="module", params=["video-x2", "rescaling-x4", "camera-raw"])
+def size_model(request, half_model):
+    """Models whose tasks pad differently: multiple 2 and scale 2 (a small video-x2), multiple
+    4, scale 4 and a 64-pixel minimum (WIN), 4-channel inputs into a 3-channel embedding."""
+    import invblocks
+
+    if request.param == "video-x2":
+        return half_model
+    task = invblocks.get_task(request.param)
+    net = task.build_network(1, generator=torch.Generator().manual_seed(0))
+    return Model(task, net, 1, {}, device="cpu")
+
+
+@given(h=st.integers(3, 70), w=st.integers(3, 70), seed=st.integers(0, 2**16))
+def test_embedding_size_is_what_restore_expects(size_model, h, w, seed):
     g = torch.Generator().manual_seed(seed)
-    images = [torch.rand(3, h, w, generator=g) for _ in range(3)]
-    embedding, meta = half_model.embed(images)
-    assert tuple(embedding.shape[1:]) == half_model.embedded_size(h, w)
-    assert [im.shape for im in half_model.restore(embedding, meta)] == [(3, h, w)] * 3
+    c, n = size_model.task.image_channels, size_model.n_inputs
+    images = [torch.rand(c, h, w, generator=g) for _ in range(n)]
+    embedding, meta = size_model.embed(images)
+    assert tuple(embedding.shape[1:]) == size_model.embedded_size(h, w)
+    assert all(side % size_model.task.multiple == 0 for side in size_model.padded_size(h, w))
+    assert [im.shape for im in size_model.restore(embedding, meta)] == [(c, h, w)] * n
 
 
 def test_images_below_the_networks_minimum_are_padded_up_to_it():
