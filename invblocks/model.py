@@ -257,6 +257,7 @@ def _check_image(image: Any, what: str) -> None:
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}
+_META_FIELDS_TEXT = "with " + ", ".join(f"{k!r} ({t.__name__})" for k, t in _META_FIELDS.items())
 
 
 def _check_meta(meta: Any) -> None:
@@ -272,6 +273,3 @@ def _check_meta(meta: Any) -> None:
             )
         if isinstance(value, int) and value <= 0:
             raise ValueError(f"expected {key!r} to be positive; received {value!r}")
-
-
-_META_FIELDS_TEXT = "with " + ", ".join(f"{k!r} ({t.__name__})" for k, t in _META_FIELDS.items())

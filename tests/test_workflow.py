@@ -304,6 +304,9 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
     resized = altered("resized.png", original.resize((22, 18)), json.dumps(meta))
     with pytest.raises(ValueError, match="resized or cropped"):
         half_model.restore_file(resized, tmp_path / "out")
+    listed = altered("listed.png", original, "[1, 2]")
+    with pytest.raises(ValueError, match=r"expected a JSON object with 'task' \(str\).*\[1, 2\]"):
+        half_model.restore_file(listed, tmp_path / "out")
     damaged = altered("damaged.png", original, '{"task": "video-x2", ')
     with pytest.raises(ValueError, match=r"damaged\.png: its invblocks metadata is damaged"):
         half_model.restore_file(damaged, tmp_path / "out")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, cast
 
 import torch
@@ -170,7 +171,7 @@ class DenseBlock(nn.Module):
         convolutions, and autograd keeps ``z3`` and ``z4`` instead of those two
         concatenations.
         """
-        conv1, conv2, conv3, conv4 = cast(list[nn.Conv2d], list(self.convs))
+        conv1, conv2, conv3, conv4 = cast("Iterable[nn.Conv2d]", self.convs)
         x = torch.cat([u, self.act(conv1(u))], dim=1)
         x = torch.cat([x, self.act(conv2(x))], dim=1)
         z3 = self.act(conv3(x))
