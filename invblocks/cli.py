@@ -1,8 +1,8 @@
 """The ``invblocks`` command line: tasks, blocks, train, eval, embed, restore, report.
 
 Exit codes: 0 success; 2 a user error (bad arguments, missing or corrupt files, unknown task,
-mismatched checkpoint, unwritable output), reported as one sentence on stderr; 1 anything
-else (a bug: the traceback is shown).
+mismatched checkpoint, unwritable output, an installed plugin that fails to load), reported
+as one sentence on stderr; 1 anything else (a bug: the traceback is shown).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .plugins import PluginLoadError
 from .runtime import tune_malloc
 
 __all__ = ["main"]
@@ -209,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         FileNotFoundError,
         IsADirectoryError,
         PermissionError,
+        PluginLoadError,
     ) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         print(f"invblocks {args.command}: error: {message}", file=sys.stderr)

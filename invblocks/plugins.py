@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BLOCK_PLUGINS_ENV",
     "DISABLE_AUTOLOAD_ENV",
+    "PluginLoadError",
     "PluginRegistry",
     "Registry",
     "get_registry",
@@ -111,9 +113,38 @@ def plugin_manager(
     if autoload is None:
         autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
     if autoload:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        try:
+            pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except Exception as err:
+            raise _load_error(pm, err) from err
     pm.check_pending()
     return pm
+
+
+class PluginLoadError(RuntimeError):
+    """An installed plugin's entry point failed to load; the message names it and how to
+    skip it."""
+
+
+def _load_error(pm: pluggy.PluginManager, err: Exception) -> Exception:
+    """``err`` (raised while loading the entry points) as an error naming the plugin that
+    raised it: the first entry point of the group that is neither loaded nor blocked and
+    fails to load again. Errors pluggy raises about a loaded plugin's hooks pass unchanged."""
+    if isinstance(err, pluggy.PluginValidationError):
+        return err
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            ep.load()
+        except Exception as again:
+            dist = f" from {ep.dist.name} {ep.dist.version}" if ep.dist is not None else ""
+            return PluginLoadError(
+                f"the invblocks plugin {ep.name!r} ({ep.value}{dist}) failed to load: "
+                f"{type(again).__name__}: {again}. Fix or uninstall it, or skip it with "
+                f"{BLOCK_PLUGINS_ENV}={ep.name}"
+            )
+    return err
 
 
 def load_plugins(

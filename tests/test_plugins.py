@@ -126,3 +126,49 @@ def test_registering_a_non_task_is_an_error():
         TypeError, match=r"plugin 'strings' registered 'video', which is not an invblocks\.Task"
     ):
         load_plugins([(p, "strings")], autoload=False)
+
+
+@pytest.fixture()
+def broken_plugin(tmp_path, monkeypatch):
+    """An installed distribution whose ``invblocks`` entry point raises on import."""
+    (tmp_path / "broken_invblocks_plugin.py").write_text(
+        "raise ImportError('needs the package frobnicate')\n"
+    )
+    info = tmp_path / "broken_invblocks_plugin-0.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-invblocks-plugin\nVersion: 0.3\n"
+    )
+    (info / "entry_points.txt").write_text("[invblocks]\nbroken = broken_invblocks_plugin\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv(DISABLE_AUTOLOAD_ENV, raising=False)
+    monkeypatch.delenv(BLOCK_PLUGINS_ENV, raising=False)
+    return "broken"
+
+
+def test_a_plugin_that_fails_to_load_is_named_with_the_way_to_skip_it(broken_plugin, monkeypatch):
+    from invblocks.plugins import PluginLoadError
+
+    with pytest.raises(PluginLoadError) as info:
+        load_plugins()
+    message = str(info.value)
+    assert "plugin 'broken' (broken_invblocks_plugin from broken-invblocks-plugin 0.3)" in message
+    assert "ImportError: needs the package frobnicate" in message
+    assert f"{BLOCK_PLUGINS_ENV}=broken" in message
+    monkeypatch.setenv(BLOCK_PLUGINS_ENV, broken_plugin)  # the way out the message gives
+    assert "video" in load_plugins().tasks
+
+
+def test_the_command_line_reports_a_broken_plugin_in_one_line(broken_plugin, capsys):
+    from invblocks import plugins
+    from invblocks.cli import main
+
+    saved = plugins._REGISTRY
+    plugins._REGISTRY = None  # load afresh, as a new process would
+    try:
+        assert main(["tasks"]) == 2
+    finally:
+        plugins._REGISTRY = saved
+    err = capsys.readouterr().err
+    assert err.startswith("invblocks tasks: error: the invblocks plugin 'broken'")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
