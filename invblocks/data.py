@@ -32,6 +32,7 @@ __all__ = [
     "Source",
     "TaskDataset",
     "adobe_matting",
+    "clip_folder",
     "davis",
     "default_clips",
     "default_data_licenses",
@@ -42,6 +43,7 @@ __all__ = [
     "flickr2w",
     "flickr1024",
     "list_images",
+    "photo_folder",
     "read_clip",
     "read_stereo",
     "split_items",
@@ -201,6 +203,50 @@ def split_items(items: Sequence[Any], val_fraction: float = 0.1) -> tuple[list[A
     step = max(2, round(1 / val_fraction))
     val_idx = set(range(len(items) - 1, -1, -step))
     return [x for i, x in enumerate(items) if i not in val_idx], [items[i] for i in sorted(val_idx)]
+
+
+# ---------------------------------------------------------------- a user's own folders
+def clip_folder(
+    root: str | Path, *, max_frames: int | None = 300, max_side: int | None = 1280
+) -> Source:
+    """A folder of clips: each video file, animated GIF and folder of frames in ``root`` (not
+    deeper) is one clip ``(T, 3, H, W)``, in natural order; deterministic 90/10 split
+    (:func:`split_items`; one clip serves both).
+
+    Each clip keeps its first ``max_frames`` frames, downscaled so that its longer side is at
+    most ``max_side`` (a few minutes of 1080p video would not fit in memory otherwise; pass
+    ``None`` for all of it). Raises ``ValueError`` naming the folder when it holds no clip.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder")
+    kinds = (*VIDEO_SUFFIXES, ".gif")
+    entries = sorted(
+        (
+            p
+            for p in root.iterdir()
+            if (p.is_file() and p.suffix.lower() in kinds)
+            or (p.is_dir() and any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()))
+        ),
+        key=_natural_key,
+    )
+    if not entries:
+        raise ValueError(
+            f"no clips in {root}: expected video files ({', '.join(VIDEO_SUFFIXES)}), "
+            "animated GIFs or folders of frames"
+        )
+    clips = [read_clip(p, max_frames=max_frames, max_side=max_side) for p in entries]
+    train, val = split_items(clips)
+    return Source(train=train, val=val, description=f"{len(clips)} clips in {root}")
+
+
+def photo_folder(root: str | Path) -> Source:
+    """A folder of photographs: every image file in ``root`` (not deeper), ``(3, H, W)``, in
+    natural order; deterministic 90/10 split (:func:`split_items`; one photo serves both).
+    Raises ``ValueError`` naming the folder when it holds no image."""
+    images = [read_image(p) for p in list_images(root)]
+    train, val = split_items(images)
+    return Source(train=train, val=val, description=f"{len(images)} photographs in {root}")
 
 
 # ---------------------------------------------------------------- dataset folder layouts

@@ -178,6 +178,14 @@ class Task:
                 f"task {self.name!r}: crop {crop} must be a multiple of {self.multiple}"
             )
         items = source.train if split == "train" else source.val
+        sides = [min(size) for size in map(_item_size, items) if size is not None]
+        small = [side for side in sides if side < crop]
+        if small:
+            raise ValueError(
+                f"task {self.name!r}: {len(small)} of {len(items)} {split} items of "
+                f"{source.description} are smaller than the {crop}x{crop} crop (the smallest "
+                f"side is {min(small)}); use a smaller crop or leave them out"
+            )
         return TaskDataset(
             self,
             items,
@@ -193,3 +201,15 @@ class Task:
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
         return self.network(n, **overrides)
+
+
+def _item_size(item: Any) -> tuple[int, int] | None:
+    """``(H, W)`` of a data item: an image or clip tensor, or the smallest of a tuple of them
+    (stereo pairs, layers); ``None`` for other items, which are not checked."""
+    if isinstance(item, Tensor) and item.ndim >= 2:
+        return (int(item.shape[-2]), int(item.shape[-1]))
+    if isinstance(item, tuple | list) and item:
+        sizes = [_item_size(part) for part in item]
+        if all(size is not None for size in sizes):
+            return min((s for s in sizes if s is not None), key=min)
+    return None

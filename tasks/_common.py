@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from invblocks.data import Source, clip_folder, davis, div2k, photo_folder, voc2012
 from invblocks.ops import center_crop, random_flip
+
+
+def open_clips(path: Path) -> Source:
+    """A user's clips: the DAVIS 2017 layout when ``path`` has it (``JPEGImages/``), else a
+    folder of videos, GIFs and frame folders (:func:`invblocks.data.clip_folder`)."""
+    return davis(path) if (Path(path) / "JPEGImages").is_dir() else clip_folder(path)
+
+
+def open_photos(path: Path) -> Source:
+    """A user's photographs: the DIV2K layout (``DIV2K_train_HR/``) or the VOC 2012 layout
+    (``JPEGImages/``) when ``path`` has one, else a folder of images
+    (:func:`invblocks.data.photo_folder`)."""
+    path = Path(path)
+    if (path / "DIV2K_train_HR").is_dir():
+        return div2k(path)
+    if (path / "JPEGImages").is_dir():
+        return voc2012(path)
+    return photo_folder(path)
 
 
 def pick(items: Sequence[Any], index: int, generator: torch.Generator, train: bool) -> Any:

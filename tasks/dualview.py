@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
-from invblocks.data import default_photos, div2k
+from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, center_crop
 
-from ._common import crop_window, large_enough, pick
+from ._common import crop_window, large_enough, open_photos, pick
 
 
 def sample_views(
@@ -56,7 +56,7 @@ def _task(zoom: int) -> Task:
         default_inputs=2,
         sample=partial(sample_views, zoom=zoom),
         default_data=default_photos,
-        open_data=div2k,
+        open_data=open_photos,
         reference=normal_view,
         network=_network,
         train=TrainDefaults(crop=144 if zoom < 8 else 96),

@@ -4,7 +4,7 @@
 1-channel embedding). ``rescaling-x2`` (IICNet supp-sr-01) and ``rescaling-x4`` (WIN x4): a
 high-resolution image into its antialiased bicubic downscale (MATLAB ``imresize``, the way
 DIV2K's LR images were made). Default data: the photographs scikit-image ships; user data: a
-VOC2012 (grayscale) or DIV2K (rescaling) folder.
+VOC2012 or DIV2K folder, or any folder of photographs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
-from invblocks.data import default_photos, div2k, voc2012
+from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, rgb_to_gray
 
-from ._common import crop_window, pick
+from ._common import crop_window, open_photos, pick
 
 
 def sample_image(
@@ -76,7 +76,7 @@ GRAYSCALE = Task(
     embed_channels=1,
     sample=sample_image,
     default_data=default_photos,
-    open_data=voc2012,
+    open_data=open_photos,
     reference=gray,
     network=_gray_net,
 )
@@ -90,7 +90,7 @@ RESCALING_X2 = Task(
     multiple=2,
     sample=sample_image,
     default_data=default_photos,
-    open_data=div2k,
+    open_data=open_photos,
     reference=partial(bicubic, factor=2),
     network=_x2_net,
 )
@@ -105,7 +105,7 @@ RESCALING_X4 = Task(
     min_crop=64,
     sample=sample_image,
     default_data=default_photos,
-    open_data=div2k,
+    open_data=open_photos,
     reference=partial(bicubic, factor=4),
     network=_x4_net,
     losses=LossConfig(emb=2.0, freq=0.0, res=1.0, det=0.1, shift=1.0),

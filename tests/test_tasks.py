@@ -128,3 +128,18 @@ def test_bad_input_counts_and_crops():
         task.stack([torch.rand(1, 4, 4)] * 3)
     with pytest.raises(ValueError, match="crop 66 must be a multiple of 4"):
         invblocks.get_task("rescaling-x4").dataset(task.default_data(), "train", crop=66)
+
+
+def test_items_smaller_than_the_crop_are_refused_up_front():
+    from invblocks.data import Source
+
+    big, small = torch.rand(3, 40, 40), torch.rand(3, 40, 24)
+    stereo = invblocks.get_task("mononizing")
+    pairs = Source(train=[(big, big), (big, small)], val=[(big, big)], description="pairs")
+    with pytest.raises(ValueError, match=r"1 of 2 train items of pairs .*side is 24"):
+        stereo.dataset(pairs, "train", crop=32)
+    assert len(stereo.dataset(pairs, "train", crop=24, length=3)) == 3  # 24 fits
+    assert stereo.dataset(pairs, "val", crop=32)[0].shape == (6, 32, 32)
+    clips = Source(train=[torch.zeros(5, 3, 30, 40, dtype=torch.uint8)], val=[], description="c")
+    with pytest.raises(ValueError, match=r"1 of 1 train items of c .*32x32 crop .*side is 30"):
+        invblocks.get_task("video").dataset(clips, "train", crop=32)

@@ -448,6 +448,24 @@ def test_cli_refuses_counts_out_of_range(argv, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
+def test_training_on_a_folder_of_ones_own_clips_and_photos(tmp_path):
+    clips = tmp_path / "my clips"
+    for k in range(3):
+        for i in range(6):
+            write_png(torch.rand(3, 40, 48), clips / f"scene{k}" / f"{i:03d}.png")
+    run = train(tiny_config(data=str(clips), steps=2, val_every=2), tmp_path / "v", progress=False)
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("validation" in r for r in records)
+
+    photos = tmp_path / "my photos"
+    for i, side in enumerate((20, 48, 48)):  # the small one trains, the last validates
+        write_png(torch.rand(3, side, side + 4), photos / f"IMG_{i}.png")
+    config = tiny_config(task="grayscale", n_inputs=1, network={}, data=str(photos))
+    with pytest.raises(ValueError, match=r"1 of 2 train items of 3 photographs in .*smaller than"):
+        train(config, tmp_path / "g", progress=False)
+    assert main(["eval", "--model", str(run), "--data", str(clips), "--samples", "1"]) == 0
+
+
 def test_config_overrides():
     data = apply_overrides(
         {"task": "video"}, ["steps=5", "network.blocks=2", "data=/tmp/x", "lr=1e-3"]
