@@ -67,7 +67,7 @@ class Task:
         multiple: Input sizes (crops, padded images) must be multiples of this: the network's
             needs, including ``scale``.
         min_crop: The smallest image side the default network accepts: training crops must
-            be at least this, and :meth:`invblocks.Model.embed` pads smaller images up to it.
+            be at least this, and :meth:`invblocks.model.Model.embed` pads smaller images up to it.
         sample: ``f(items, index, n, crop, generator, train) -> [image, ...]``: one sample's
             ``n`` images ``(C, H, W)`` in natural order (e.g. frames in time order). Training
             samples are random; validation samples are ``items[index]``, centre-cropped.
