@@ -207,15 +207,15 @@ def split_items(items: Sequence[Any], val_fraction: float = 0.1) -> tuple[list[A
 
 # ---------------------------------------------------------------- a user's own folders
 def clip_folder(
-    root: str | Path, *, max_frames: int | None = 300, max_side: int | None = 1280
+    root: str | Path, *, max_frames: int | None = 150, max_side: int | None = 854
 ) -> Source:
     """A folder of clips: each video file, animated GIF and folder of frames in ``root`` (not
     deeper) is one clip ``(T, 3, H, W)``, in natural order; deterministic 90/10 split
     (:func:`split_items`; one clip serves both).
 
     Each clip keeps its first ``max_frames`` frames, downscaled so that its longer side is at
-    most ``max_side`` (a few minutes of 1080p video would not fit in memory otherwise; pass
-    ``None`` for all of it). Raises ``ValueError`` naming the folder when it holds no clip.
+    most ``max_side`` (DAVIS' 480p; a clip takes at most 184 MB, where a few minutes of 1080p
+    video would not fit in memory; pass ``None`` for all of it). Raises ``ValueError`` naming the folder when it holds no clip.
     """
     root = Path(root)
     if not root.is_dir():
