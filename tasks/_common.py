@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from invblocks.data import Source, clip_folder, davis, div2k, photo_folder, voc2012
-from invblocks.ops import center_crop, random_flip
+from invblocks.ops import center_crop, random_flips, to_float
 
 
 def open_clips(path: Path) -> Source:
@@ -47,19 +47,23 @@ def crop_window(
     flip: bool = True,
 ) -> list[Tensor]:
     """The same ``size`` crop of aligned images (random in training, centred otherwise) and,
-    in training with ``flip``, the same random flips."""
+    in training with ``flip``, the same random flips; as floats in ``[0, 1]`` (data sets keep
+    ``uint8``, :func:`invblocks.ops.to_float`)."""
     h, w = images[0].shape[-2:]
+    if any(im.shape[-2:] != (h, w) for im in images):
+        sizes = [tuple(im.shape[-2:]) for im in images]
+        raise ValueError(f"aligned images must share one size; received {sizes}")
     if h < size or w < size:
         raise ValueError(f"cannot crop {size}x{size} from an image of {h}x{w}")
     if train:
         i = int(torch.randint(0, h - size + 1, (1,), generator=generator))
         j = int(torch.randint(0, w - size + 1, (1,), generator=generator))
-        out = torch.stack([im[..., i : i + size, j : j + size] for im in images])
-        if flip:
-            out = random_flip(out, generator)
+        crops = [im[..., i : i + size, j : j + size] for im in images]
+        if flip:  # one draw for all: the images stay aligned
+            crops = random_flips(crops, generator)
     else:
-        out = torch.stack([center_crop(im, size) for im in images])
-    return list(out.unbind(0))
+        crops = [center_crop(im, size) for im in images]
+    return [to_float(c) if c.dtype == torch.uint8 else c.clone() for c in crops]
 
 
 def large_enough(items: Sequence[Tensor], size: int, task: str) -> list[Tensor]:

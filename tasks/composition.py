@@ -45,7 +45,9 @@ def sample_layers(
         i = index % len(items)
     item = items[i]
     if isinstance(item, tuple):  # (fg, alpha, bg) from a matting folder
-        fg, alpha, bg = crop_window(list(item), crop, generator, train)
+        fg_image, alpha_image, bg_image = item
+        fg, alpha = crop_window([fg_image, alpha_image], crop, generator, train)
+        bg = crop_window([bg_image], crop, generator, train)[0]  # another photograph
     else:  # derived: two different photographs and a synthetic matte
         other = items[(i + 1) % len(items)]
         fg = crop_window([item], crop, generator, train)[0]

@@ -9,6 +9,7 @@ from PIL import Image
 
 from invblocks import data
 from invblocks.io import write_png
+from invblocks.ops import to_float
 
 
 def img(h=8, w=10, seed=0):
@@ -74,7 +75,8 @@ def test_stereo_layouts(tmp_path):
     write_png(torch.cat([img(seed=5), img(seed=6)], dim=2), tmp_path / "sbs" / "a.png")
     ((left, right),) = data.read_stereo(tmp_path / "sbs")
     assert left.shape == right.shape == (3, 8, 10)
-    torch.testing.assert_close(left, (img(seed=5) * 255).round() / 255)
+    assert left.dtype == torch.uint8  # data sets keep 8-bit values
+    torch.testing.assert_close(to_float(left), (img(seed=5) * 255).round() / 255)
 
 
 def test_dataset_layouts(tmp_path):

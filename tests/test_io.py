@@ -90,3 +90,15 @@ def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):
     assert img.shape == (3, 1, 3)
     torch.testing.assert_close(img[0, 0], torch.tensor([0.0, 32768 / 65535, 1.0]))
     assert read_image(tmp_path / "g16.png", mode="L").shape == (1, 1, 3)
+
+
+@given(shape=image_shapes(channels=st.sampled_from([1, 3]), max_side=9), seed=seeds())
+def test_8_bit_reads_are_the_float_reads_times_255(tmp_path_factory, shape, seed):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    path = write_png(x, tmp_path_factory.mktemp("png") / "x.png")
+    mode = "L" if shape[0] == 1 else "RGB"
+    as_uint8 = read_image(path, mode, dtype=torch.uint8)
+    assert as_uint8.dtype == torch.uint8
+    assert torch.equal(as_uint8.float() / 255, read_image(path, mode))
+    with pytest.raises(ValueError, match=r"dtype must be torch\.float32 or torch\.uint8"):
+        read_image(path, dtype=torch.float16)

@@ -143,3 +143,26 @@ def test_items_smaller_than_the_crop_are_refused_up_front():
     clips = Source(train=[torch.zeros(5, 3, 30, 40, dtype=torch.uint8)], val=[], description="c")
     with pytest.raises(ValueError, match=r"1 of 1 train items of c .*32x32 crop .*side is 30"):
         invblocks.get_task("video").dataset(clips, "train", crop=32)
+
+
+def test_composition_samples_matting_layers_of_other_sizes_and_channels():
+    from invblocks.data import Source
+
+    g = torch.Generator().manual_seed(0)
+    fg = (torch.rand(3, 40, 44, generator=g) * 255).to(torch.uint8)
+    alpha = (torch.rand(1, 40, 44, generator=g) * 255).to(torch.uint8)
+    bg = (torch.rand(3, 50, 60, generator=g) * 255).to(torch.uint8)  # another photograph
+    layers = Source(train=[(fg, alpha, bg)], val=[(fg, alpha, bg)], description="matting")
+    task = invblocks.get_task("composition")
+    for split in ("train", "val"):
+        x = task.dataset(layers, split, crop=32, length=2)[0]
+        assert x.shape == (9, 32, 32) and x.dtype == torch.float32
+        composite, background, foreground = task.unstack(x, 3)
+        assert 0 <= float(x.min()) and float(x.max()) <= 1
+    # validation crops are centred: the foreground layer is the matte times the photograph
+    a = alpha[:, 4:36, 6:38].float() / 255
+    f = fg[:, 4:36, 6:38].float() / 255
+    torch.testing.assert_close(foreground, f * (a > 0))
+    b = bg[:, 9:41, 14:46].float() / 255
+    torch.testing.assert_close(composite, a * f + (1 - a) * b)
+    torch.testing.assert_close(background, b)

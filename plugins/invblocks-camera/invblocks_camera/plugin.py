@@ -11,7 +11,7 @@ from torch import Tensor
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, div2k
 from invblocks.losses import charbonnier_loss
-from invblocks.ops import center_crop, random_crop, random_flip
+from invblocks.ops import center_crop, random_crop, random_flip, to_float
 
 from .pipeline import render, unprocess
 
@@ -25,7 +25,7 @@ def sample_raw(
         region = random_flip(random_crop(photo, 2 * crop, generator), generator)
     else:
         region = center_crop(items[index % len(items)], 2 * crop)
-    return [unprocess(region[None])[0]]
+    return [unprocess(to_float(region)[None])[0]]  # data sets keep uint8
 
 
 def rendered_srgb(x: Tensor, n: int) -> Tensor:

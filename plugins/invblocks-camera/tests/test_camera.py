@@ -4,6 +4,7 @@ import torch
 from invblocks_camera import pack_bayer, render, unpack_bayer, unprocess
 
 import invblocks
+from invblocks.ops import to_float
 from invblocks.plugins import load_plugins
 from invblocks.testing import check_task
 
@@ -14,7 +15,7 @@ def test_registered_by_its_own_entry_point():
 
 
 def test_pipeline_round_trip_on_a_real_photo():
-    photo = invblocks.data.default_photos().val[0][:, :64, :64][None].double()
+    photo = to_float(invblocks.data.default_photos().val[0][:, :64, :64])[None].double()
     raw = unprocess(photo)
     assert raw.shape == (1, 4, 32, 32) and 0 <= float(raw.min()) and float(raw.max()) <= 1
     # rendering the RAW gives the photo at half resolution (per Bayer cell)
