@@ -2,7 +2,7 @@
 
 Data sets keep their images as ``uint8`` tensors ``(C, H, W)`` and their clips as ``uint8``
 tensors ``(T, C, H, W)``: a quarter of the memory of floats (DIV2K's 800 training images take
-6.6 GB, not 26). Samplers convert what they crop to floats in ``[0, 1]`` with
+about 6.6 GB, not 26). Samplers convert what they crop to floats in ``[0, 1]`` with
 :func:`invblocks.ops.to_float`.
 
 The built-in default data come from files that installed packages ship (nothing is
