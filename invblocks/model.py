@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from .blocks import quantize
 from .data import IMAGE_SUFFIXES, read_clip
 from .io import read_image, read_png_text, write_png
+from .ops import to_float
 from .runtime import resolve_device
 from .task import Task
 from .trainer import load_for_eval
@@ -124,11 +125,10 @@ class Model:
 
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        """``n`` images ``(C, H, W)`` of floats in ``[0, 1]``, natural order -> the quantised
-        embedding ``(C_e, H_e, W_e)`` (on the CPU; ``(H_e, W_e)`` is :meth:`embedded_size`)
-        and its metadata."""
-        for im in images:
-            _check_image(im, "images")
+        """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
+        -> the quantised embedding ``(C_e, H_e, W_e)`` (on the CPU; ``(H_e, W_e)`` is
+        :meth:`embedded_size`) and its metadata."""
+        images = [_as_image(im, "images") for im in images]
         x = self.task.stack(images)
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
@@ -153,7 +153,7 @@ class Model:
                 f"the embedding was made by task {meta['task']!r} with {meta['n_inputs']} "
                 f"images; this model is {self.task.name!r} with {self.n_inputs}"
             )
-        _check_image(embedding, "the embedding")
+        embedding = _as_image(embedding, "the embedding")
         if embedding.shape[0] != self.task.embed_channels:
             raise ValueError(
                 f"expected a ({self.task.embed_channels}, H, W) embedding; "
@@ -236,16 +236,18 @@ class Model:
         return [write_png(im, p) for im, p in zip(images, outputs, strict=True)]
 
 
-def _check_image(image: Any, what: str) -> None:
-    """Raise naming ``what`` unless ``image`` is one floating-point ``(C, H, W)`` tensor with
-    values in ``[0, 1]``."""
+def _as_image(image: Any, what: str) -> Tensor:
+    """``image`` as floats in ``[0, 1]``: a ``(C, H, W)`` tensor of floats in that range, or
+    of ``uint8`` values (divided by 255); anything else raises naming ``what``."""
     if not isinstance(image, Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"expected {what} as (C, H, W) tensors; received {shape}")
+    if image.dtype == torch.uint8:
+        return to_float(image)
     if not image.is_floating_point():
         raise TypeError(
-            f"expected {what} as floating-point values in [0, 1] (8-bit images: divide by "
-            f"255); received {image.dtype}"
+            f"expected {what} as floating-point values in [0, 1] or uint8 values; received "
+            f"{image.dtype}"
         )
     if image.numel():
         lo, hi = float(image.min()), float(image.max())
@@ -254,6 +256,7 @@ def _check_image(image: Any, what: str) -> None:
             raise ValueError(
                 f"expected {what} with values in [0, 1]; received values in [{lo:g}, {hi:g}]{hint}"
             )
+    return image
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}

@@ -276,11 +276,17 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
         half_model.restore(embedding[None], meta)
     with pytest.raises(ValueError, match=r"expected a \(3, H, W\) embedding; received \(1, 19"):
         half_model.restore(embedding[:1], meta)
-    with pytest.raises(TypeError, match=r"the embedding as floating-point .*torch.uint8"):
-        half_model.restore((embedding * 255).to(torch.uint8), meta)
+    with pytest.raises(TypeError, match=r"the embedding as floating-point .*torch.int16"):
+        half_model.restore((embedding * 255).to(torch.int16), meta)
     images = [read_image(p) for p in frames]
-    with pytest.raises(TypeError, match=r"images as floating-point .*divide by 255.*torch.uint8"):
-        half_model.embed([(im * 255).to(torch.uint8) for im in images])
+    with pytest.raises(TypeError, match=r"images as floating-point .*or uint8.*torch.int32"):
+        half_model.embed([(im * 255).to(torch.int32) for im in images])
+    # uint8 tensors are 8-bit values: the same embedding and restoration as their floats
+    as_uint8 = [read_image(p, dtype=torch.uint8) for p in frames]
+    assert torch.equal(half_model.embed(as_uint8)[0], half_model.embed(images)[0])
+    from_uint8 = half_model.restore((embedding * 255).round().to(torch.uint8), meta)
+    from_float = half_model.restore(embedding, meta)
+    assert all(torch.equal(a, b) for a, b in zip(from_uint8, from_float, strict=True))
     with pytest.raises(ValueError, match=r"images as \(C, H, W\) tensors; received \(1, 3, 37"):
         half_model.embed([im[None] for im in images])
     with pytest.raises(
