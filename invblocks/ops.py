@@ -1,6 +1,8 @@
 """Image operations the tasks use: reference images, colour conversion, crops and flips.
 
-All take and return float tensors ``(B, C, H, W)`` (or ``(C, H, W)`` where noted) in ``[0, 1]``.
+All take and return float tensors ``(B, C, H, W)`` (or ``(C, H, W)`` where noted) in ``[0, 1]``;
+crops and flips work on any dtype, and :func:`to_float` turns the ``uint8`` values data sets
+keep into such floats.
 """
 
 from __future__ import annotations
