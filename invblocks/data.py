@@ -220,9 +220,9 @@ def clip_folder(
     (:func:`split_items`; one clip serves both).
 
     Each clip keeps its first ``max_frames`` frames, downscaled so that its longer side is at
-    most ``max_side`` (DAVIS' 480p; a clip takes at most 184 MB, where a few minutes of 1080p
-    video would not fit in memory; pass ``None`` for all of it). Raises ``ValueError`` naming
-    the folder when it holds no clip.
+    most ``max_side`` (DAVIS' 480p: 184 MB for a 16:9 clip, 328 MB for square frames, where a
+    few minutes of 1080p video would not fit in memory; pass ``None`` for all of it). Raises
+    ``ValueError`` naming the folder when it holds no clip.
     """
     root = Path(root)
     if not root.is_dir():
