@@ -80,7 +80,7 @@ def build(variant: str, network: str, size: int):
     import torch
 
     import invblocks
-    from invblocks import Sequence, presets
+    from invblocks import RICNet, Sequence, presets
     from invblocks import blocks as B
     from invblocks.freia import coupling_to_freia
 
@@ -97,9 +97,9 @@ def build(variant: str, network: str, size: int):
         net.memory_saving = variant == "memory_saving"
         if variant == "freia":
             same = Sequence(3 * n, size, size)
-            for node in net:
+            for node in net.body:
                 same.append(coupling_to_freia(node) if isinstance(node, B.AffineCoupling) else node)
-            net = same
+            net = RICNet(same, net.channel)
         return net
     net = Sequence(3 * n, size, size)
     net.append(B.RelationModule, n_images=n, generator=g)
@@ -110,8 +110,7 @@ def build(variant: str, network: str, size: int):
             clamp=1.0,
         )
     net.append(B.ChannelSqueeze, out_channels=3)
-    net.append(B.Quantizer)
-    return net
+    return RICNet(net)
 
 
 def _copy_dense(src, dst) -> None:
@@ -141,7 +140,7 @@ def build_reference(code: Path, size: int):
     rel = RelModule({"use_rel": True, "num_of_frames": n, "nf": 64})
     block = InvBlock({"block_num": 10, "type": "DBNet", "split_len1": 3, "split_len2": 3 * n - 3})
     cs = CSLayer({"out_nc": 3, "in_nc": 3 * n})
-    relation = ours[0]
+    relation = ours.body[0]
     pairs = ((relation.forward_net, rel.forw_rel), (relation.inverse_net, rel.back_rel))
     for mine, theirs in pairs:
         for i in range(n):
@@ -150,7 +149,7 @@ def build_reference(code: Path, size: int):
             theirs.conv_merges[i].load_state_dict(mine.tailers[i][0].state_dict())
             theirs.conv_1x1_tails[i].load_state_dict(mine.tailers[i][1].state_dict())
             _copy_dense(mine.tailers[i][2], theirs.DB_tails[i])
-    for coupling, arch in zip(list(ours)[1:11], block.operations, strict=True):
+    for coupling, arch in zip(list(ours.body)[1:11], block.operations, strict=True):
         for name in "FGH":
             _copy_dense(getattr(coupling, name), getattr(arch, name))
     counts = [sum(p.numel() for p in m.parameters()) for m in (nn.ModuleList([rel, block]), ours)]
@@ -161,16 +160,16 @@ def build_reference(code: Path, size: int):
 
 def reference_step(modules, quantizer, task, x, n: int) -> dict:
     """The reference training step's graph: forward, quantise, inverse, the task's losses."""
-    from invblocks.losses import ric_losses
+    from invblocks.losses import RICBatch
+    from invblocks.ricnet import RICResult
 
     rel, block, cs = modules
     e = cs(block(rel(x)))
     q = quantizer([e])[0][0]
     restored = rel(block(cs(q, rev=True), rev=True), rev=True)
     reference = task.reference(x, n)
-    return ric_losses(
-        task.losses, embedding=e, reference=reference, restored=restored, original=x, n_images=n
-    )
+    result = RICResult(embedding=e, received=q, restored=restored)
+    return task.objective()(result, RICBatch(inputs=x, reference=reference, n_images=n))
 
 
 def make_step(
@@ -209,7 +208,7 @@ def make_step(
             raise ValueError("variant 'reference' needs --network st01 and --reference-code PATH")
         modules, ours = build_reference(reference_code, size)
         net = nn.ModuleList(modules)
-        quantizer = ours[len(ours) - 1]
+        quantizer = ours.channel
 
         def step_fn(task, net, x, n):
             return reference_step(modules, quantizer, task, x, n)
@@ -223,7 +222,7 @@ def make_step(
 
         torch._inductor.config.fallback_random = True  # the same noise draws as eager
         mode = "reduce-overhead" if variant == "compiled_graphs" else None
-        net = torch.compile(net, mode=mode)  # the first step compiles (not timed below)
+        net.compile_body(mode=mode)  # the first step compiles (not timed below)
     net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-4, weight_decay=1e-5)
     x = torch.rand(batch, 3 * n, size, size, generator=torch.Generator().manual_seed(1))

@@ -7,9 +7,18 @@ from .block import Block, InverseView, Inversion
 from .freia import FreiaBlock, as_block
 from .graph import Graph, GraphError, Sequence
 from .hookspecs import hookimpl
-from .losses import LossConfig, constraint_losses, total_constraint_loss
+from .losses import (
+    LossConfig,
+    LossTerm,
+    RICBatch,
+    constraint_losses,
+    loss_term,
+    register_loss_term,
+    total_constraint_loss,
+)
 from .plugins import get_task, load_plugins, tasks
 from .registry import BLOCKS, block_from_config, register_block
+from .ricnet import RICNet, RICResult
 from .task import Task, TrainDefaults
 
 
@@ -44,7 +53,11 @@ __all__ = [
     "InverseView",
     "Inversion",
     "LossConfig",
+    "LossTerm",
     "Model",
+    "RICBatch",
+    "RICNet",
+    "RICResult",
     "Sequence",
     "Task",
     "TrainConfig",
@@ -59,9 +72,11 @@ __all__ = [
     "get_task",
     "hookimpl",
     "load_plugins",
+    "loss_term",
     "ops",
     "presets",
     "register_block",
+    "register_loss_term",
     "tasks",
     "total_constraint_loss",
     "train",

@@ -6,8 +6,9 @@ import enum
 import functools
 import inspect
 import json
+from collections.abc import Mapping
 from collections.abc import Sequence as SequenceABC
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from FrEIA.modules import InvertibleModule
@@ -172,6 +173,17 @@ class Block(InvertibleModule):
     def _input_dims(self, dims: Dims) -> Dims:
         return [tuple(d) for d in dims]
 
+    def _forward_aux(
+        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
+    ) -> tuple[Any, Any, Mapping[str, Tensor]]:
+        """The forward pass and the auxiliary outputs :meth:`_aux_dims` declares; override
+        both in blocks that have some (the default: :meth:`_forward`, no auxiliary outputs)."""
+        outs, log_det = self._forward(xs, c)
+        return outs, log_det, {}
+
+    def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
+        return {}
+
     # ------------------------------------------------------------ public API
     def output_dims(self, input_dims: Any) -> Dims:
         """Output shapes for ``input_dims`` (batch excluded); ``ValueError`` if not accepted."""
@@ -191,27 +203,59 @@ class Block(InvertibleModule):
         jac: bool = True,
     ) -> Any:
         """Run the block (``rev=False``) or its inverse (``rev=True``). Do not override."""
-        bare = isinstance(x_or_z, Tensor)
-        xs = (x_or_z,) if bare else tuple(x_or_z)
-        cs = tuple(c) if c is not None else ()
-        for x in xs:
-            if not x.is_floating_point():
-                raise TypeError(
-                    f"{self._name()} expects floating-point tensors (8-bit images: divide by "
-                    f"255); received {x.dtype}"
-                )
-        shapes = [tuple(x.shape[1:]) for x in xs]
+        bare, xs, cs = self._arguments(x_or_z, c)
         if rev:
-            self._input_dims(shapes)
+            self._input_dims([tuple(x.shape[1:]) for x in xs])
             outs, log_det = self._inverse(xs, cs)
         else:
-            self._check_count(shapes, self.n_inputs, "input")
-            self._output_dims(shapes)
+            self._check_forward_shapes(xs)
             outs, log_det = self._forward(xs, cs)
         outs = (outs,) if isinstance(outs, Tensor) else tuple(outs)
         if bare:
             return outs[0] if len(outs) == 1 else outs
         return outs, self._normalise_log_det(log_det, xs[0])
+
+    def forward_with_aux(
+        self, xs: SequenceABC[Tensor], c: SequenceABC[Tensor] | None = None
+    ) -> tuple[tuple[Tensor, ...], Tensor, dict[str, Tensor]]:
+        """The forward pass with the block's auxiliary outputs: ``(outputs, log_det, aux)``.
+
+        ``outputs`` and ``log_det`` are what :meth:`forward` returns; ``aux`` maps the names
+        :meth:`aux_dims` declares to tensors ``(B, *shape)``. Containers return their nodes'
+        auxiliary outputs keyed by the node's module path (``"nodes.6.augmented"``), so a
+        key names the block that produced it. Blocks without auxiliary outputs return
+        ``{}``. Auxiliary outputs exist for training losses (WIN's shift constraint); they
+        never change the main outputs, which are the same in training and evaluation.
+        """
+        _, xs_, cs = self._arguments(xs, c)
+        self._check_forward_shapes(xs_)
+        outs, log_det, aux = self._forward_aux(xs_, cs)
+        outs = (outs,) if isinstance(outs, Tensor) else tuple(outs)
+        return outs, self._normalise_log_det(log_det, xs_[0]), dict(aux)
+
+    def aux_dims(self, input_dims: Any) -> dict[str, tuple[int, ...]]:
+        """The auxiliary outputs :meth:`forward_with_aux` returns for ``input_dims``: shapes
+        (batch excluded) by name. Empty for blocks that have none."""
+        return self._aux_dims(as_dims(input_dims))
+
+    def constraint_losses(
+        self, aux: Mapping[str, Tensor] | None = None, target: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """This block's constraint losses (scalars) by name; ``{}`` for most blocks.
+
+        The protocol by which blocks add terms to a training objective: a block lists the
+        names it may return, with default weights, in :attr:`constraint_weights`, and
+        computes them here from its parameters and, optionally, its own auxiliary outputs
+        ``aux`` (the names :meth:`aux_dims` declares, without the module-path prefix) and
+        ``target``, what its output should be when that is known (the reference image for
+        the block that makes the embedding). Never from state kept by ``forward``.
+        :func:`invblocks.losses.constraint_losses` collects them over a network; each name
+        becomes a loss term of the same name (WIC: ``gram_det`` and ``shift``).
+        """
+        return {}
+
+    constraint_weights: ClassVar[Mapping[str, float]] = {}
+    """The constraint losses the block may return, with their default weights."""
 
     def inverse(self) -> InverseView:
         """A module that runs this block backwards (shares its parameters)."""
@@ -236,6 +280,25 @@ class Block(InvertibleModule):
         return {"type": name, "args": args}
 
     # --------------------------------------------------------------- helpers
+    def _arguments(
+        self, x_or_z: Tensor | SequenceABC[Tensor], c: SequenceABC[Tensor] | None
+    ) -> tuple[bool, tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """``(bare, inputs, conditions)``; ``TypeError`` naming the block for non-float inputs."""
+        bare = isinstance(x_or_z, Tensor)
+        xs = (x_or_z,) if bare else tuple(x_or_z)
+        for x in xs:
+            if not x.is_floating_point():
+                raise TypeError(
+                    f"{self._name()} expects floating-point tensors (8-bit images: divide by "
+                    f"255); received {x.dtype}"
+                )
+        return bare, xs, tuple(c) if c is not None else ()
+
+    def _check_forward_shapes(self, xs: tuple[Tensor, ...]) -> None:
+        shapes = [tuple(x.shape[1:]) for x in xs]
+        self._check_count(shapes, self.n_inputs, "input")
+        self._output_dims(shapes)
+
     def _name(self) -> str:
         return type(self).__name__
 

@@ -6,6 +6,11 @@ network's JSON config, the training config, the step) and ``train_state.pt`` (op
 state and RNG state: tensors and plain containers only, loaded with
 ``torch.load(weights_only=True)``). ``checkpoints/LATEST`` names the newest complete one.
 
+Format ``invblocks-checkpoint-2`` holds a :class:`~invblocks.ricnet.RICNet`. Folders of format
+``invblocks-checkpoint-1`` (invblocks 0.1.0, whose network was a ``Sequence`` ending in the
+quantiser, or a WIN ``Sequence`` without one) are read as well: :func:`upgrade` turns their
+config and weights into format 2 when they are loaded.
+
 A checkpoint folder is filled under a temporary name, flushed, then renamed, and ``LATEST``
 is replaced atomically afterwards; older folders are removed only after that. A process
 killed at any moment leaves the previous checkpoint intact and ``LATEST`` pointing at a
@@ -29,9 +34,19 @@ from torch import nn
 from .io import atomic_write
 from .registry import block_from_config
 
-__all__ = ["FORMAT", "find_checkpoint", "load_checkpoint", "load_network", "save_checkpoint"]
+__all__ = [
+    "FORMAT",
+    "FORMATS",
+    "find_checkpoint",
+    "load_checkpoint",
+    "load_network",
+    "save_checkpoint",
+    "upgrade",
+]
 
-FORMAT = "invblocks-checkpoint-1"
+FORMAT = "invblocks-checkpoint-2"
+FORMATS = ("invblocks-checkpoint-1", FORMAT)
+"""The formats this version reads (the first is upgraded when loaded)."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -112,9 +127,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"corrupt checkpoint config {folder / 'config.json'}: {err}") from err
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
+    found = config.get("format") if isinstance(config, dict) else None
+    if found not in FORMATS:
         raise ValueError(
-            f"{folder / 'config.json'} is not an invblocks checkpoint (format {FORMAT!r} expected)"
+            f"{folder / 'config.json'} is not an invblocks checkpoint this version reads: "
+            f"its format is {found!r}, expected one of {', '.join(map(repr, FORMATS))}"
         )
     try:
         state = load_file(str(folder / "model.safetensors"))
@@ -122,7 +139,44 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise ValueError(
             f"corrupt or truncated weights {folder / 'model.safetensors'}: {err}"
         ) from err
+    config, state = upgrade(config, state)
     return config, state, folder
+
+
+def upgrade(
+    config: dict[str, Any], state: dict[str, torch.Tensor]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A checkpoint's config and weights in the current format (unchanged when they are).
+
+    Format 1 (invblocks 0.1.0) kept the network as the body alone, with the quantiser as
+    its last node when it had one: that node becomes the channel; without one (WIN networks)
+    the channel is the 8-bit quantiser that trains without quantising (``"identity"``), as
+    those networks trained. Weights move under ``body.``.
+    """
+    if config.get("format") == FORMAT:
+        return config, state
+    network = config.get("network")
+    if not isinstance(network, dict) or not isinstance(config.get("n_inputs"), int):
+        raise ValueError("a format-1 checkpoint config needs 'network' and 'n_inputs'")
+    body, channel = dict(network), {"type": "Quantizer", "args": {"train_mode": "identity"}}
+    nodes = body.get("nodes")
+    if body.get("type") == "Sequence" and isinstance(nodes, list) and nodes:
+        if isinstance(nodes[-1], dict) and nodes[-1].get("type") == "Quantizer":
+            body["nodes"], channel = nodes[:-1], nodes[-1]
+    dims = body.get("dims") or list(body.get("inputs", {}).values())
+    try:
+        channels_in = int(dims[0][0])
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise ValueError(f"a format-1 network config without input shapes: {network!r}") from None
+    network = {
+        "type": "RICNet",
+        "body": body,
+        "channel": channel,
+        "image_channels": channels_in // config["n_inputs"],
+        "channel_order": "rgb",
+    }
+    state = {f"body.{k}": v for k, v in state.items()}
+    return {**config, "format": FORMAT, "network": network}, state
 
 
 def load_train_state(folder: Path) -> dict[str, Any]:
@@ -136,6 +190,8 @@ def load_train_state(folder: Path) -> dict[str, Any]:
 
 def load_network(config: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> nn.Module:
     """Rebuild the network from its JSON config and load ``state`` strictly."""
+    if not isinstance(config.get("network"), dict):
+        raise ValueError(f"{where}: its config.json describes no network")
     try:
         net = block_from_config(config["network"])
     except KeyError as err:

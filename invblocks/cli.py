@@ -85,8 +85,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    from .model import load_for_eval
     from .runtime import resolve_device
-    from .trainer import evaluate, load_for_eval
+    from .trainer import evaluate
 
     device = resolve_device(args.device)
     task, net, n, meta = load_for_eval(args.model)

@@ -24,6 +24,10 @@ _KINDS = {
     "bool": ("true or false", lambda x: isinstance(x, bool)),
     "str": ("a string", lambda x: isinstance(x, str)),
     "table": ("a table of key=value settings", lambda x: isinstance(x, dict)),
+    "name or table": (
+        "a name or a table of key=value settings",
+        lambda x: isinstance(x, str | dict),
+    ),
 }
 
 
@@ -54,8 +58,10 @@ class TrainConfig:
         n_inputs: Images per sample.
         network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;
             tasks that offer several take ``{"preset": "win"}``).
-        losses: Overrides of the task's :class:`~invblocks.losses.LossConfig` fields (e.g.
-            ``{"emb": 2.0, "freq": 0.0, "emb_kind": "charbonnier"}``).
+        losses: Weights of loss terms by name, over the task's
+            (:class:`~invblocks.losses.LossConfig`; e.g. ``{"embedding": 2.0, "frequency":
+            0.0}``; ``--set losses.restoration=1``), and ``reduction``. A name that is no
+            term of the run is an error listing the known ones.
         steps: Optimisation steps.
         batch: Samples per step (per process in distributed training).
         crop: Training crop size.
@@ -63,7 +69,14 @@ class TrainConfig:
         optimizer: ``"iicnet"`` (Adam, weight decay 1e-5, lr halved at 20/40/60/80% of the
             steps) or ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6).
         grad_clip: Global gradient-norm clip (10 in both papers).
-        quantizer: Training quantiser of networks that end in one (``noise``, ``ste``, ``round``).
+        quantizer: The training behaviour of the network's 8-bit quantiser channel
+            (``noise``, ``ste``, ``round``, ``identity``): short for ``channel={"type":
+            "quantizer", "train_mode": ...}``.
+        channel: What the embedding goes through before it is restored
+            (``RICNet.channel``): a channel name (``"quantizer"``, or
+            a registered block's name) or a table with its arguments (``{"type":
+            "quantizer", "bits": 8}``; ``--set channel=NAME --set channel.ARG=VALUE``).
+            ``None``: the network's own.
         seed: Seeds initialisation, data sampling and quantisation noise.
         val_every: Validate (and log images) every this many steps.
         val_samples: Validation samples per validation.
@@ -113,8 +126,11 @@ class TrainConfig:
         default=None, validator=v.optional(v.in_(("iicnet", "win")))
     )
     grad_clip: float = attrs.field(default=10.0, validator=_is("float", v.gt(0)))
-    quantizer: Literal["noise", "ste", "round"] | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("noise", "ste", "round")))
+    quantizer: Literal["noise", "ste", "round", "identity"] | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("noise", "ste", "round", "identity")))
+    )
+    channel: str | dict[str, Any] | None = attrs.field(
+        default=None, validator=_optional("name or table")
     )
     seed: int = attrs.field(default=0, validator=_is("int"))
     val_every: int = attrs.field(default=100, validator=_is("int", v.gt(0)))
@@ -192,7 +208,8 @@ def _parse_value(text: str) -> Any:
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply ``key=value`` strings (values parsed as JSON when they can be, ``True``,
     ``False`` and ``None`` as Python's, else strings); dotted keys set nested entries:
-    ``network.blocks=4``."""
+    ``network.blocks=4``. A table given by name takes arguments the same way:
+    ``channel=jpeg`` then ``channel.quality=90`` gives ``{"type": "jpeg", "quality": 90}``."""
     data = json.loads(json.dumps(data))
     for item in overrides:
         key, sep, value = item.partition("=")
@@ -201,6 +218,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         target = data
         *parents, leaf = key.split(".")
         for p in parents:
+            if isinstance(target.get(p), str):  # a table given by its name
+                target[p] = {"type": target[p]}
             target = target.setdefault(p, {})
             if not isinstance(target, dict):
                 raise ValueError(f"cannot set {key!r}: {p!r} is not a table")

@@ -74,10 +74,27 @@ class Container(Block):
         _set_memory_saving(self, bool(value))
 
 
-def _run_node(node: Block, xs: Any, c: tuple[Tensor, ...], rev: bool, saving: bool) -> Any:
-    """One node outside the runs: checkpointed when saving and it has parameters."""
+def _run_node(
+    node: Block,
+    xs: Any,
+    c: tuple[Tensor, ...],
+    rev: bool,
+    saving: bool,
+    aux: dict[str, Tensor] | None = None,
+    key: str = "",
+) -> Any:
+    """One node outside the runs: checkpointed when saving and it has parameters. With
+    ``aux`` (forward only), the node's auxiliary outputs are added to it under ``key.name``."""
     container = isinstance(node, Container)
-    if saving and not container and any(p.requires_grad for p in node.parameters()):
+    checkpointed = saving and not container and any(p.requires_grad for p in node.parameters())
+    if aux is not None and not rev:
+        if checkpointed:
+            outs, log_det, found = checkpoint(node.forward_with_aux, xs, c, use_reentrant=False)
+        else:
+            outs, log_det, found = node.forward_with_aux(xs, c)
+        aux.update({f"{key}.{name}": value for name, value in found.items()})
+        return outs, log_det
+    if checkpointed:
         # not invertible: keep only its input, recompute its forward in backward
         return checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
     return node(xs, c=c, rev=rev)
@@ -216,9 +233,16 @@ class Sequence(Container):
                 runs.append((saving, group))
         return runs
 
-    def _run(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...], rev: bool) -> tuple[Any, Any]:
+    def _run(
+        self,
+        xs: tuple[Tensor, ...],
+        c: tuple[Tensor, ...],
+        rev: bool,
+        aux: dict[str, Tensor] | None = None,
+    ) -> tuple[Any, Any]:
         log_det = xs[0].new_zeros(xs[0].shape[0])
         saving = self.memory_saving and torch.is_grad_enabled()
+        keys = {id(node): f"nodes.{i}" for i, node in enumerate(self._chain)}
         for grouped, nodes in self._runs(rev) if saving else [(False, self._ordered(rev))]:
             if grouped and not c:
                 # nodes are in execution order; invertible_run wants them in chain order
@@ -226,7 +250,7 @@ class Sequence(Container):
                 xs, log_det = (y,), log_det + ld
                 continue
             for node in nodes:
-                xs, ld = _run_node(node, xs, c, rev, saving)
+                xs, ld = _run_node(node, xs, c, rev, saving, aux, keys.get(id(node), ""))
                 log_det = log_det + ld
         return xs, log_det
 
@@ -239,12 +263,26 @@ class Sequence(Container):
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         return self._run(ys, c, rev=True)
 
+    def _forward_aux(
+        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
+    ) -> tuple[Any, Any, Mapping[str, Tensor]]:
+        aux: dict[str, Tensor] = {}
+        outs, log_det = self._run(xs, c, rev=False, aux=aux)
+        return outs, log_det, aux
+
     def _output_dims(self, dims: Dims) -> Dims:
         if [d[0] for d in dims] != [d[0] for d in self.dims_in]:
             raise self._shape_error(f"input shape(s) like {_dims_str(self.dims_in)}", dims)
         for node in self._chain:
             dims = node.output_dims(dims)
         return dims
+
+    def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
+        found: dict[str, tuple[int, ...]] = {}
+        for i, node in enumerate(self._chain):
+            found.update({f"nodes.{i}.{k}": v for k, v in node.aux_dims(dims).items()})
+            dims = node.output_dims(dims)
+        return found
 
     def _input_dims(self, dims: Dims) -> Dims:
         for node in reversed(self._chain):
@@ -580,6 +618,28 @@ class Graph(Container):
         return invertible_run(blocks, x, rev=rev)
 
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._run_forward(xs, c)
+
+    def _forward_aux(
+        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
+    ) -> tuple[Any, Any, Mapping[str, Tensor]]:
+        aux: dict[str, Tensor] = {}
+        outs, log_det = self._run_forward(xs, c, aux)
+        return outs, log_det, aux
+
+    def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
+        self._require_built()
+        env = {f"{n}:0": tuple(d) for n, d in zip(self.input_names, dims, strict=True)}
+        found: dict[str, tuple[int, ...]] = {}
+        for name in self.order:
+            node, given = self._named[name], [env[r] for r in self.node_inputs[name]]
+            found.update({f"nodes.{name}.{k}": v for k, v in node.aux_dims(given).items()})
+            env.update({f"{name}:{i}": tuple(d) for i, d in enumerate(node.output_dims(given))})
+        return found
+
+    def _run_forward(
+        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...], aux: dict[str, Tensor] | None = None
+    ) -> tuple[Any, Any]:
         self._require_built()
         env = {f"{n}:0": x for n, x in zip(self.input_names, xs, strict=True)}
         log_det = xs[0].new_zeros(xs[0].shape[0])
@@ -594,7 +654,9 @@ class Graph(Container):
                 continue
             else:
                 inputs = [env.pop(r) for r in self.node_inputs[name]]
-                outs, ld = _run_node(self._named[name], inputs, c, False, saving)
+                outs, ld = _run_node(
+                    self._named[name], inputs, c, False, saving, aux, f"nodes.{name}"
+                )
             log_det = log_det + ld
             env.update({f"{name}:{i}": y for i, y in enumerate(outs)})
         return tuple(env[r] for r in self.output_refs), log_det

@@ -19,7 +19,13 @@ import pluggy
 if TYPE_CHECKING:
     from .plugins import PluginRegistry
 
-__all__ = ["hookimpl", "hookspec", "invblocks_register_blocks", "invblocks_register_tasks"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "invblocks_register_blocks",
+    "invblocks_register_loss_terms",
+    "invblocks_register_tasks",
+]
 
 hookspec = pluggy.HookspecMarker("invblocks")
 hookimpl = pluggy.HookimplMarker("invblocks")
@@ -44,4 +50,17 @@ def invblocks_register_blocks(registry: PluginRegistry) -> None:
     round-trip through checkpoints. Names must be unique across the core and all plugins.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def invblocks_register_loss_terms(registry: PluginRegistry) -> None:
+    """Add loss terms every task can weight with ``registry.add_loss_term(term)``.
+
+    ``term`` is an :class:`invblocks.losses.LossTerm` (``@invblocks.losses.loss_term(name)``
+    on ``f(result, batch) -> Tensor``); its name must be unique across the core and all
+    plugins. A run weights it with ``--set losses.<name>=<weight>`` (terms are off unless
+    weighted). A term only one task uses belongs in that task's ``loss_terms`` instead.
+
+    .. versionadded:: 0.2
     """

@@ -1,4 +1,21 @@
-"""Losses of the reference methods, and the constraints blocks contribute on their own.
+"""Losses of the reference methods as named terms, and the constraints blocks contribute.
+
+A training objective is a set of **loss terms**, each a named function of one step's
+:class:`~invblocks.ricnet.RICResult` and its :class:`RICBatch` returning a scalar, and one
+mapping of weights by term name (:class:`LossConfig`). The step logs every weighted term
+under its name and their sum as ``"total"``. Built-in terms (:data:`LOSS_TERMS`):
+
+========================== ===========================================================
+``embedding``              L2 of the pre-channel embedding against the reference
+``embedding_charbonnier``  the same with Charbonnier (WIN's hiding); weight 0 by default
+``frequency``              IICNet's FFT loss of the embedding against the reference
+``restoration``            Charbonnier of the restored inputs, divided by their number
+``gram_det``, ``shift``    the WIC constraints, summed over the network's blocks
+========================== ===========================================================
+
+Any constraint name a block declares (:attr:`~invblocks.block.Block.constraint_weights`) is a
+term of that name; tasks add their own (``Task.loss_terms``) and plugins
+register more (:func:`register_loss_term`, or the ``invblocks_register_loss_terms`` hook).
 
 The reference implementations reduce every loss as a **sum over (C, H, W) and a mean over the
 batch** (``reduction="sum"``), so magnitudes scale with the patch area and the published
@@ -7,19 +24,34 @@ weights and learning rates are tuned for that. ``reduction="mean"`` gives per-el
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import torch
 from torch import Tensor, nn
 
+from .block import Block
+
+if TYPE_CHECKING:
+    from .ricnet import RICResult
+
 __all__ = [
+    "DEFAULT_WEIGHTS",
+    "LOSS_TERMS",
     "LossConfig",
+    "LossTerm",
+    "Objective",
+    "RICBatch",
     "charbonnier_loss",
     "constraint_losses",
+    "constraint_term",
     "frequency_loss",
     "l2_loss",
-    "ric_losses",
+    "loss_term",
+    "register_loss_term",
     "total_constraint_loss",
 ]
 
@@ -51,7 +83,9 @@ def frequency_loss(a: Tensor, b: Tensor, reduction: Reduction = "sum") -> Tensor
 
     ``view_as_real(rfft2(., norm="backward"))`` per channel, the modern equivalent of the
     reference's ``torch.rfft(..., normalized=False, onesided=True)``. By Parseval it is about
-    ``H*W/2`` times :func:`l2_loss` (a re-weighted L2, DC and Nyquist columns counted twice).
+    ``H*W/2`` times :func:`l2_loss` (a re-weighted L2, DC and Nyquist columns counted twice:
+    exactly ``H*W/2`` times for an even-width difference whose DC and Nyquist columns are
+    zero).
     """
     fa = torch.view_as_real(torch.fft.rfft2(a, norm="backward"))
     fb = torch.view_as_real(torch.fft.rfft2(b, norm="backward"))
@@ -59,78 +93,321 @@ def frequency_loss(a: Tensor, b: Tensor, reduction: Reduction = "sum") -> Tensor
 
 
 @attrs.frozen(kw_only=True)
+class RICBatch:
+    """What a loss term knows about the batch of one step.
+
+    Arguments:
+        inputs: The stacked inputs ``(B, N*C, H, W)``, slots in task order.
+        reference: What the embedding must resemble ``(B, c_e, h, w)``, detached.
+        n_images: ``N``, the images per sample.
+        reduction: ``"sum"`` (over ``(C, H, W)``, mean over the batch: the papers') or
+            ``"mean"`` (per element).
+    """
+
+    inputs: Tensor
+    reference: Tensor = attrs.field(converter=lambda t: t.detach())
+    n_images: int
+    reduction: Reduction = "sum"
+
+
+TermFn = Callable[["RICResult", RICBatch], "Tensor | None"]
+"""``f(result, batch) -> scalar``, or ``None`` where the term does not apply (e.g. a WIC
+constraint in a network without WICs): it is then left out of the step's terms."""
+
+
+@attrs.frozen
+class LossTerm:
+    """A named loss term: ``term(result, batch)`` is its unweighted value (a scalar tensor)
+    or ``None`` where it does not apply.
+
+    Arguments:
+        name: The name the weights, the logs and the report use (lower case, digits, ``_``).
+        fn: ``f(result, batch) -> Tensor | None``.
+        description: One line for listings and errors.
+    """
+
+    name: str = attrs.field(validator=attrs.validators.matches_re(r"^[a-z][a-z0-9_]*$"))
+    fn: TermFn
+    description: str = ""
+
+    def __call__(self, result: RICResult, batch: RICBatch) -> Tensor | None:
+        return self.fn(result, batch)
+
+
+def loss_term(name: str, description: str = "") -> Callable[[TermFn], LossTerm]:
+    """Decorator: ``@loss_term("rendered")`` turns ``f(result, batch)`` into a
+    :class:`LossTerm` of that name.
+
+    Example:
+        >>> @loss_term("embedding_l1", "L1 of the embedding against the reference")
+        ... def embedding_l1(result, batch):
+        ...     return (result.embedding - batch.reference).abs().mean()
+        >>> embedding_l1.name
+        'embedding_l1'
+    """
+
+    def wrap(fn: TermFn) -> LossTerm:
+        return LossTerm(name, fn, description or (fn.__doc__ or "").strip().split("\n")[0])
+
+    return wrap
+
+
+LOSS_TERMS: dict[str, LossTerm] = {}
+"""Registered loss terms by name, the built-ins and those plugins register."""
+
+_TERM_OWNERS: dict[str, str] = {}
+
+
+def register_loss_term(term: LossTerm, *, owner: str = "invblocks") -> LossTerm:
+    """Register ``term`` under its name for every task; ``ValueError`` naming both owners
+    when another term already has the name."""
+    if not isinstance(term, LossTerm):
+        raise TypeError(f"{owner} registered {term!r}, which is not an invblocks LossTerm")
+    known = LOSS_TERMS.get(term.name)
+    if known is not None and known is not term:
+        raise ValueError(
+            f"loss term {term.name!r} registered twice: by {_TERM_OWNERS[term.name]} and by {owner}"
+        )
+    LOSS_TERMS[term.name] = term
+    _TERM_OWNERS[term.name] = owner
+    return term
+
+
+def constraint_term(name: str) -> LossTerm:
+    """The term that sums the blocks' constraint losses called ``name`` over the network
+    (``None`` when no block contributes one)."""
+
+    def total(result: RICResult, batch: RICBatch) -> Tensor | None:
+        found = [v for k, v in result.constraints.items() if k.rsplit(".", 1)[-1] == name]
+        return torch.stack(found).sum() if found else None
+
+    return LossTerm(name, total, f"the blocks' {name!r} constraints, summed")
+
+
+def _embedding(result: RICResult, batch: RICBatch) -> Tensor:
+    return l2_loss(result.embedding, batch.reference, reduction=batch.reduction)
+
+
+def _embedding_charbonnier(result: RICResult, batch: RICBatch) -> Tensor:
+    return charbonnier_loss(result.embedding, batch.reference, reduction=batch.reduction)
+
+
+def _frequency(result: RICResult, batch: RICBatch) -> Tensor:
+    return frequency_loss(result.embedding, batch.reference, reduction=batch.reduction)
+
+
+def _restoration(result: RICResult, batch: RICBatch) -> Tensor:
+    value = charbonnier_loss(result.restored, batch.inputs, reduction=batch.reduction)
+    return value / batch.n_images
+
+
+for _term in (
+    LossTerm("embedding", _embedding, "L2 of the pre-channel embedding against the reference"),
+    LossTerm(
+        "embedding_charbonnier",
+        _embedding_charbonnier,
+        "Charbonnier of the pre-channel embedding against the reference",
+    ),
+    LossTerm("frequency", _frequency, "IICNet's FFT loss of the embedding"),
+    LossTerm("restoration", _restoration, "Charbonnier of the restored inputs, per input"),
+    constraint_term("gram_det"),
+    constraint_term("shift"),
+):
+    register_loss_term(_term)
+
+DEFAULT_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"embedding": 1.0, "frequency": 0.001, "restoration": 3.0, "gram_det": 0.1, "shift": 1.0}
+)
+"""IICNet's weights (embedding 1, frequency 0.001, restoration 3) and WIN's constraint weights
+(Gram determinant 0.1, shift 1)."""
+
+_ALIASES = {"emb": "embedding", "freq": "frequency", "res": "restoration", "det": "gram_det"}
+_OPTIONS = ("reduction",)
+
+
+def _weight(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"losses.{name}: expected a number >= 0; received {value!r}")
+    if value < 0:
+        raise ValueError(f"losses.{name}: expected a number >= 0; received {value!r}")
+    return float(value)
+
+
 class LossConfig:
-    """Weights and kinds of a task's losses (IICNet's defaults).
+    """The weights of a task's loss terms by name, and their reduction.
 
-    ``L = emb * L_emb(e, r) + freq * L_freq(e, r) + res * (1/N) sum_i L_res(x_hat_i, x_i)``
-    plus, for networks with WICs, ``det * sum gram_det + shift * shift_loss``.
+    ``LossConfig()`` holds :data:`DEFAULT_WEIGHTS`; named weights and a ``weights`` mapping
+    replace them (``LossConfig(restoration=0.4)``, ``LossConfig({"frequency": 0.0})``). A
+    weight of 0 switches a term off: it is neither computed nor logged. Which names exist is
+    checked when the objective is built (:meth:`Objective.build`), against the registered
+    terms, the task's own and the network's constraints.
+
+    The names of invblocks 0.1 are read too: ``emb``, ``freq``, ``res``, ``det``, and
+    ``emb_kind="charbonnier"`` (which moves the embedding weight to
+    ``embedding_charbonnier``).
+
+    Example:
+        >>> LossConfig(restoration=0.4).weights["restoration"]
+        0.4
+        >>> LossConfig(emb=2.0, emb_kind="charbonnier").weights["embedding_charbonnier"]
+        2.0
     """
 
-    emb: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    freq: float = attrs.field(default=0.001, validator=attrs.validators.ge(0))
-    res: float = attrs.field(default=3.0, validator=attrs.validators.ge(0))
-    emb_kind: Literal["l2", "charbonnier"] = attrs.field(
-        default="l2", validator=attrs.validators.in_(("l2", "charbonnier"))
-    )
-    det: float = attrs.field(default=0.1, validator=attrs.validators.ge(0))
-    shift: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    reduction: Reduction = attrs.field(
-        default="sum", validator=attrs.validators.in_(("sum", "mean"))
-    )
+    def __init__(
+        self,
+        weights: Mapping[str, Any] | None = None,
+        *,
+        reduction: Reduction = "sum",
+        **named: Any,
+    ) -> None:
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"losses.reduction must be 'sum' or 'mean'; received {reduction!r}")
+        merged = dict(DEFAULT_WEIGHTS)
+        kind = None
+        for name, value in {**(weights or {}), **named}.items():
+            if name == "emb_kind":
+                kind = value
+                continue
+            name = _ALIASES.get(name, name)
+            merged[name] = _weight(name, value)
+        if kind is not None:
+            if kind not in ("l2", "charbonnier"):
+                raise ValueError(
+                    f"losses.emb_kind must be 'l2' or 'charbonnier'; received {kind!r}"
+                )
+            if kind == "charbonnier":
+                merged["embedding_charbonnier"] = merged["embedding"]
+                merged["embedding"] = 0.0
+        self._weights = MappingProxyType(merged)
+        self.reduction: Reduction = reduction
+
+    @property
+    def weights(self) -> Mapping[str, float]:
+        """Weight by term name (read-only)."""
+        return self._weights
+
+    def updated(self, overrides: Mapping[str, Any]) -> LossConfig:
+        """A copy with ``overrides`` applied: weights by name, and ``reduction``."""
+        overrides = dict(overrides)
+        reduction = overrides.pop("reduction", self.reduction)
+        return LossConfig({**self.weights, **overrides}, reduction=reduction)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The weights and the reduction as one JSON-ready table."""
+        return {**self.weights, "reduction": self.reduction}
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LossConfig):
+            return NotImplemented
+        return dict(self.weights) == dict(other.weights) and self.reduction == other.reduction
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.weights.items())), self.reduction))
+
+    def __repr__(self) -> str:
+        on = ", ".join(f"{k}={v:g}" for k, v in self.weights.items() if v)
+        return f"LossConfig({on}, reduction={self.reduction!r})"
 
 
-def ric_losses(
-    config: LossConfig,
-    *,
-    embedding: Tensor,
-    reference: Tensor,
-    restored: Tensor,
-    original: Tensor,
-    n_images: int,
-    net: nn.Module | None = None,
+class Objective:
+    """A training objective: loss terms and their weights, built once per run.
+
+    ``objective(result, batch)`` returns every weighted term that applies under its name,
+    and their sum under ``"total"``, in the order of the weights.
+    """
+
+    def __init__(
+        self, weights: Mapping[str, float], terms: Mapping[str, LossTerm], reduction: Reduction
+    ) -> None:
+        missing = sorted(set(weights) - set(terms))
+        if missing:
+            raise ValueError(f"no loss term for the weights {missing}")
+        self.weights = dict(weights)
+        self.terms = {name: terms[name] for name in self.weights}
+        self.reduction: Reduction = reduction
+
+    @classmethod
+    def build(
+        cls,
+        config: LossConfig,
+        *,
+        task_terms: Iterable[LossTerm] = (),
+        network: nn.Module | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Objective:
+        """The objective of ``config`` (with ``overrides``: ``--set losses.<name>=<weight>``),
+        over the registered terms, ``task_terms`` and the constraints the blocks of
+        ``network`` declare (each at its block's default weight unless weighted here).
+
+        Raises ``ValueError`` for a weight whose name is no term, listing the known ones.
+        """
+        overrides = dict(overrides or {})
+        terms = {**LOSS_TERMS, **{t.name: t for t in task_terms}}
+        declared: dict[str, float] = {}
+        for module in network.modules() if network is not None else ():
+            if isinstance(module, Block):
+                for name, weight in type(module).constraint_weights.items():
+                    declared.setdefault(name, weight)
+        for name in declared:
+            terms.setdefault(name, constraint_term(name))
+        given = {_ALIASES.get(k, k) for k in overrides} - {"emb_kind", *_OPTIONS}
+        unknown = sorted(given - set(terms))
+        if unknown:
+            raise ValueError(
+                f"unknown loss term(s) {unknown}; known: {', '.join(sorted(terms))} "
+                f"(and the option {', '.join(_OPTIONS)})"
+            )
+        config = config.updated(overrides) if overrides else config
+        weights = {
+            **config.weights,
+            **{k: w for k, w in declared.items() if k not in config.weights},
+        }
+        return cls({k: w for k, w in weights.items() if k in terms}, terms, config.reduction)
+
+    def __call__(self, result: RICResult, batch: RICBatch) -> dict[str, Tensor]:
+        out: dict[str, Tensor] = {}
+        for name, weight in self.weights.items():
+            if not weight:
+                continue
+            value = self.terms[name](result, batch)
+            if value is not None:
+                out[name] = weight * value
+        if not out:
+            raise ValueError(f"no loss term applies: weights {self.weights}")
+        out["total"] = torch.stack(list(out.values())).sum()
+        return out
+
+    def __repr__(self) -> str:
+        on = ", ".join(f"{k}={v:g}" for k, v in self.weights.items() if v)
+        return f"Objective({on}, reduction={self.reduction!r})"
+
+
+def constraint_losses(
+    net: nn.Module, aux: Mapping[str, Tensor] | None = None, target: Tensor | None = None
 ) -> dict[str, Tensor]:
-    """The weighted loss terms of one step and their sum under ``"total"``.
+    """Every constraint loss of the blocks in ``net``, keyed ``"<module path>.<name>"``.
 
-    ``embedding``: the pre-quantisation embedding ``(B, c_e, h, w)`` (IICNet's embedding loss
-    uses it, not the quantised image); ``reference``: the target it must resemble (detached
-    here); ``restored`` / ``original``: ``(B, N*c, H, W)``. With ``net``, the weight-only
-    constraints of its blocks are added (:func:`constraint_losses`, weight ``config.det``).
-    """
-    r = reference.detach()
-    emb = (l2_loss if config.emb_kind == "l2" else charbonnier_loss)(
-        embedding, r, reduction=config.reduction
-    )
-    terms = {"embedding": config.emb * emb}
-    if config.freq:
-        terms["frequency"] = config.freq * frequency_loss(embedding, r, reduction=config.reduction)
-    terms["restoration"] = (
-        config.res * charbonnier_loss(restored, original, reduction=config.reduction) / n_images
-    )
-    if net is not None and config.det:
-        constraints = constraint_losses(net)
-        if constraints:
-            terms["gram_det"] = config.det * torch.stack(list(constraints.values())).sum()
-    terms["total"] = torch.stack(list(terms.values())).sum()
-    return terms
-
-
-def constraint_losses(net: nn.Module) -> dict[str, Tensor]:
-    """Every weight-only constraint of the blocks in ``net``, keyed by module path and name.
-
-    A block contributes by defining ``constraint_losses() -> dict[str, Tensor]``, computed
-    from its parameters alone (never from state kept by ``forward``), e.g. the WIC's
-    Gram-determinant term. Works on any module tree: Sequences, Graphs, plain ``nn.Module`` trees.
+    Each block's :meth:`~invblocks.block.Block.constraint_losses` receives its own entries
+    of ``aux`` (auxiliary outputs keyed by module path, as
+    :meth:`~invblocks.block.Block.forward_with_aux` returns them from ``net``) and
+    ``target``. Without them, the weight-only constraints (WIC's Gram determinant). Works on
+    any module tree: RIC networks, Sequences, Graphs, plain ``nn.Module`` trees.
 
     Example:
         >>> from invblocks import presets
         >>> sorted(constraint_losses(presets.win_naive(6, 3, blocks=1)))
-        ['nodes.3.gram_det']
+        ['body.nodes.3.gram_det']
     """
+    aux = aux or {}
+    by_block: dict[str, dict[str, Tensor]] = {}
+    for key, value in aux.items():
+        path, _, name = key.rpartition(".")
+        by_block.setdefault(path, {})[name] = value
     losses: dict[str, Tensor] = {}
     for path, module in net.named_modules():
-        method = getattr(type(module), "constraint_losses", None)
-        if callable(method):
-            for key, value in module.constraint_losses().items():
+        if isinstance(module, Block):
+            found = module.constraint_losses(by_block.get(path, {}), target)
+            for key, value in found.items():
                 losses[f"{path}.{key}" if path else key] = value
     return losses
 

@@ -33,13 +33,15 @@ def reversible(block: Block, rev: bool) -> bool:
     """Whether ``block`` may join a memory-saving run in direction ``rev``.
 
     Forward: EXACT and LEFT blocks (``inverse(forward(x)) == x``). Inverse direction: EXACT
-    only (a left inverse's output does not determine its input). One tensor in and out.
+    only (a left inverse's output does not determine its input). One tensor in and out, and
+    no auxiliary outputs (:meth:`~invblocks.block.Block.aux_dims`).
     """
     allowed = (Inversion.EXACT,) if rev else (Inversion.EXACT, Inversion.LEFT)
     if block.inversion not in allowed or block.n_inputs != 1 or len(block.dims_in) > 1:
         return False
     if block.dims_in:
-        return len(block.output_dims(block.dims_in)) == 1
+        # a run keeps nothing but its output: a block with auxiliary outputs stays outside
+        return len(block.output_dims(block.dims_in)) == 1 and not block.aux_dims(block.dims_in)
     return len(getattr(block, "sections", (None,))) == 1
 
 

@@ -18,16 +18,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import quantize
+from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
 from .io import read_image, read_png_text, write_png
 from .ops import to_float
+from .plugins import get_task
+from .ricnet import RICNet, as_ricnet
 from .runtime import resolve_device
 from .task import Task
-from .trainer import load_for_eval
-from .training import embedding_forward
 
-__all__ = ["Model"]
+__all__ = ["Model", "load_for_eval"]
 
 META_KEY = "invblocks"
 
@@ -43,7 +43,8 @@ class Model:
 
     Arguments:
         task: The task the network was trained for.
-        net: The network (put in eval mode).
+        net: The network, a :class:`~invblocks.ricnet.RICNet` (another invertible network is
+            wrapped in one with the default 8-bit channel); put in eval mode.
         n_inputs: Images per embedding.
         meta: The checkpoint's metadata.
         channels_last: Run in channels-last layout (weights and inputs). ``None`` (default):
@@ -68,16 +69,18 @@ class Model:
         channels_last: bool | None = None,
         device: str | torch.device | None = None,
     ) -> None:
+        net = as_ricnet(net, image_channels=task.image_channels)
         if device is not None:
-            net = net.to(resolve_device(device))
+            net.to(resolve_device(device))
         first = next(net.parameters(), None)
         self.device = first.device if first is not None else torch.device("cpu")
         if channels_last is None:
             channels_last = self.device.type == "cpu"
         self.channels_last = channels_last
         if channels_last:
-            net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.task, self.net, self.n_inputs, self.meta = task, net.eval(), n_inputs, meta
+            net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.task, self.n_inputs, self.meta = task, n_inputs, meta
+        self.net: RICNet = net.eval()
 
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
@@ -136,9 +139,9 @@ class Model:
         ph, pw = self.padded_size(h, w)
         x = F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
         with torch.no_grad():
-            _, q, _ = embedding_forward(self.net, self._layout(x), self.task.embed_channels)
+            embedding = self.net.embed(self._layout(x))
         meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}
-        return quantize(q[0]).cpu(), meta
+        return embedding[0].cpu(), meta
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
         """The ``n`` images ``(C, H, W)`` (on the CPU), natural order, original size, from an
@@ -167,7 +170,7 @@ class Model:
                 "cropped after embedding?"
             )
         with torch.no_grad():
-            (x,), _ = self.net([self._layout(embedding[None])], rev=True)
+            x = self.net.restore(self._layout(embedding[None]))
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
         return self.task.unstack(x, self.n_inputs)
 
@@ -276,3 +279,12 @@ def _check_meta(meta: Any) -> None:
             )
         if isinstance(value, int) and value <= 0:
             raise ValueError(f"expected {key!r} to be positive; received {value!r}")
+
+
+def load_for_eval(path: str | Path) -> tuple[Task, RICNet, int, dict[str, Any]]:
+    """``(task, network, n_inputs, config)`` from a run, checkpoint or model folder, the
+    network in eval mode."""
+    meta, state, folder = load_checkpoint(path)
+    task = get_task(meta.get("task", "?"))
+    net = as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
+    return task, net.eval(), int(meta["n_inputs"]), meta

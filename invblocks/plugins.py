@@ -20,6 +20,7 @@ import attrs
 import pluggy
 
 from . import hookspecs
+from .losses import LossTerm, register_loss_term
 from .registry import register_block
 
 if TYPE_CHECKING:
@@ -92,6 +93,10 @@ class PluginRegistry:
         """Register a block class (default name: the class name)."""
         register_block(cls, name, owner=f"plugin {self.plugin!r}")
 
+    def add_loss_term(self, term: LossTerm) -> None:
+        """Register a :class:`~invblocks.losses.LossTerm` for every task."""
+        register_loss_term(term, owner=f"plugin {self.plugin!r}")
+
 
 def plugin_manager(
     plugins: Iterable[tuple[Any, str]] = (), *, autoload: bool | None = None
@@ -153,7 +158,12 @@ def load_plugins(
     """Load plugins and call their registration hooks, one plugin at a time, into a new registry."""
     pm = plugin_manager(plugins, autoload=autoload)
     registry = Registry(pm)
-    for hook in (pm.hook.invblocks_register_blocks, pm.hook.invblocks_register_tasks):
+    hooks = (
+        pm.hook.invblocks_register_blocks,
+        pm.hook.invblocks_register_loss_terms,
+        pm.hook.invblocks_register_tasks,
+    )
+    for hook in hooks:
         for impl in reversed(hook.get_hookimpls()):  # in registration order
             view = PluginRegistry(registry, impl.plugin_name)
             impl.function(**{"registry": view} if "registry" in impl.argnames else {})

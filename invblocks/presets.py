@@ -8,7 +8,9 @@ from typing import Literal
 import torch
 
 from . import blocks as B
+from .blocks.quantize import TrainMode
 from .graph import Graph, Sequence
+from .ricnet import RICNet
 
 __all__ = ["iicnet", "wicm", "win", "win_naive"]
 
@@ -27,10 +29,11 @@ def iicnet(
     width: int = 64,
     growth: int = 32,
     clamp: float = 1.0,
-    quantizer: Literal["noise", "ste", "round"] = "noise",
+    quantizer: TrainMode = "noise",
     generator: torch.Generator | None = None,
-) -> Sequence:
-    """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze -> quantizer.
+) -> RICNet:
+    """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
+    quantiser as the channel.
 
     The channel bookkeeping follows the reference: ``C = image_channels * n_images`` input
     channels, ``4C`` after a downscale; the couplings' first half (the reference image's slot,
@@ -52,12 +55,16 @@ def iicnet(
         width: Hidden width of the relation module.
         growth: Growth of every dense block (32 in IICNet; smaller is faster).
         clamp: Coupling clamp.
-        quantizer: Training behaviour of the final quantizer.
+        quantizer: Training behaviour of the quantiser, the channel (IICNet: ``"noise"``).
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.graph.Sequence` mapping ``(B, image_channels*n_images, H, W)`` to the
-        embedding ``(B, out_channels, H', W')``.
+        A :class:`~invblocks.ricnet.RICNet` whose body (a :class:`~invblocks.graph.Sequence`)
+        maps ``(B, image_channels*n_images, H, W)`` to the embedding ``(B, out_channels, H',
+        W')`` and whose channel is the 8-bit :class:`~invblocks.blocks.quantize.Quantizer`.
+
+    References:
+        Cheng et al., "IICNet: A Generic Framework for Reversible Image Conversion", ICCV 2021.
 
     Example:
         >>> net = iicnet(5)  # the st-01 network
@@ -92,8 +99,8 @@ def iicnet(
     for _ in range(blocks):
         net.append(B.AffineCoupling, split=split, clamp=clamp, growth=growth, generator=generator)
     net.append(B.ChannelSqueeze, out_channels=out_channels)
-    net.append(B.Quantizer, train_mode=quantizer, generator=None)
-    return net
+    channel = B.Quantizer(net.dims_out, train_mode=quantizer)
+    return RICNet(net, channel, image_channels=image_channels)
 
 
 def _wicm_sizes(n: int, ratio: float) -> tuple[int, int]:
@@ -153,9 +160,12 @@ def win(
     ratio: float = 0.75,
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
+    image_channels: int = 3,
+    quantizer: TrainMode = "identity",
     generator: torch.Generator | None = None,
-) -> Sequence:
-    """WIN: pixel unshuffle -> WIC -> WICM -> (pixel shuffle) -> fusion WIC.
+) -> RICNet:
+    """WIN: pixel unshuffle -> WIC -> WICM -> (pixel shuffle) -> fusion WIC, then the
+    quantiser as the channel.
 
     ``scale=1`` (hiding, decolourisation): ``Squeeze`` (``C -> 4C``, PixelUnshuffle order),
     ``WIC(4C -> SM)``, :func:`wicm`, ``Unsqueeze`` (PixelShuffle), fusion ``WIC(c -> C_out)``.
@@ -171,8 +181,16 @@ def win(
     secrets ``4C > SM`` and ``n`` grows by the same rule at ``scale=1`` (the reference's
     multi-secret configurations are not published, so those counts are ours).
 
+    The channel is the 8-bit :class:`~invblocks.blocks.quantize.Quantizer`; ``quantizer``
+    is its training behaviour (WIN trains without quantisation by default: ``"identity"``;
+    ``"ste"`` is its ``quantization=True``). ``image_channels``: channels of each input image.
+
     Shapes:
         ``(B, in_channels, H, W) -> (B, out_channels, H / scale, W / scale)``
+
+    References:
+        Huang and Huang, "WIN: Variable-Length Reversible Image Conversion with a
+        Well-Posed Invertible Network", arXiv 2508.02111.
     """
     if scale < 1 or scale & (scale - 1):
         raise ValueError(f"win: scale must be a power of two; received {scale}")
@@ -197,7 +215,9 @@ def win(
         net.append(B.Unsqueeze, order="channel")
         c //= 4
     net.append(B.WIC, out_channels=out_channels, generator=generator)
-    return net
+    return RICNet(
+        net, B.Quantizer(net.dims_out, train_mode=quantizer), image_channels=image_channels
+    )
 
 
 def win_naive(
@@ -208,9 +228,12 @@ def win_naive(
     blocks: int = 8,
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
+    image_channels: int = 3,
+    quantizer: TrainMode = "identity",
     generator: torch.Generator | None = None,
-) -> Sequence:
-    """WIN-Naive: pixel unshuffle -> couplings -> (pixel shuffle) -> fusion WIC.
+) -> RICNet:
+    """WIN-Naive: pixel unshuffle -> couplings -> (pixel shuffle) -> fusion WIC, then the
+    quantiser as the channel (``quantizer`` and ``image_channels`` as in :func:`win`).
 
     ``scale=1``: ``Squeeze`` (``C -> 4C``), ``blocks`` couplings (split ``2C``),
     ``Unsqueeze``, ``WIC(C -> C_out)``. ``scale = 2**k``: ``k`` squeezes (``C s^2``
@@ -229,4 +252,6 @@ def win_naive(
     if scale == 1:
         net.append(B.Unsqueeze, order="channel")
     net.append(B.WIC, out_channels=out_channels, generator=generator)
-    return net
+    return RICNet(
+        net, B.Quantizer(net.dims_out, train_mode=quantizer), image_channels=image_channels
+    )

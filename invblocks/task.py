@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,10 +12,12 @@ from attrs import validators as v
 from torch import Tensor
 
 from .block import Block
+from .blocks.quantize import TRAIN_MODES, TrainMode
 from .data import SampleFn, Source, TaskDataset
-from .losses import LossConfig
+from .losses import LossConfig, LossTerm, Objective
+from .ricnet import RICNet, as_ricnet
 
-__all__ = ["Task", "TrainDefaults", "identity_order", "middle_first_order"]
+__all__ = ["Task", "TrainDefaults", "default_display", "identity_order", "middle_first_order"]
 
 
 def identity_order(n: int) -> list[int]:
@@ -28,6 +30,17 @@ def middle_first_order(n: int) -> list[int]:
     then the later ones (``n=5``: ``[2, 0, 1, 3, 4]``)."""
     mid = n // 2
     return [mid, *range(mid), *range(mid + 1, n)]
+
+
+def default_display(image: Tensor) -> Tensor:
+    """How an input image ``(C, H, W)`` is shown: 1- and 3-channel images as they are, other
+    channel counts as the mean of their channels (gray). Tasks with other images (RAW,
+    layers with alpha) give their own ``Task.display``."""
+    return image if image.shape[-3] in (1, 3) else image.mean(dim=-3, keepdim=True)
+
+
+def _terms(value: Iterable[LossTerm]) -> tuple[LossTerm, ...]:
+    return tuple(value)
 
 
 def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
@@ -47,8 +60,8 @@ class TrainDefaults:
         default="iicnet", validator=v.in_(("iicnet", "win"))
     )
     lr: float = attrs.field(default=2e-4, validator=v.gt(0))
-    quantizer: Literal["noise", "ste", "round"] = attrs.field(
-        default="noise", validator=v.in_(("noise", "ste", "round"))
+    quantizer: TrainMode | None = attrs.field(
+        default=None, validator=v.optional(v.in_(TRAIN_MODES))
     )
 
 
@@ -76,12 +89,16 @@ class Task:
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
             stacked batch ``(B, n*C, H, W)`` (slot 0 is the reference input): ``(B, embed_channels,
             H/scale, W/scale)``.
-        network: ``f(n, **overrides) -> Block``: the default network for ``n`` inputs.
+        network: ``f(n, **overrides) -> RICNet``: the default network for ``n`` inputs (a
+            plain invertible network is wrapped in a :class:`~invblocks.ricnet.RICNet` with
+            the default 8-bit channel).
         order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
-        extra_losses: ``f(x, embedding, restored, reference) -> {name: weighted term}``: task
-            specific terms added to the standard ones (e.g. a loss in another colour space).
-        losses: Loss weights and kinds.
+        loss_terms: The task's own loss terms (:class:`~invblocks.losses.LossTerm`, e.g. a
+            loss in another colour space), weighted in ``losses`` by their names.
+        losses: The weights of the loss terms by name (:class:`~invblocks.losses.LossConfig`).
         train: Default training set-up.
+        display: ``f(image) -> (1 or 3, H, W)``: how one input image is shown in reports and
+            validation samples (:func:`default_display`).
         metrics: Names of the metrics evaluation reports.
         plugin: Set by the registry to the registering plugin's name.
     """
@@ -101,9 +118,10 @@ class Task:
     reference: Callable[[Tensor, int], Tensor]
     network: Callable[..., Block]
     order: Callable[[int], list[int]] = identity_order
-    extra_losses: Callable[[Tensor, Tensor, Tensor, Tensor], dict[str, Tensor]] | None = None
+    loss_terms: tuple[LossTerm, ...] = attrs.field(default=(), converter=_terms)
     losses: LossConfig = attrs.field(factory=LossConfig)
     train: TrainDefaults = attrs.field(factory=TrainDefaults)
+    display: Callable[[Tensor], Tensor] = default_display
     metrics: tuple[str, ...] = ("psnr", "ssim")
     plugin: str = ""
 
@@ -196,11 +214,22 @@ class Task:
             seed=seed,
         )
 
-    def build_network(self, n_inputs: int | None = None, **overrides: Any) -> Block:
-        """The default network for ``n_inputs`` images (``overrides`` go to the preset)."""
+    def build_network(self, n_inputs: int | None = None, **overrides: Any) -> RICNet:
+        """The default network for ``n_inputs`` images (``overrides`` go to the preset), as a
+        :class:`~invblocks.ricnet.RICNet`."""
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
-        return self.network(n, **overrides)
+        return as_ricnet(self.network(n, **overrides), image_channels=self.image_channels)
+
+    def objective(
+        self, network: Block | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> Objective:
+        """The training objective: ``losses`` (with ``overrides``, e.g. from
+        ``--set losses.<name>=<weight>``) over the registered loss terms, the task's own
+        ``loss_terms`` and the constraints the blocks of ``network`` declare."""
+        return Objective.build(
+            self.losses, task_terms=self.loss_terms, network=network, overrides=overrides
+        )
 
 
 def _item_size(item: Any) -> tuple[int, int] | None:

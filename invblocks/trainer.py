@@ -26,33 +26,33 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import attrs
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from .blocks import Quantizer, set_compact_dense
-from .blocks.quantize import TrainMode
+from .blocks import set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
-    load_network,
     load_train_state,
     save_checkpoint,
 )
 from .config import TrainConfig
 from .data import Source
 from .io import atomic_write, write_png
+from .losses import Objective
 from .metrics import psnr, ssim
+from .model import load_for_eval
 from .plugins import get_task
+from .ricnet import RICNet, build_channel
 from .runtime import resolve_device
-from .task import Task
-from .training import embedding_forward, ric_step
+from .task import Task, default_display
+from .training import ric_step
 
-__all__ = ["StepSampler", "evaluate", "learning_rate", "train"]
+__all__ = ["StepSampler", "evaluate", "learning_rate", "load_for_eval", "train"]
 
 
 class StepSampler(Sampler[int]):
@@ -90,33 +90,40 @@ def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
 
 
-def _set_quantizer(net: nn.Module, mode: TrainMode | None) -> None:
-    if mode is None:
-        return
-    for m in net.modules():
-        if isinstance(m, Quantizer):
-            m.train_mode = mode
-
-
 class _Step(nn.Module):
     """One training step as a module, so DDP wraps exactly one forward per backward."""
 
-    def __init__(self, task: Task, net: nn.Module, n: int) -> None:
+    def __init__(self, task: Task, net: RICNet, n: int, objective: Objective) -> None:
         super().__init__()
-        self.task, self.net, self.n = task, net, n
+        self.task, self.net, self.n, self.objective = task, net, n, objective
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return ric_step(self.task, self.net, x, self.n)
+        return ric_step(self.task, self.net, x, self.n, objective=self.objective)
 
 
-def _compiled(net: nn.Module, mode: str | None) -> nn.Module:
-    """``net`` through :func:`torch.compile` as ``TrainConfig.compile`` asks (shares its
-    parameters), or ``net`` itself."""
-    if mode is None:
-        return net
+def _compile(net: RICNet, mode: str | None) -> None:
+    """Compile the training passes of ``net`` as ``TrainConfig.compile`` asks."""
     if mode == "eager":
-        return cast(nn.Module, torch.compile(net, backend="eager"))
-    return cast(nn.Module, torch.compile(net, mode=mode))
+        net.compile_body(backend="eager")
+    elif mode is not None:
+        net.compile_body(mode=mode)
+
+
+def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
+    """``net`` with the channel the config asks for: ``channel`` (a name or a table), or the
+    quantiser's training mode ``quantizer`` (the config's, else the task's default)."""
+    quantizer = config.quantizer or task.train.quantizer
+    if config.channel is not None and config.quantizer is not None:
+        raise ValueError(
+            "give the channel with one setting: channel or quantizer "
+            f"(received channel={config.channel!r} and quantizer={config.quantizer!r})"
+        )
+    spec: Any = config.channel
+    if spec is None and quantizer is not None:
+        spec = {"type": "Quantizer", "train_mode": quantizer}
+    if spec is None:
+        return net
+    return net.with_channel(build_channel(spec, net.embedding_dims))
 
 
 def _weights_digest(net: nn.Module) -> str:
@@ -130,7 +137,7 @@ def _weights_digest(net: nn.Module) -> str:
 @torch.no_grad()
 def evaluate(
     task: Task,
-    net: nn.Module,
+    net: RICNet,
     samples: list[Tensor],
     n: int,
     out: Path | None = None,
@@ -138,59 +145,53 @@ def evaluate(
 ) -> dict[str, float]:
     """The papers' metrics on ``samples`` (stacked ``(n*C, H, W)``), eval mode, 8-bit rounding.
 
-    Returns mean PSNR/SSIM of the quantised embedding against the reference, of every restored
-    image against its original, and of the restored images without the reference slot
-    (``no_ref``). With ``out``, writes each sample's images there. Runs where the network's
-    parameters are (the samples are moved there).
+    Each sample goes through the network as a user's would: the embedding through the
+    channel in eval mode (8-bit rounding by default), then the inverse. Returns mean
+    PSNR/SSIM of the received embedding against the reference, of every restored image
+    against its original, and of the restored images without the reference slot
+    (``no_ref``). SSIM needs 11x11 pixels; it is NaN below. With ``out``, writes each
+    sample's images there (inputs through ``Task.display``). Runs where
+    the network's parameters are (the samples are moved there).
     """
     was_training = net.training
     net.eval()
     rows: dict[str, list[float]] = {}
-    rgb = task.image_channels in (1, 3)
     first = next(net.parameters(), None)
     device = first.device if first is not None else torch.device("cpu")
+
+    def ssim_or_nan(a: Tensor, b: Tensor) -> float:
+        return ssim(a, b) if min(b.shape[-2:]) >= 11 else float("nan")
+
     for k, x in enumerate(samples):
-        x = x.to(device)
-        xb = x[None]
-        _, q, _ = embedding_forward(net, xb, task.embed_channels)
-        (restored,), _ = net([q], rev=True)
-        ref = task.reference(xb, n)[0]
-        originals, backs = task.unstack(x, n), task.unstack(restored[0].clamp(0, 1), n)
+        xb = x.to(device)[None]
+        (received,), _ = net([xb])
+        (restored,), _ = net([received], rev=True)
+        q, ref = received[0], task.reference(xb, n)[0]
+        originals, backs = task.unstack(x, n), task.unstack(restored[0].cpu().clamp(0, 1), n)
+        per = [psnr(b, o) for b, o in zip(backs, originals, strict=True)]
         values = {
-            "embedding_psnr": psnr(q[0], ref),
-            "embedding_ssim": ssim(q[0], ref) if min(ref.shape[-2:]) >= 11 else float("nan"),
+            "embedding_psnr": psnr(q, ref),
+            "embedding_ssim": ssim_or_nan(q, ref),
+            "restored_psnr": sum(per) / n,
+            "restored_ssim": sum(map(ssim_or_nan, backs, originals)) / n,
         }
-        if rgb:
-            per = [psnr(b, o) for b, o in zip(backs, originals, strict=True)]
-            values["restored_psnr"] = sum(per) / n
-            values["restored_ssim"] = (
-                sum(
-                    ssim(b, o) if min(o.shape[-2:]) >= 11 else float("nan")
-                    for b, o in zip(backs, originals, strict=True)
-                )
-                / n
-            )
-            if n > 1:
-                slots = task.order(n)
-                others = [per[i] for i in range(n) if i != slots[0]]
-                values["restored_psnr_no_ref"] = sum(others) / len(others)
-        else:
-            values["restored_psnr"] = psnr(restored[0].clamp(0, 1)[:3], x[:3])
+        if n > 1:
+            others = [per[i] for i in range(n) if i != task.order(n)[0]]
+            values["restored_psnr_no_ref"] = sum(others) / len(others)
         for key, val in values.items():
             rows.setdefault(key, []).append(val)
         if out is not None:
             folder = out / f"{tag}sample{k}"
-            write_png(q[0], folder / "embedding.png")
-            if ref.shape[0] in (1, 3):
-                write_png(ref, folder / "reference.png")
-                write_png(((q[0] - ref).abs() * 10).clamp(0, 1), folder / "embedding_error_x10.png")
-            if rgb:
-                for i, (o, b) in enumerate(zip(originals, backs, strict=True)):
-                    write_png(o, folder / f"input{i}.png")
-                    write_png(b, folder / f"restored{i}.png")
-                    write_png(
-                        ((b - o).abs() * 10).clamp(0, 1), folder / f"restored{i}_error_x10.png"
-                    )
+            show = default_display
+            write_png(show(q), folder / "embedding.png")
+            write_png(show(ref), folder / "reference.png")
+            write_png(show(((q - ref).abs() * 10).clamp(0, 1)), folder / "embedding_error_x10.png")
+            for i, (o, b) in enumerate(zip(originals, backs, strict=True)):
+                o_shown, b_shown = task.display(o), task.display(b)
+                write_png(o_shown, folder / f"input{i}.png")
+                write_png(b_shown, folder / f"restored{i}.png")
+                error = ((b_shown - o_shown).abs() * 10).clamp(0, 1)
+                write_png(error, folder / f"restored{i}_error_x10.png")
     net.train(was_training)
     return {k: sum(v) / len(v) for k, v in rows.items()}
 
@@ -243,11 +244,6 @@ def train(
         torch.cuda.set_device(device)
     rank, world = _distributed(device)
     task = get_task(config.task)
-    if config.losses:
-        try:
-            task = attrs.evolve(task, losses=attrs.evolve(task.losses, **config.losses))
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"invalid losses override {config.losses}: {err}") from err
     n = config.n_inputs or task.default_inputs
     task.check_inputs(n)
     if config.threads:
@@ -261,11 +257,10 @@ def train(
     net = task.build_network(
         n, generator=torch.Generator().manual_seed(config.seed), **config.network
     )
-    _set_quantizer(net, config.quantizer or task.train.quantizer)
+    net = _with_channel(net, config, task)
+    objective = task.objective(net, config.losses)  # unknown loss names fail here
     if config.memory_saving:
-        for m in net.modules():
-            if hasattr(m, "memory_saving"):
-                m.memory_saving = True
+        net.memory_saving = True
     if config.compact_dense:
         set_compact_dense(net)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
@@ -316,7 +311,8 @@ def train(
         pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
     )
-    step_module: nn.Module = _Step(task, _compiled(net, config.compile), n)
+    _compile(net, config.compile)
+    step_module: nn.Module = _Step(task, net, n, objective)
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
@@ -391,11 +387,3 @@ def train(
 
         write_report(out)
     return out
-
-
-def load_for_eval(path: str | Path) -> tuple[Task, nn.Module, int, dict[str, Any]]:
-    """``(task, network, n_inputs, config)`` from a run or checkpoint folder, ready to evaluate."""
-    meta, state, folder = load_checkpoint(path)
-    task = get_task(meta.get("task", "?"))
-    net = load_network(meta, state, str(folder))
-    return task, net.eval(), int(meta["n_inputs"]), meta

@@ -108,7 +108,7 @@ RESCALING_X4 = Task(
     open_data=open_photos,
     reference=partial(bicubic, factor=4),
     network=_x4_net,
-    losses=LossConfig(emb=2.0, freq=0.0, res=1.0, det=0.1, shift=1.0),
+    losses=LossConfig(embedding=2.0, frequency=0.0, restoration=1.0, gram_det=0.1, shift=1.0),
     train=TrainDefaults(crop=128, batch=1, optimizer="win", quantizer="ste"),
 )
 

@@ -92,7 +92,7 @@ VIDEO_X2 = Task(
     reference=middle_frame_half,
     network=_iicnet_x2,
     order=middle_first_order,
-    losses=LossConfig(res=0.4),
+    losses=LossConfig(restoration=0.4),
     train=TrainDefaults(crop=144),
 )
 

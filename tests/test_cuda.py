@@ -55,9 +55,8 @@ def test_training_step_on_gpu_equals_the_cpu_float64(which, channels_last):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         model = copy.deepcopy(net).to(device=device, memory_format=layout)
         model.zero_grad(set_to_none=True)
-        for m in model.modules():  # the quantiser's training noise would differ by device
-            if isinstance(m, invblocks.blocks.Quantizer):
-                m.train_mode = "ste"
+        # the quantiser's training noise would differ by device
+        model = model.with_channel(invblocks.blocks.Quantizer(train_mode="ste"))
         terms = ric_step(task, model, x.to(device).contiguous(memory_format=layout), n)
         terms["total"].backward()
         grads = {k: p.grad.cpu() for k, p in model.named_parameters() if p.grad is not None}
@@ -73,7 +72,7 @@ def test_training_step_on_gpu_equals_the_cpu_float64(which, channels_last):
 def test_st01_couplings_round_trip_on_gpu_float32():
     _, _, net, _ = networks()[0]
     perturb_parameters(net, 0.05, gen(3))
-    body = net[1 : len(net) - 2].cuda().eval()  # the EXACT couplings
+    body = net.body[1 : len(net.body) - 1].cuda().eval()  # the EXACT couplings
     x = torch.rand(1, 9, 64, 64, generator=gen(4)).cuda()
     with torch.no_grad():
         (y,), _ = body([x])
@@ -168,7 +167,7 @@ def test_compiled_training_step_on_gpu_matches_eager():
     before = torch._inductor.config.fallback_random
     torch._inductor.config.fallback_random = True  # the quantiser's noise drawn as in eager
     try:
-        compiled = torch.compile(copy.deepcopy(net), fullgraph=True)
+        compiled = copy.deepcopy(net).compile_body(fullgraph=True)
         torch.manual_seed(5)
         got = ric_step(task, compiled, x, 3)["total"]
     finally:

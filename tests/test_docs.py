@@ -74,7 +74,15 @@ def _readme(ns):
 
 
 def _sequence(ns):
-    assert ns["net"].dims_out == [(3, 144, 144)] and len(ns["net"]) == 13
+    assert ns["net"].dims_out == [(3, 144, 144)] and len(ns["net"]) == 12
+
+
+def _ricnet(ns):
+    result = ns["result"]
+    assert result.embedding.shape == result.received.shape == (2, 3, 64, 64)
+    assert result.restored.shape == ns["x"].shape and ns["x_hat"].shape == ns["x"].shape
+    assert torch.equal(ns["e8"], (ns["e8"] * 255).round() / 255)  # 8-bit values
+    assert ns["net"].summary().splitlines()[-1].startswith("channel: Quantizer")
 
 
 def _graph(ns):
@@ -91,9 +99,10 @@ def _tasks(ns):
         ("README.md", 0, _readme),
         ("docs/networks.md", 0, _sequence),
         ("docs/networks.md", 1, _graph),
+        ("docs/networks.md", 2, _ricnet),
         ("docs/tasks.md", 0, _tasks),
     ],
-    ids=["README", "networks-sequence", "networks-graph", "tasks"],
+    ids=["README", "networks-sequence", "networks-graph", "networks-ricnet", "tasks"],
 )
 def test_documented_examples_run(path, index, check):
     torch.manual_seed(0)

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from invblocks import Graph, GraphError, Inversion, Sequence, block_from_config, presets
+from invblocks import Graph, GraphError, Inversion, RICNet, Sequence, block_from_config, presets
 from invblocks import blocks as B
 from invblocks.testing import check_block, perturb_parameters
 
@@ -138,7 +138,7 @@ def test_json_round_trip_of_presets(build):
     net = build()
     perturb_parameters(net, 0.01, gen(0))
     clone = block_from_config(json.loads(json.dumps(net.get_config())))
-    assert isinstance(clone, Sequence) and clone.summary() == net.summary()
+    assert isinstance(clone, RICNet) and clone.summary() == net.summary()
     clone.load_state_dict(net.state_dict())
     x = torch.rand(1, *net.dims_in[0])
     net.eval(), clone.eval()

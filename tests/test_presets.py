@@ -8,7 +8,7 @@ from invblocks import presets
 
 
 def couplings(net):
-    return [n for n in net if isinstance(n, B.AffineCoupling)]
+    return [n for n in net.body if isinstance(n, B.AffineCoupling)]
 
 
 def test_st01_matches_reference():
@@ -16,7 +16,8 @@ def test_st01_matches_reference():
     assert sum(p.numel() for p in net.parameters()) == 6_805_540
     assert net.dims_in == [(15, 144, 144)] and net.dims_out == [(3, 144, 144)]
     assert len(couplings(net)) == 10 and {c.split for c in couplings(net)} == {3}
-    assert isinstance(net[-1], B.Quantizer) and net[-1].train_mode == "noise"
+    assert isinstance(net.channel, B.Quantizer) and net.channel.train_mode == "noise"
+    assert isinstance(net.body[-1], B.ChannelSqueeze)
 
 
 @pytest.mark.parametrize(
@@ -46,7 +47,7 @@ def test_channel_bookkeeping(kwargs, channels, split, out):
 def test_without_relation_the_chain_before_the_squeeze_is_exact():
     g = torch.Generator().manual_seed(0)
     net = presets.iicnet(2, blocks=3, relation=False, downscale="haar", conv1x1="lu", generator=g)
-    body = net[: len(net) - 2]
+    body = net.body[: len(net.body) - 1]
     assert body.inversion.name == "EXACT"
     x = torch.rand(1, 6, 8, 8, dtype=torch.float64)
     body = body.double()

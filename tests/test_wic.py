@@ -89,14 +89,20 @@ def test_shift_offsets_of_the_reference():
     assert max(max(abs(a), abs(b)) for a, b in B.shift_offsets(27)) == 3
 
 
-def test_training_returns_augmented_channels_eval_the_output():
+def test_the_augmented_channels_are_an_auxiliary_output_in_both_modes():
     wic = B.WIC(in_channels=10, out_channels=3, generator=gen(0))
     assert wic.k == 4 and wic.weight.shape == (12, 10)
     x = torch.rand(1, 10, 8, 8)
-    v = wic.train()(x)
-    y = wic.eval()(x)
-    assert v.shape == (1, 12, 8, 8) and y.shape == (1, 3, 8, 8)
-    torch.testing.assert_close(v[:, :3], y)
+    for mode in (True, False):
+        (y,), _, aux = wic.train(mode).forward_with_aux([x])
+        assert y.shape == (1, 3, 8, 8) and wic(x).shape == (1, 3, 8, 8)
+        v = aux["augmented"]
+        assert v.shape == (1, 12, 8, 8) and wic.aux_dims([(10, 8, 8)]) == {"augmented": (12, 8, 8)}
+        torch.testing.assert_close(v[:, :3], y)
+    assert (
+        B.WIC(in_channels=10, out_channels=3, augmented_output=False).aux_dims([(10, 8, 8)]) == {}
+    )
+    assert B.WIC(in_channels=3, out_channels=10).aux_dims([(3, 8, 8)]) == {}
     # the inverse takes either the output alone or all M channels
     assert wic.inverse()(y).shape == x.shape and wic.inverse()(v).shape == x.shape
     torch.testing.assert_close(wic.inverse()(v), x, atol=1e-5, rtol=0)  # all channels: exact
@@ -110,7 +116,7 @@ def test_augmented_inverse_is_exact_when_hidden_channels_equal_the_shifted_outpu
     perturb_parameters(wic, 0.05, gen(seed + 1))
     y = torch.rand(2, c_out, 9, 9, generator=gen(seed), dtype=torch.float64)
     u = wic.inverse()(y)
-    v = wic.train()(u)
+    v = wic.forward_with_aux([u])[2]["augmented"]
     torch.testing.assert_close(v, wic.augment(y))
     torch.testing.assert_close(wic.eval()(u), y)
     torch.testing.assert_close(wic.inverse()(wic(u)), u)

@@ -40,7 +40,7 @@ def test_channel_walk_of_hiding():
 def test_hiding_with_several_secrets_builds(secrets):
     net = presets.win(3 * (secrets + 1), 3, blocks=1, size=(16, 16))
     assert net.dims_out == [(3, 16, 16)]
-    assert net[:-1].inversion in (Inversion.EXACT, Inversion.LEFT)
+    assert net.body[:-1].inversion in (Inversion.EXACT, Inversion.LEFT)
 
 
 @pytest.mark.parametrize(
@@ -55,7 +55,7 @@ def test_hiding_with_several_secrets_builds(secrets):
 )
 @pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
 def test_round_trip_exact_without_the_fusion_wic(build, dtype, tol):
-    body = build()[:-1].to(dtype)
+    body = build().body[:-1].to(dtype)
     perturb_parameters(body, 0.01, torch.Generator().manual_seed(1))
     x = torch.rand(2, *body.dims_in[0], dtype=dtype)
     with torch.no_grad():
@@ -81,11 +81,14 @@ def test_training_outputs_and_constraint_losses():
     total.backward()
     assert all(m.weight.grad is not None for m in net.modules() if isinstance(m, B.WIC))
     x = torch.rand(1, 6, 16, 16)
-    v = net.train()(x)
-    fusion = net[-1]
-    assert v.shape == (1, 12, 16, 16)
+    y, _, aux = net.train().forward_with_aux([x])
+    fusion = net.body[-1]
+    v = aux["body.nodes.4.augmented"]
+    assert v.shape == (1, 12, 16, 16) and torch.equal(v[:, :3], y[0])
     shift = fusion.shift_loss(v, x[:, :3])
     assert shift.shape == () and float(shift.detach()) > 0
+    with_aux = constraint_losses(net, aux, x[:, :3])
+    assert torch.equal(with_aux["body.nodes.4.shift"], shift)
     y = net.eval()(x)
     assert y.shape == (1, 3, 16, 16)
     assert net.inverse()(y).shape == x.shape
@@ -103,6 +106,8 @@ def test_win_compiles_without_graph_breaks(device):
     assert forward.graph_break_count == 0, forward.break_reasons
     inverse = torch._dynamo.explain(lambda v: net([v], rev=True))(net(x))
     assert inverse.graph_break_count == 0, inverse.break_reasons
+    training = torch._dynamo.explain(net.train()._body_forward)(x)  # with the shift channels
+    assert training.graph_break_count == 0, training.break_reasons
 
 
 def test_win_training_step_under_bfloat16_autocast():

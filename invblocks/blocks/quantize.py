@@ -10,9 +10,10 @@ from torch import Tensor
 from ..block import Block, Dims, Inversion
 from ..registry import register_block
 
-__all__ = ["Quantizer", "quantize"]
+__all__ = ["TRAIN_MODES", "Quantizer", "TrainMode", "quantize"]
 
-TrainMode = Literal["noise", "ste", "round"]
+TrainMode = Literal["noise", "ste", "round", "identity"]
+TRAIN_MODES = ("noise", "ste", "round", "identity")
 
 
 def quantize(x: Tensor, bits: int = 8) -> Tensor:
@@ -30,7 +31,8 @@ class Quantizer(Block):
     * ``"noise"`` (IICNet): ``clamp(L*x + U(-0.5, 0.5), 0, L) / L`` with ``L = 2**bits - 1``;
       the gradient is the identity inside ``[0, 1]`` and zero where clamped.
     * ``"ste"``: clamp and round forward, identity gradient everywhere (straight-through).
-    * ``"round"``: the eval behaviour (zero gradient almost everywhere).
+    * ``"round"``: the eval behaviour (zero gradient almost everywhere);
+    * ``"identity"`` (WIN's default, ``quantization=False``): no quantisation in training.
 
     The inverse is the identity: the inverse path starts from the quantised image. Noise is
     drawn from ``generator`` when one is given, otherwise from torch's default generator (as
@@ -58,9 +60,10 @@ class Quantizer(Block):
         super().__init__(dims_in)
         if not 1 <= bits <= 16:
             raise ValueError(f"Quantizer: bits must be in 1..16; received {bits}")
-        if train_mode not in ("noise", "ste", "round"):
+        if train_mode not in TRAIN_MODES:
             raise ValueError(
-                f"Quantizer: train_mode must be 'noise', 'ste' or 'round'; received {train_mode!r}"
+                f"Quantizer: train_mode must be one of {', '.join(map(repr, TRAIN_MODES))}; "
+                f"received {train_mode!r}"
             )
         self.bits, self.train_mode, self.generator = bits, train_mode, generator
         self.levels = float(2**bits - 1)
@@ -69,6 +72,8 @@ class Quantizer(Block):
         (x,) = xs
         if not self.training or self.train_mode == "round":
             return quantize(x, self.bits), None
+        if self.train_mode == "identity":
+            return x, None
         if self.train_mode == "ste":
             return x + (quantize(x, self.bits) - x).detach(), None
         noise = torch.rand(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)

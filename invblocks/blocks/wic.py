@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -60,13 +61,17 @@ class WIC(Block):
     * ``C_out > C_in`` (``LEFT``): ``M = C_out``; the inverse is the left inverse
       ``W+ = (W^T W)^-1 W^T``, computed by ``torch.linalg.solve`` in float64 on the weight's
       device. The log-det returned is the generalised one, ``H*W*log det(W^T W) / 2``.
-    * ``C_out < C_in`` (``AUGMENTED``): ``K = ceil(C_in / C_out)`` and ``M = K*C_out``. In
-      eval mode the block returns ``y = v[:C_out]``; in training mode (``augmented_output``)
-      it returns all ``M`` channels, ``y`` first, so a loss can pull the extra channels
-      towards shifted copies of the target (:meth:`shift_loss`). The inverse takes ``y``
+    * ``C_out < C_in`` (``AUGMENTED``): ``K = ceil(C_in / C_out)`` and ``M = K*C_out``. The
+      block returns ``y = v[:C_out]``, in training and evaluation alike. Its auxiliary output
+      ``"augmented"`` (:meth:`~invblocks.block.Block.forward_with_aux`) is all ``M`` channels
+      ``v``, ``y`` first, so a loss can pull the extra ones towards shifted copies of the
+      target (:meth:`shift_loss`, the ``"shift"`` constraint). The inverse takes ``y``
       (``C_out`` channels), rebuilds ``v~ = [y; S_o1(y); ...; S_o(K-1)(y)]`` from shifted
       copies (:func:`shift_offsets`, reflection padding) and solves ``u = W+ v~``; given all
       ``M`` channels it uses them as they are. Nothing is sampled at random.
+
+    Constraint losses (:meth:`constraint_losses`): ``"gram_det"``, ``|log det(W^T W)|``
+    (every case), and, from the auxiliary output, ``"shift"`` (the reducing case).
 
     ``W`` starts orthogonal (``W^T W = I``), so the left inverse exists at initialisation.
 
@@ -74,11 +79,16 @@ class WIC(Block):
         dims_in: Input shapes; gives ``in_channels`` when that is not passed.
         in_channels: ``C_in``.
         out_channels: ``C_out``.
-        augmented_output: In training, return the ``M`` channels of the ``AUGMENTED`` case.
+        augmented_output: Declare the ``"augmented"`` auxiliary output of the ``AUGMENTED``
+            case (without it the block has no auxiliary output and no shift constraint).
         generator: Random source for the orthogonal initialisation.
 
     Shapes:
-        ``(B, C_in, H, W) -> (B, C_out, H, W)`` (``(B, M, H, W)`` while training, reduction only)
+        ``(B, C_in, H, W) -> (B, C_out, H, W)``; auxiliary ``"augmented"``: ``(B, M, H, W)``
+
+    References:
+        Huang and Huang, "WIN: Variable-Length Reversible Image Conversion with a
+        Well-Posed Invertible Network", arXiv 2508.02111.
 
     Example:
         >>> wic = WIC(in_channels=3, out_channels=8)
@@ -134,14 +144,30 @@ class WIC(Block):
         """``log det(W^T W)`` by ``slogdet`` (a scalar)."""
         return torch.linalg.slogdet(self.gram())[1]
 
-    def constraint_losses(self) -> dict[str, Tensor]:
-        """``{"gram_det": |log det(W^T W)|}``, zero at the orthogonal initialisation.
+    constraint_weights = {"gram_det": 0.1, "shift": 1.0}  # WIN's lambda_det, lambda_shift
+
+    def constraint_losses(
+        self, aux: Mapping[str, Tensor] | None = None, target: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """``{"gram_det": |log det(W^T W)|}``, zero at the orthogonal initialisation, plus,
+        given the ``"augmented"`` auxiliary output, ``{"shift": shift_loss(v, target)}``.
 
         WIN computes ``|log(det(W^T W) + 1e-6)|`` with ``torch.det`` on the CPU. ``slogdet``
         agrees while ``det >> 1e-6``; near a singular ``W`` it keeps growing (the reference
         saturates at ``|log 1e-6|``), and it does not underflow for large ``C_in``.
+
+        The shift target is ``target`` (WIN: the reference image) when it has this block's
+        output shape; otherwise (a reducing WIC inside a network, whose output is not the
+        embedding) the block's own output ``v[:C_out]``, detached.
         """
-        return {"gram_det": self.gram_log_det().abs()}
+        losses = {"gram_det": self.gram_log_det().abs()}
+        v = (aux or {}).get("augmented")
+        if v is not None and self.k > 1:
+            y = v[:, : self.out_channels]
+            if target is None or target.shape != y.shape:
+                target = y
+            losses["shift"] = self.shift_loss(v, target)
+        return losses
 
     def shift_targets(self, target: Tensor) -> Tensor:
         """``[S_o1(t); ...; S_o(K-1)(t)]`` for a ``(B, C_out, H, W)`` target."""
@@ -151,9 +177,10 @@ class WIC(Block):
     def shift_loss(self, v: Tensor, target: Tensor, loss: str = "l2") -> Tensor:
         """WIN's augmented-variable constraint: ``v[C_out:]`` against shifted ``target``.
 
-        ``v`` is this block's training output (``M`` channels); ``target`` the ground-truth
-        reference (detached here). ``loss``: ``"l2"`` (squared error) or ``"charbonnier"``
-        (``sqrt(d^2 + 1e-6)``); summed over ``(C, H, W)``, mean over the batch, as in WIN.
+        ``v`` is this block's ``"augmented"`` auxiliary output (``M`` channels); ``target``
+        what its output should be, the ground-truth reference in WIN (detached here).
+        ``loss``: ``"l2"`` (squared error) or ``"charbonnier"`` (``sqrt(d^2 + 1e-6)``);
+        summed over ``(C, H, W)``, mean over the batch, as in WIN.
         Zero for the other two cases.
         """
         if self.k == 1:
@@ -182,13 +209,30 @@ class WIC(Block):
         (u,) = xs
         hw = u.shape[2] * u.shape[3]
         if self.inversion is Inversion.AUGMENTED:
-            keep = self.weight.shape[0] if self.training and self.augmented_output else None
-            w = self.weight if keep else self.weight[: self.out_channels]
-            return channel_mix(u, w), None
+            return channel_mix(u, self.weight[: self.out_channels]), None
         v = channel_mix(u, self.weight)
         if self.inversion is Inversion.EXACT:
             return v, torch.linalg.slogdet(self.weight)[1] * hw
         return v, 0.5 * self.gram_log_det() * hw
+
+    def _forward_aux(
+        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
+    ) -> tuple[Any, Any, Mapping[str, Tensor]]:
+        if not self._augments:
+            return (*self._forward(xs, c), {})
+        v = channel_mix(xs[0], self.weight)  # all M rows once: y and the augmented channels
+        return v[:, : self.out_channels], None, {"augmented": v}
+
+    @property
+    def _augments(self) -> bool:
+        """Whether the block has the ``"augmented"`` auxiliary output."""
+        return self.inversion is Inversion.AUGMENTED and self.augmented_output
+
+    def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
+        if not self._augments:
+            return {}
+        _, h, w = self.output_dims(dims)[0]
+        return {"augmented": (self.weight.shape[0], h, w)}
 
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         (v,) = ys

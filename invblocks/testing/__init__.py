@@ -16,6 +16,7 @@ from torch import Tensor
 from ..block import Block, Inversion, as_dims
 from ..data import Source
 from ..graph import Sequence
+from ..ricnet import RICNet
 from ..task import Task
 
 __all__ = [
@@ -130,6 +131,22 @@ def _check_shapes(block: Block, dims: list, xs: list[Tensor], ys: tuple, log_det
         raise _fail(block, f"input_dims({expected}) gives {back}, expected {dims}")
 
 
+def _check_aux(block: Block, dims: list, xs: list[Tensor], ys: tuple) -> None:
+    """``forward_with_aux`` returns the forward outputs and the declared auxiliary outputs."""
+    declared = block.aux_dims(dims)
+    with torch.no_grad():
+        outs, _, aux = block.forward_with_aux(xs)
+    if not all(torch.allclose(a, b) for a, b in zip(outs, ys, strict=True)):
+        raise _fail(block, "forward_with_aux returns other outputs than forward")
+    batch = xs[0].shape[0]
+    got = {k: tuple(v.shape[1:]) for k, v in aux.items()}
+    if got != {k: tuple(v) for k, v in declared.items()}:
+        raise _fail(block, f"aux_dims declares {declared} but forward_with_aux returned {got}")
+    wrong = [k for k, v in aux.items() if v.shape[0] != batch or v.dtype != xs[0].dtype]
+    if wrong:
+        raise _fail(block, f"auxiliary outputs {wrong} are not (B, ...) in the input dtype")
+
+
 def _check_log_det(block: Block, x: Tensor, log_det: Tensor, tol: float) -> None:
     """Compare the returned log-det with slogdet of the autograd Jacobian, sample by sample."""
     for i in range(x.shape[0]):
@@ -191,7 +208,9 @@ def check_block(
     ``[low, high)`` from a generator seeded with ``seed``. The copy and the inputs are then
     moved to ``device`` (the same seed gives the same block and inputs on every device).
     Every kind is checked for: output shapes equal to ``output_dims``, ``input_dims``
-    inverting ``output_dims``, a ``(B,)`` log-det in the input dtype, outputs on ``device``,
+    inverting ``output_dims``, a ``(B,)`` log-det in the input dtype, the auxiliary outputs
+    of ``forward_with_aux`` with the shapes ``aux_dims`` declares (and its outputs those of
+    ``forward``), outputs on ``device``,
     inputs left unmodified, deterministic eval output, the global RNGs (the CPU's and the
     device's) untouched, and (optionally) a gradient reaching every trainable parameter.
     Then, by kind:
@@ -208,7 +227,8 @@ def check_block(
     * ``AUGMENTED``: the common checks only.
 
     A :class:`~invblocks.graph.Sequence` is checked as a whole (the kind checks only when it is
-    EXACT or LEFT throughout) and then node by node at the shapes it infers.
+    EXACT or LEFT throughout) and then node by node at the shapes it infers; a
+    :class:`~invblocks.ricnet.RICNet` as a whole, then its body and its channel.
 
     Raises:
         BlockCheckError: naming the block, its kind and the property that failed.
@@ -237,13 +257,15 @@ def check_block(
     if not all(torch.equal(a, b) for a, b in zip(ys, ys_again, strict=True)):
         raise _fail(block, "forward is not deterministic in eval mode")
     _check_shapes(block, dims, xs, ys, log_det)
+    _check_aux(block, dims, xs, ys)
     misplaced = [str(t.device) for t in (*ys, log_det) if t.device != xs[0].device]
     if misplaced:
         raise _fail(block, f"outputs on {misplaced}, expected them on the input's {device}")
 
     kind: Inversion | None = block.inversion
-    if isinstance(original, Sequence) and kind not in (Inversion.EXACT, Inversion.LEFT):
-        kind = None  # a mixed chain promises nothing as a whole; its nodes are checked below
+    composite = isinstance(original, Sequence | RICNet)
+    if composite and kind not in (Inversion.EXACT, Inversion.LEFT):
+        kind = None  # a mixed chain promises nothing as a whole; its parts are checked below
     with torch.no_grad():
         if kind in (Inversion.EXACT, Inversion.LEFT):
             back, log_det_rev = _run(block, list(ys), rev=True)
@@ -284,21 +306,25 @@ def check_block(
         raise _fail(block, "the block touched torch's global random generator")
     if check_gradients:
         _check_gradients(block.train(), [x.clone() for x in xs], gen)
+    parts: list[tuple[Block, Any]] = []
     if isinstance(original, Sequence):
-        for node, node_dims in zip(original, original.shapes, strict=False):
-            check_block(
-                node,
-                node_dims,
-                batch=batch,
-                dtype=dtype,
-                seed=seed,
-                perturb=perturb,
-                log_det_max_numel=log_det_max_numel,
-                check_gradients=check_gradients,
-                low=low,
-                high=high,
-                device=device,
-            )
+        parts = list(zip(original, original.shapes, strict=False))
+    elif isinstance(original, RICNet):
+        parts = [(original.body, dims), (original.channel, [original.embedding_dims])]
+    for part, part_dims in parts:
+        check_block(
+            part,
+            part_dims,
+            batch=batch,
+            dtype=dtype,
+            seed=seed,
+            perturb=perturb,
+            log_det_max_numel=log_det_max_numel,
+            check_gradients=check_gradients,
+            low=low,
+            high=high,
+            device=device,
+        )
 
 
 def _rng_states(device: torch.device) -> list[Tensor]:
@@ -326,16 +352,19 @@ def check_task(
     in ``[0, 1]`` for the smallest, default and largest input counts; that
     :meth:`~invblocks.task.Task.stack` and :meth:`~invblocks.task.Task.unstack` invert each
     other; that the reference has shape ``(B, embed_channels, crop/scale, crop/scale)``; that
-    the network (``network`` or the task's
-    default) maps a sample to an embedding of the reference's shape; and that ``steps``
-    training steps give finite losses. The network and the steps run on ``device`` (the
-    network is moved there in place), so a task whose reference or losses create tensors on
-    the wrong device fails here. Returns the last step's loss terms.
+    the network (``network`` or the task's default, a :class:`~invblocks.ricnet.RICNet`)
+    maps a sample to an embedding of the reference's shape, with the auxiliary outputs its
+    blocks declare; that the objective's names are known and every loss term is finite and
+    reaches at least one parameter, and their total every trainable parameter; and that
+    ``steps`` training steps give finite losses. The network and the steps run on
+    ``device`` (the network is moved there in place), so a task whose reference or losses
+    create tensors on the wrong device fails here. Returns the last step's loss terms.
 
     Raises:
         AssertionError: naming the task and the broken property; data errors propagate.
     """
-    from ..training import embedding_forward, ric_step
+    from ..ricnet import as_ricnet
+    from ..training import ric_step
 
     def fail(what: str) -> AssertionError:
         return AssertionError(f"task {task.name!r}: {what}")
@@ -368,21 +397,42 @@ def check_task(
                     f"(1, {task.embed_channels}, {size}, {size})"
                 )
     n = task.default_inputs
-    net = network if network is not None else task.build_network(n)
+    net = as_ricnet(network if network is not None else task.build_network(n))
     net = net.to(device)
+    objective = task.objective(net)
     data = task.dataset(source, "train", n_inputs=n, crop=crop, length=batch * steps, seed=seed)
     net.eval()
     with torch.no_grad():
         x = torch.stack([data[i] for i in range(batch)]).to(device)
-        e, _, _ = embedding_forward(net, x, task.embed_channels)
-    if e.shape != task.reference(x, n).shape:
-        raise fail(f"the network's embedding {tuple(e.shape)} does not match the reference")
+        result = net.round_trip(x)
+    if result.embedding.shape != task.reference(x, n).shape:
+        raise fail(
+            f"the network's embedding {tuple(result.embedding.shape)} does not match the reference"
+        )
+    declared = net.aux_dims([tuple(x.shape[1:])])
+    got = {k: tuple(v.shape[1:]) for k, v in result.aux.items()}
+    if got != {k: tuple(v) for k, v in declared.items()}:
+        raise fail(f"the network declares auxiliary outputs {declared}; it returned {got}")
     net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    terms: dict[str, Tensor] = {}
+    params = [p for p in net.parameters() if p.requires_grad]
+    terms = ric_step(task, net, x, n, objective=objective)
+    reached: set[int] = set()
+    for name, value in terms.items():
+        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        hit = {i for i, g in enumerate(grads) if g is not None}
+        if params and not hit:
+            raise fail(f"loss term {name!r} reaches no parameter of the network")
+        reached |= hit
+    reached_ids = {id(params[i]) for i in reached}
+    unreached = [
+        name for name, p in net.named_parameters() if p.requires_grad and id(p) not in reached_ids
+    ]
+    if unreached:
+        raise fail(f"no loss term reaches the parameters {unreached[:5]}")
+    opt = torch.optim.Adam(params, lr=1e-4)
     for step in range(steps):
         x = torch.stack([data[step * batch + i] for i in range(batch)]).to(device)
-        terms = ric_step(task, net, x, n)
+        terms = ric_step(task, net, x, n, objective=objective)
         opt.zero_grad(set_to_none=True)
         terms["total"].backward()
         opt.step()

@@ -10,8 +10,9 @@ from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, div2k
-from invblocks.losses import charbonnier_loss
+from invblocks.losses import RICBatch, charbonnier_loss, loss_term
 from invblocks.ops import center_crop, random_crop, random_flip, to_float
+from invblocks.ricnet import RICResult
 
 from .pipeline import render, unprocess
 
@@ -33,16 +34,20 @@ def rendered_srgb(x: Tensor, n: int) -> Tensor:
     return render(x)
 
 
-def rendered_restoration(
-    x: Tensor, embedding: Tensor, restored: Tensor, reference: Tensor
-) -> dict[str, Tensor]:
-    """An extra loss: the restored RAW must render to the reference photo too."""
-    return {"rendered": 0.5 * charbonnier_loss(render(restored.clamp(0, 1)), reference)}
+@loss_term("rendered")
+def rendered_restoration(result: RICResult, batch: RICBatch) -> Tensor:
+    """The restored RAW must render to the reference photo too."""
+    return charbonnier_loss(render(result.restored.clamp(0, 1)), batch.reference)
+
+
+def display_raw(raw: Tensor) -> Tensor:
+    """A packed RAW ``(4, H, W)`` shown as the sRGB photo it renders to."""
+    return render(raw[None].clamp(0, 1))[0]
 
 
 def _network(n: int, **kw: Any) -> Any:
     kw.setdefault("blocks", 4)
-    return presets.win_naive(4 * n, 3, **kw)
+    return presets.win_naive(4 * n, 3, image_channels=4, **kw)
 
 
 CAMERA_RAW = Task(
@@ -58,8 +63,9 @@ CAMERA_RAW = Task(
     open_data=div2k,
     reference=rendered_srgb,
     network=_network,
-    extra_losses=rendered_restoration,
-    losses=LossConfig(emb=2.0, freq=0.0, res=1.0),
+    loss_terms=[rendered_restoration],
+    losses=LossConfig(embedding=2.0, frequency=0.0, restoration=1.0, rendered=0.5),
+    display=display_raw,
     train=TrainDefaults(crop=64, batch=2, optimizer="win"),
 )
 
