@@ -108,3 +108,45 @@ def test_saved_bytes_counts_every_save_and_each_storage_once(n, lo, width):
     assert saved.bytes == 4 * (4 * n + 1) + 8 * width
     assert saved.distinct_bytes == 4 * n + 8 * (lo + width + 3)
     (y + z + v).backward()
+
+
+class WithAux(Affine):
+    """An exact block with an auxiliary output; ``lie`` declares a shape it does not return."""
+
+    def __init__(self, dims_in=None, lie=False):
+        super().__init__(dims_in)
+        self.lie = lie
+
+    def _forward_aux(self, xs, c):
+        y, log_det = self._forward(xs, c)
+        return y, log_det, {"double": 2 * y}
+
+    def _aux_dims(self, dims):
+        c, h, w = dims[0]
+        return {"double": (c, h, w + 1 if self.lie else w)}
+
+
+def test_declared_auxiliary_outputs_are_checked():
+    check_block(WithAux(), (2, 4, 4))
+    with pytest.raises(BlockCheckError, match=r"aux_dims declares .* forward_with_aux returned"):
+        check_block(WithAux(lie=True), (2, 4, 4))
+
+
+def test_check_task_rejects_a_loss_term_that_reaches_no_parameter():
+    import attrs
+
+    import invblocks
+    from invblocks.losses import LossConfig, loss_term
+    from invblocks.testing import check_task
+
+    @loss_term("constant")
+    def constant(result, batch):
+        return batch.reference.sum()  # detached: no gradient reaches the network
+
+    task = invblocks.get_task("grayscale")
+    bad = attrs.evolve(
+        task, loss_terms=[constant], losses=LossConfig(constant=1.0), name="grayscale-bad"
+    )
+    net = bad.build_network(blocks=1, width=4, growth=4)
+    with pytest.raises(AssertionError, match="loss term 'constant' reaches no parameter"):
+        check_task(bad, network=net, steps=1, batch=1, crop=16)

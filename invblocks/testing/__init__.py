@@ -418,8 +418,10 @@ def check_task(
     terms = ric_step(task, net, x, n, objective=objective)
     reached: set[int] = set()
     for name, value in terms.items():
-        grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
-        hit = {i for i, g in enumerate(grads) if g is not None}
+        hit: set[int] = set()
+        if value.requires_grad:
+            grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+            hit = {i for i, g in enumerate(grads) if g is not None}
         if params and not hit:
             raise fail(f"loss term {name!r} reaches no parameter of the network")
         reached |= hit
