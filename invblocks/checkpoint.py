@@ -41,6 +41,7 @@ __all__ = [
     "load_checkpoint",
     "load_network",
     "save_checkpoint",
+    "save_model",
     "upgrade",
 ]
 
@@ -60,6 +61,51 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_folder(
+    final: Path,
+    net: nn.Module,
+    config: dict[str, Any],
+    train_state: dict[str, Any] | None = None,
+) -> Path:
+    """Fill ``final`` (weights, config, training state) under a temporary name in its parent
+    folder, flush everything, then rename it into place: all of it appears, or nothing."""
+    root = final.parent
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        (tmp / "config.json").write_text(json.dumps(config, indent=2))
+        if train_state is not None:
+            torch.save(train_state, tmp / "train_state.pt")
+        for f in tmp.iterdir():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _config(step: int, meta: dict[str, Any]) -> dict[str, Any]:
+    from . import __version__
+
+    return {"format": FORMAT, "version": __version__, "step": step, **meta}
+
+
+def save_model(folder: str | Path, *, net: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write a model folder (``model.safetensors`` and ``config.json``, no training state)
+    atomically; :func:`load_checkpoint` and :class:`~invblocks.model.Model` read it.
+    ``meta`` holds at least ``task``, ``n_inputs`` and ``network`` (the JSON config)."""
+    meta = dict(meta)
+    step = int(meta.pop("step", 0))
+    return _write_folder(Path(folder), net, _config(step, meta))
+
+
 def save_checkpoint(
     run_dir: str | Path,
     *,
@@ -70,30 +116,9 @@ def save_checkpoint(
     keep: int = 2,
 ) -> Path:
     """Write ``checkpoints/step-XXXXXXXX`` atomically and point ``LATEST`` at it."""
-    from . import __version__
-
     root = Path(run_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
-        state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
-        save_file(state, str(tmp / "model.safetensors"))
-        config = {"format": FORMAT, "version": __version__, "step": step, **meta}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2))
-        if train_state is not None:
-            torch.save(train_state, tmp / "train_state.pt")
-        for f in tmp.iterdir():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _fsync_dir(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    final = _write_folder(root / name, net, _config(step, meta), train_state)
     with atomic_write(root / "LATEST") as latest:
         latest.write(name.encode())
     older = sorted(p for p in root.glob("step-*") if p.is_dir() and p.name != name)

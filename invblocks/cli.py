@@ -117,6 +117,17 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     print(f"{len(paths)} images written to {args.output}")
 
 
+def _cmd_import_weights(args: argparse.Namespace) -> None:
+    from .published import import_weights
+
+    folder = import_weights(args.method, args.file, args.output, config=args.config)
+    meta = json.loads((folder / "config.json").read_text())
+    source = meta["source"]["config"]
+    print(
+        f"{source} model for task {meta['task']!r} ({meta['n_inputs']} inputs) written to {folder}"
+    )
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
@@ -186,6 +197,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
     _add_device(p)
     p.set_defaults(func=_cmd_restore)
+
+    p = sub.add_parser(
+        "import-weights", help="turn a checkpoint of the IICNet or WIN authors into a model folder"
+    )
+    p.add_argument("method", choices=["iicnet", "win", "win-naive"], help="whose checkpoint")
+    p.add_argument("file", help="the authors' .pth file (a state dict; never unpickled as code)")
+    p.add_argument("-o", "--output", required=True, help="the model folder to write")
+    p.add_argument(
+        "--config", help="IICNet configuration (st-01, hide-04, ...) where the file is ambiguous"
+    )
+    p.set_defaults(func=_cmd_import_weights)
 
     p = sub.add_parser("report", help="(re)write a run's HTML report")
     p.add_argument("run", help="run folder")

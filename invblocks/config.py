@@ -82,6 +82,10 @@ class TrainConfig:
         val_samples: Validation samples per validation.
         ckpt_every: Checkpoint every this many steps (and at the end).
         data: A dataset folder for the task's ``open_data`` (``None``: the default data).
+        init: Start from the network and weights of a model folder, a run or a checkpoint
+            (fine-tuning; e.g. one written by ``invblocks import-weights``) instead of the
+            task's preset. Its task and input count must be the run's; ``network``
+            settings are refused with it (the network is the folder's).
         workers: Data-loader worker processes.
         channels_last: Keep weights and batches in channels-last layout (on by default:
             oneDNN's convolutions are faster in it; the st-01 step takes 0.77-0.87x and the
@@ -137,6 +141,7 @@ class TrainConfig:
     val_samples: int = attrs.field(default=2, validator=_is("int", v.gt(0)))
     ckpt_every: int = attrs.field(default=100, validator=_is("int", v.gt(0)))
     data: str | None = attrs.field(default=None, validator=_optional("str"))
+    init: str | None = attrs.field(default=None, validator=_optional("str"))
     workers: int = attrs.field(default=0, validator=_is("int", v.ge(0)))
     channels_last: bool = attrs.field(default=True, validator=_is("bool"))
     memory_saving: bool = attrs.field(default=False, validator=_is("bool"))

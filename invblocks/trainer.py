@@ -37,6 +37,7 @@ from .blocks import set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
+    load_network,
     load_train_state,
     save_checkpoint,
 )
@@ -47,7 +48,7 @@ from .losses import Objective
 from .metrics import psnr, ssim
 from .model import load_for_eval
 from .plugins import get_task
-from .ricnet import RICNet, build_channel
+from .ricnet import RICNet, as_ricnet, build_channel
 from .runtime import resolve_device
 from .task import Task, default_display
 from .training import ric_step
@@ -107,6 +108,26 @@ def _compile(net: RICNet, mode: str | None) -> None:
         net.compile_body(backend="eager")
     elif mode is not None:
         net.compile_body(mode=mode)
+
+
+def _initial_network(task: Task, n: int, config: TrainConfig) -> RICNet:
+    """The task's preset for ``n`` inputs (seeded, with ``config.network``), or the network
+    and weights of the model folder ``config.init``."""
+    if config.init is None:
+        generator = torch.Generator().manual_seed(config.seed)
+        return task.build_network(n, generator=generator, **config.network)
+    if config.network:
+        raise ValueError(
+            f"init={config.init!r} gives the network: drop the network settings "
+            f"{sorted(config.network)}"
+        )
+    meta, state, folder = load_checkpoint(config.init)
+    if meta.get("task") != task.name or meta.get("n_inputs") != n:
+        raise ValueError(
+            f"{folder} is a model of task {meta.get('task')!r} with {meta.get('n_inputs')} "
+            f"inputs; this run trains {task.name!r} with {n} (set task and n_inputs to match)"
+        )
+    return as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
 
 
 def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
@@ -254,9 +275,7 @@ def train(
     base_lr = config.lr or task.train.lr
     torch.manual_seed(config.seed)
 
-    net = task.build_network(
-        n, generator=torch.Generator().manual_seed(config.seed), **config.network
-    )
+    net = _initial_network(task, n, config)
     net = _with_channel(net, config, task)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
     if config.memory_saving:

@@ -1,8 +1,9 @@
-"""Composition / decomposition (IICNet adobe-01): a composite, its background and its
-foreground layer into the composite.
+"""Composition / decomposition (IICNet adobe-01, real-01): a composite, its background and
+its foreground layer into the composite.
 
 Slots: ``[composite; background; foreground * 1(alpha > 0)]``; the reference is the composite
-``alpha * fg + (1 - alpha) * bg``.
+``alpha * fg + (1 - alpha) * bg``. With two inputs (IICNet real-01: a frame and its
+background plate), ``[composite; background]``.
 
 Default data are *derived*: real matting layers cannot be installed offline, so the foreground
 and background are crops of two different photographs and alpha a random soft-edged ellipse.
@@ -54,7 +55,7 @@ def sample_layers(
         bg = crop_window([other], crop, generator, train)[0]
         alpha = soft_ellipse(crop, generator, train)
     composite = alpha * fg + (1 - alpha) * bg
-    return [composite, bg, fg * (alpha > 0)]
+    return [composite, bg, fg * (alpha > 0)][:n]
 
 
 def composite(x: Tensor, n: int) -> Tensor:
@@ -69,7 +70,7 @@ def _network(n: int, **kw: Any) -> Any:
 COMPOSITION = Task(
     name="composition",
     description="composition/decomposition: composite, background and foreground layers",
-    inputs=3,
+    inputs=(2, 3),
     default_inputs=3,
     sample=sample_layers,
     default_data=default_photos,
