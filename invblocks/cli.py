@@ -36,6 +36,28 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _quality(text: str) -> int:
+    """An argparse type: a JPEG quality 1..100."""
+    value = _count(1)(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(
+            f"expected a JPEG quality of at most 100; received {value}"
+        )
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WIDTHxHEIGHT`` with positive integers."""
+    width, sep, height = text.lower().partition("x")
+    try:
+        size = (int(width), int(height)) if sep else None
+    except ValueError:
+        size = None
+    if size is None or min(size) < 1:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480; received {text!r}")
+    return size
+
+
 class UserError(Exception):
     """An error caused by the user's input, reported without a traceback (exit 2)."""
 
@@ -105,7 +127,9 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
     model = Model.load(args.model, device=args.device)
-    path = model.embed_files(args.inputs, args.output, start=args.start, step=args.step)
+    path = model.embed_files(
+        args.inputs, args.output, start=args.start, step=args.step, quality=args.quality
+    )
     print(f"embedding written to {path}")
 
 
@@ -113,7 +137,11 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     from .model import Model
 
     model = Model.load(args.model, device=args.device)
-    paths = model.restore_file(args.embedding, args.output)
+    if args.task is not None and args.task != model.task.name:
+        raise UserError(
+            f"--task {args.task} names another task than the model's ({model.task.name})"
+        )
+    paths = model.restore_file(args.embedding, args.output, size=args.size)
     print(f"{len(paths)} images written to {args.output}")
 
 
@@ -182,19 +210,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("embed", help="embed image files (or a clip) into one PNG")
+    p = sub.add_parser("embed", help="embed image files (or a clip) into one PNG or JPEG")
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
-    p.add_argument("-o", "--output", required=True, help="the PNG to write")
+    p.add_argument("-o", "--output", required=True, help="the file to write: .png or .jpg")
+    p.add_argument(
+        "--quality", type=_quality, help="JPEG quality 1-100 for a .jpg output (default 95)"
+    )
     p.add_argument("--start", type=_count(0), default=0, help="first frame of a clip")
     p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
     _add_device(p)
     p.set_defaults(func=_cmd_embed)
 
-    p = sub.add_parser("restore", help="restore the images from an embedding PNG")
+    p = sub.add_parser("restore", help="restore the images from an embedding PNG or JPEG")
     p.add_argument("--model", required=True, help="run or checkpoint folder")
-    p.add_argument("embedding", help="the PNG written by `invblocks embed`")
+    p.add_argument("embedding", help="the PNG or JPEG written by `invblocks embed`")
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
+    p.add_argument(
+        "--size",
+        type=_size,
+        metavar="WIDTHxHEIGHT",
+        help="the original images' size, for a file whose metadata another program removed",
+    )
+    p.add_argument("--task", help="the task the embedding is of (checked against the model's)")
     _add_device(p)
     p.set_defaults(func=_cmd_restore)
 

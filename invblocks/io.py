@@ -1,4 +1,5 @@
-"""Image files: read to tensors, write 8-bit PNGs atomically, find the bundled photographs."""
+"""Image files: read to tensors, write 8-bit PNGs and JPEGs atomically, carry metadata,
+find the bundled photographs."""
 
 from __future__ import annotations
 
@@ -21,10 +22,16 @@ __all__ = [
     "atomic_write",
     "photo_path",
     "read_image",
+    "read_metadata",
     "read_png_text",
     "to_uint8",
+    "write_image",
+    "write_jpeg",
     "write_png",
 ]
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+"""File endings written as JPEG by :func:`write_image` (anything else is refused there)."""
 
 PHOTOS = {
     "astronaut": ("scikit-image", "skimage/data/astronaut.png"),
@@ -162,3 +169,72 @@ def write_png(
     with atomic_write(path) as f:
         img.save(f, format="PNG", pnginfo=info)
     return path
+
+
+_COMMENT_PREFIX = b"invblocks-text:"
+
+
+def write_jpeg(
+    image: Tensor,
+    path: str | os.PathLike,
+    *,
+    quality: int = 95,
+    text: dict[str, str] | None = None,
+) -> Path:
+    """Write a ``(C, H, W)`` image in ``[0, 1]`` (``C`` 1 or 3) as a baseline JPEG at
+    ``quality`` (1..100, 4:2:0 chroma subsampling: what libjpeg and most programs write),
+    atomically. ``text`` is stored in the file's comment (COM) segment as JSON, read back by
+    :func:`read_metadata`."""
+    import json
+
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100; received {quality}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = Image.fromarray(to_uint8(image))
+    extra = {"comment": _COMMENT_PREFIX + json.dumps(text).encode()} if text else {}
+    with atomic_write(path) as f:
+        img.save(f, format="JPEG", quality=int(quality), subsampling=2, **extra)
+    return path
+
+
+def write_image(
+    image: Tensor,
+    path: str | os.PathLike,
+    *,
+    text: dict[str, str] | None = None,
+    quality: int | None = None,
+) -> Path:
+    """:func:`write_png` or :func:`write_jpeg` by the file's ending (``.png``, ``.jpg``,
+    ``.jpeg``); ``quality`` is for JPEG (default 95). ``ValueError`` for other endings."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".png":
+        if quality is not None:
+            raise ValueError(f"a quality is for JPEG files; {path} is a PNG (lossless)")
+        return write_png(image, path, text=text)
+    if suffix in JPEG_SUFFIXES:
+        return write_jpeg(image, path, quality=95 if quality is None else quality, text=text)
+    raise ValueError(f"{path}: embeddings are written as .png or .jpg; received {suffix!r}")
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The text a file carries: a PNG's text chunks, or what :func:`write_jpeg` put in a
+    JPEG's comment segment (empty for other files, or when another program dropped it)."""
+    import json
+
+    try:
+        with Image.open(path) as img:
+            if img.format == "JPEG":
+                comment = img.info.get("comment", b"")
+                if isinstance(comment, bytes) and comment.startswith(_COMMENT_PREFIX):
+                    try:
+                        data = json.loads(comment[len(_COMMENT_PREFIX) :].decode())
+                    except ValueError:
+                        return {}
+                    return (
+                        {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+                    )
+                return {}
+            return dict(getattr(img, "text", {}) or {})
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err

@@ -1,15 +1,18 @@
-"""A trained model for users: embed real files into one 8-bit PNG, restore them from it.
+"""A trained model for users: embed real files into one 8-bit image, restore them from it.
 
-The PNG carries, in a text chunk named ``invblocks``, the task, the number of images and their
+The embedding is a PNG (lossless) or a JPEG. It carries, in a PNG text chunk or a JPEG
+comment named ``invblocks``, the metadata format, the task, the number of images and their
 original size. Inputs of any size are padded (edge replication, right and bottom) to what the
 network needs; the embedding keeps the padded size, and restoring crops back to the original
-size read from that chunk. The PNG alone (plus the model) restores the images.
+size read from the metadata. The file alone (plus the model) restores the images; when
+another program dropped the metadata, the original size given by hand does.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
-from .io import read_image, read_png_text, write_png
+from .io import JPEG_SUFFIXES, read_image, read_metadata, write_image, write_png
 from .ops import to_float
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet
@@ -30,6 +33,8 @@ from .task import Task
 __all__ = ["Model", "load_for_eval"]
 
 META_KEY = "invblocks"
+EMBEDDING_FORMAT = 1
+"""The version of an embedding file's metadata (files of invblocks 0.1 have none: 1)."""
 
 
 class Model:
@@ -140,7 +145,13 @@ class Model:
         x = F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
         with torch.no_grad():
             embedding = self.net.embed(self._layout(x))
-        meta = {"task": self.task.name, "n_inputs": self.n_inputs, "height": h, "width": w}
+        meta = {
+            "format": EMBEDDING_FORMAT,
+            "task": self.task.name,
+            "n_inputs": self.n_inputs,
+            "height": h,
+            "width": w,
+        }
         return embedding[0].cpu(), meta
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
@@ -207,36 +218,110 @@ class Model:
         return images
 
     def embed_files(
-        self, inputs: Sequence[str | Path], output: str | Path, *, start: int = 0, step: int = 1
+        self,
+        inputs: Sequence[str | Path],
+        output: str | Path,
+        *,
+        start: int = 0,
+        step: int = 1,
+        quality: int | None = None,
     ) -> Path:
-        """Embed image files (or a clip) into the PNG ``output`` (written atomically)."""
+        """Embed image files (or a clip) into ``output``, written atomically: a PNG
+        (``.png``, lossless) or a JPEG (``.jpg``/``.jpeg`` at ``quality``, default 95). The
+        metadata restoring needs goes in the file (a PNG text chunk, a JPEG comment)."""
         output = Path(output)
-        if output.suffix.lower() != ".png":
-            raise ValueError(f"the embedding is written as PNG; {output} does not end in .png")
+        suffix = output.suffix.lower()
+        if suffix != ".png" and suffix not in JPEG_SUFFIXES:
+            raise ValueError(
+                f"the embedding is written as PNG or JPEG; {output} ends in neither .png nor .jpg"
+            )
         if any(output.resolve() == Path(p).resolve() for p in inputs):
             raise ValueError(f"{output} is one of the inputs; refusing to overwrite it")
         embedding, meta = self.embed(self.read_inputs(inputs, start=start, step=step))
-        return write_png(embedding, output, text={META_KEY: json.dumps(meta)})
+        return write_image(embedding, output, text={META_KEY: json.dumps(meta)}, quality=quality)
 
-    def restore_file(self, embedding: str | Path, out_dir: str | Path) -> list[Path]:
-        """Restore the images from an embedding PNG into ``out_dir`` as ``restored_<i>.png``."""
-        embedding = Path(embedding)
-        text = read_png_text(embedding)
-        if META_KEY not in text:
+    def read_embedding(
+        self, path: str | Path, *, size: tuple[int, int] | None = None
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """An embedding file (PNG or JPEG) and its metadata, checked against this model.
+
+        ``size`` ``(width, height)``: the original images' size, for a file whose metadata
+        another program removed (without it such a file is refused, naming the option).
+        """
+        path = Path(path)
+        text = read_metadata(path)
+        if META_KEY in text:
+            try:
+                meta = json.loads(text[META_KEY])
+                _check_meta(meta)
+            except ValueError as err:
+                raise ValueError(f"{path}: its invblocks metadata is damaged: {err}") from err
+        elif size is None:
             raise ValueError(
-                f"{embedding} carries no invblocks metadata: was it written by invblocks embed?"
+                f"{path} carries no invblocks metadata (another program may have removed it): "
+                "give the original images' size with --size WIDTHxHEIGHT"
             )
-        try:
-            meta = json.loads(text[META_KEY])
+        else:
+            meta = {
+                "task": self.task.name,
+                "n_inputs": self.n_inputs,
+                "width": int(size[0]),
+                "height": int(size[1]),
+            }
             _check_meta(meta)
-        except ValueError as err:
-            raise ValueError(f"{embedding}: its invblocks metadata is damaged: {err}") from err
-        mode = "L" if self.task.embed_channels == 1 else "RGB"
-        images = self.restore(read_image(embedding, mode=mode), meta)
+        want = "L" if self.task.embed_channels == 1 else "RGB"
+        mode = _image_mode(path)
+        if mode in ("CMYK", "YCbCr") or (want == "RGB" and mode in ("L", "LA", "1", "I", "I;16")):
+            kind = "CMYK" if mode == "CMYK" else "grayscale" if want == "RGB" else mode
+            raise ValueError(
+                f"{path} is a {kind} image; this model's embeddings are "
+                f"{'RGB' if want == 'RGB' else 'grayscale'} (was it converted after embedding?)"
+            )
+        return read_image(path, mode=want), meta
+
+    def restore_file(
+        self,
+        embedding: str | Path,
+        out_dir: str | Path,
+        *,
+        size: tuple[int, int] | None = None,
+    ) -> list[Path]:
+        """Restore the images from an embedding file (PNG or JPEG) into ``out_dir`` as
+        ``restored_<i>.png``: all of them or, on any failure, none. ``size`` as in
+        :meth:`read_embedding`."""
+        embedding = Path(embedding)
+        image, meta = self.read_embedding(embedding, size=size)
+        images = self.restore(image, meta)
         outputs = [Path(out_dir) / f"restored_{i}.png" for i in range(len(images))]
         if any(p.resolve() == embedding.resolve() for p in outputs):
             raise ValueError(f"restoring into {out_dir} would overwrite the input {embedding}")
-        return [write_png(im, p) for im, p in zip(images, outputs, strict=True)]
+        return write_all(images, outputs)
+
+
+def write_all(images: Sequence[Tensor], paths: Sequence[Path]) -> list[Path]:
+    """Write every image as a PNG, all or none: each goes to a hidden temporary file first,
+    and only when all are written are they renamed into place (on failure the temporary
+    files are removed and nothing at ``paths`` changes)."""
+    temporary = [p.with_name(f".{p.name}.{os.getpid()}.partial.png") for p in paths]
+    try:
+        for image, tmp in zip(images, temporary, strict=True):
+            write_png(image, tmp)
+        for tmp, path in zip(temporary, paths, strict=True):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
+    return list(paths)
+
+
+def _image_mode(path: Path) -> str:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return str(img.mode)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot read image {path}: {err}") from err
 
 
 def _as_image(image: Any, what: str) -> Tensor:
@@ -279,6 +364,12 @@ def _check_meta(meta: Any) -> None:
             )
         if isinstance(value, int) and value <= 0:
             raise ValueError(f"expected {key!r} to be positive; received {value!r}")
+    version = meta.get("format", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version > EMBEDDING_FORMAT:
+        raise ValueError(
+            f"the embedding's metadata format is {version!r}; this invblocks reads format "
+            f"{EMBEDDING_FORMAT} (a newer invblocks wrote it?)"
+        )
 
 
 def load_for_eval(path: str | Path) -> tuple[Task, RICNet, int, dict[str, Any]]:

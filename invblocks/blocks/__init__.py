@@ -4,6 +4,7 @@ from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
 from .dense import DenseBlock, set_compact_dense
 from .haar import HaarDownscale, Squeeze, Unsqueeze
+from .jpeg import JPEGChannel, jpeg
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
 from .split import Concat, Split
@@ -18,12 +19,14 @@ __all__ = [
     "DenseBlock",
     "HaarDownscale",
     "InvConv1x1",
+    "JPEGChannel",
     "Quantizer",
     "RelationBlock",
     "RelationModule",
     "Split",
     "Squeeze",
     "Unsqueeze",
+    "jpeg",
     "quantize",
     "set_compact_dense",
     "shift",

@@ -8,6 +8,7 @@ strategies for shapes, dtypes and seeds live in :mod:`invblocks.testing.strategi
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from ..task import Task
 
 __all__ = [
     "BlockCheckError",
+    "CheckNotRun",
     "SavedBytes",
     "check_block",
     "check_task",
@@ -31,6 +33,10 @@ __all__ = [
 
 class BlockCheckError(AssertionError):
     """A block broke a property its inversion kind promises."""
+
+
+class CheckNotRun(UserWarning):
+    """A check :func:`check_block` could not run on a block (the message says which, why)."""
 
 
 class SavedBytes:
@@ -200,7 +206,7 @@ def check_block(
     low: float = 0.0,
     high: float = 1.0,
     device: str | torch.device = "cpu",
-) -> None:
+) -> list[str]:
     """Check the properties ``block``'s inversion kind promises, on inputs of shape ``dims``.
 
     The block is copied, cast to ``dtype`` and its parameters perturbed by ``perturb``
@@ -220,8 +226,9 @@ def check_block(
       elements, the log-det equals ``slogdet`` of the autograd Jacobian;
     * ``LEFT``: ``inverse(forward(x)) == x`` within :func:`tolerance`;
     * ``LOSSY``: ``forward(inverse(y)) == y`` within :func:`tolerance`;
-    * ``STE``: eval forward is idempotent (``f(f(x)) == f(x)`` exactly) and the inverse maps
-      the output back to itself;
+    * ``STE``: eval forward is idempotent (``f(f(x)) == f(x)`` exactly; left out for blocks
+      that declare ``idempotent = False``, such as a JPEG codec) and the inverse maps the
+      output back to itself;
     * ``LEARNED``: the *unperturbed* block is the identity in both directions (as the
       reference initialises it);
     * ``AUGMENTED``: the common checks only.
@@ -229,6 +236,10 @@ def check_block(
     A :class:`~invblocks.graph.Sequence` is checked as a whole (the kind checks only when it is
     EXACT or LEFT throughout) and then node by node at the shapes it infers; a
     :class:`~invblocks.ricnet.RICNet` as a whole, then its body and its channel.
+
+    Returns the checks that could not run on this block (each also warned as
+    :class:`CheckNotRun`), e.g. the idempotence of an ``STE`` block that declares
+    ``idempotent = False`` (a codec).
 
     Raises:
         BlockCheckError: naming the block, its kind and the property that failed.
@@ -248,6 +259,7 @@ def check_block(
     ]
     saved = [x.clone() for x in xs]
     rng_state = _rng_states(device)
+    skipped: list[str] = []
 
     with torch.no_grad():
         ys, log_det = _run(block, xs)
@@ -287,7 +299,9 @@ def check_block(
         elif kind is Inversion.STE:
             again, _ = _run(block, list(ys))
             back, _ = _run(block, list(ys), rev=True)
-            if not all(torch.equal(a, b) for a, b in zip(again, ys, strict=True)):
+            if not getattr(block, "idempotent", True):
+                skipped.append("idempotence (the block declares idempotent = False)")
+            elif not all(torch.equal(a, b) for a, b in zip(again, ys, strict=True)):
                 raise _fail(block, "quantisation is not idempotent: f(f(x)) != f(x)")
             if not all(torch.equal(a, b) for a, b in zip(back, ys, strict=True)):
                 raise _fail(block, "the inverse does not return the quantised values unchanged")
@@ -306,13 +320,17 @@ def check_block(
         raise _fail(block, "the block touched torch's global random generator")
     if check_gradients:
         _check_gradients(block.train(), [x.clone() for x in xs], gen)
+    for what in skipped:
+        warnings.warn(
+            f"check_block: {block._name()}: {what} not checked", CheckNotRun, stacklevel=2
+        )
     parts: list[tuple[Block, Any]] = []
     if isinstance(original, Sequence):
         parts = list(zip(original, original.shapes, strict=False))
     elif isinstance(original, RICNet):
         parts = [(original.body, dims), (original.channel, [original.embedding_dims])]
     for part, part_dims in parts:
-        check_block(
+        skipped += check_block(
             part,
             part_dims,
             batch=batch,
@@ -325,6 +343,7 @@ def check_block(
             high=high,
             device=device,
         )
+    return skipped
 
 
 def _rng_states(device: torch.device) -> list[Tensor]:
