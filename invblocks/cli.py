@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from .plugins import PluginLoadError
 from .runtime import tune_malloc
@@ -107,20 +108,26 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from .model import load_for_eval
-    from .runtime import resolve_device
+    from .io import json_safe
+    from .model import Model, evaluate_images
     from .trainer import evaluate
 
-    device = resolve_device(args.device)
-    task, net, n, meta = load_for_eval(args.model)
-    net = net.to(device)
-    source = (
-        task.open_data(Path(args.data)) if args.data and task.open_data else task.default_data()
-    )
-    crop = args.crop or meta.get("train_config", {}).get("crop") or task.train.crop
-    data = task.dataset(source, "val", n_inputs=n, crop=crop, length=args.samples)
-    metrics = evaluate(task, net, [data[i] for i in range(len(data))], n)
-    print(json.dumps(metrics, indent=2))
+    model = Model.load(args.model, device=args.device)
+    task, n, meta = model.task, model.n_inputs, model.meta
+    if args.data:
+        if task.open_data is None:
+            raise UserError(f"task {task.name!r} cannot read a data folder")
+        source = task.open_data(Path(args.data))
+    else:
+        source = task.default_data()
+    if args.crop is None:  # whole held-out images, as a user's files go
+        metrics = evaluate_images(model, source.val, limit=args.samples)
+    else:
+        data = task.dataset(source, "val", n_inputs=n, crop=args.crop, length=args.samples)
+        metrics = evaluate(task, model.net, [data[i] for i in range(len(data))], n)
+    report: dict[str, Any] = {"model": str(args.model), **metrics}
+    report["train_crop"] = meta.get("train_config", {}).get("crop")
+    print(json.dumps(json_safe(report), indent=2, allow_nan=False))
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
@@ -202,11 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p, default=None)
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("eval", help="PSNR/SSIM of a trained model on validation samples")
+    p = sub.add_parser(
+        "eval", help="PSNR/SSIM of a model on whole held-out images, against the trivial baseline"
+    )
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("--data", help="a dataset folder (default: the task's default data)")
-    p.add_argument("--samples", type=_count(1), default=4, help="validation samples (4)")
-    p.add_argument("--crop", type=_count(1), help="crop size (default: the training crop)")
+    p.add_argument("--samples", type=_count(1), default=4, help="held-out items (at most 4)")
+    p.add_argument(
+        "--crop", type=_count(1), help="evaluate centre crops of this size instead of whole images"
+    )
     _add_device(p)
     p.set_defaults(func=_cmd_eval)
 

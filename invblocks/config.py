@@ -62,7 +62,15 @@ class TrainConfig:
             (:class:`~invblocks.losses.LossConfig`; e.g. ``{"embedding": 2.0, "frequency":
             0.0}``; ``--set losses.restoration=1``), and ``reduction``. A name that is no
             term of the run is an error listing the known ones.
-        steps: Optimisation steps.
+        steps: Optimisation steps (at most, with a budget).
+        cpu_budget: Train for this many seconds of the training process's CPU time (on a
+            2-core machine about twice the wall time), counting the steps (data, forward,
+            backward, update), not validation or checkpoints. The learning-rate schedule runs
+            over the budget instead of the steps: its progress is the larger of the share of
+            steps done and the share of the budget used, and training ends when either is
+            complete. A budgeted run resumes with the budget it has left, but is not bit for
+            bit reproducible (where it stops depends on the machine's speed).
+        time_budget: The same in wall-clock seconds.
         batch: Samples per step (per process in distributed training).
         crop: Training crop size.
         lr: Initial learning rate.
@@ -123,6 +131,8 @@ class TrainConfig:
     network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     losses: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     steps: int = attrs.field(default=1000, validator=_is("int", v.gt(0)))
+    cpu_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
+    time_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     batch: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     crop: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     lr: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))

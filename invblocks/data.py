@@ -489,7 +489,7 @@ def default_stereo(disparity: int = 12) -> Source:
 
 
 # --------------------------------------------------------------------------- dataset
-SampleFn = Callable[[Sequence[Any], int, int, int, torch.Generator, bool], list[Tensor]]
+SampleFn = Callable[[Sequence[Any], int, int, int | None, torch.Generator, bool], list[Tensor]]
 
 
 class TaskDataset(Dataset):

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor
 __all__ = [
     "PHOTOS",
     "atomic_write",
+    "json_safe",
     "photo_path",
     "read_image",
     "read_metadata",
@@ -238,3 +239,17 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             return dict(getattr(img, "text", {}) or {})
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinity) replaced by ``None``, so that
+    ``json.dumps`` writes standard JSON (``NaN`` and ``Infinity`` are not JSON)."""
+    import math
+
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

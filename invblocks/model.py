@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from .ricnet import RICNet, as_ricnet
 from .runtime import resolve_device
 from .task import Task
 
-__all__ = ["Model", "load_for_eval"]
+__all__ = ["Model", "evaluate_images", "load_for_eval"]
 
 META_KEY = "invblocks"
 EMBEDDING_FORMAT = 1
@@ -131,6 +131,13 @@ class Model:
         ph, pw = self.padded_size(height, width)
         return ph // self.task.scale, pw // self.task.scale
 
+    def pad(self, x: Tensor) -> Tensor:
+        """The stacked images ``(n*C, H, W)`` as the network runs them: ``(1, n*C, H', W')``
+        padded on the right and bottom by edge replication to :meth:`padded_size`."""
+        h, w = x.shape[-2:]
+        ph, pw = self.padded_size(h, w)
+        return F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
+
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
         """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
@@ -141,10 +148,8 @@ class Model:
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
         h, w = x.shape[-2:]
-        ph, pw = self.padded_size(h, w)
-        x = F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
         with torch.no_grad():
-            embedding = self.net.embed(self._layout(x))
+            embedding = self.net.embed(self._layout(self.pad(x)))
         meta = {
             "format": EMBEDDING_FORMAT,
             "task": self.task.name,
@@ -379,3 +384,80 @@ def load_for_eval(path: str | Path) -> tuple[Task, RICNet, int, dict[str, Any]]:
     task = get_task(meta.get("task", "?"))
     net = as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
     return task, net.eval(), int(meta["n_inputs"]), meta
+
+
+def evaluate_images(
+    model: Model,
+    items: Sequence[Any],
+    *,
+    limit: int | None = None,
+    transport: Callable[[Tensor], Tensor] | None = None,
+    ssim_too: bool = True,
+) -> dict[str, float]:
+    """The papers' metrics on **whole** held-out items, as a user's files go: each item's
+    images (the task's sampler with ``crop=None``) are embedded with ``model`` (padded as
+    :meth:`Model.embed` pads), the 8-bit embedding goes through ``transport`` (default: none,
+    a PNG; e.g. a JPEG round trip), and the images are restored and cropped back.
+
+    Returns means over the items: ``embedding_psnr``/``_ssim`` (the sent embedding against
+    the reference), ``received_psnr`` (after ``transport``), ``restored_psnr``/``_ssim``
+    (over the inputs), ``restored_psnr_<i>`` (input ``i``, natural order),
+    ``restored_psnr_no_ref`` (without the input the reference is made from, when there are
+    several), the same for ``baseline_*`` (the task's trivial restoration from the reference
+    alone, :meth:`~invblocks.task.Task.trivial_restoration`) and ``items``. SSIM is NaN for
+    images under 11 pixels; identical images count as 100 dB.
+    """
+    from .metrics import psnr, ssim
+
+    task, n = model.task, model.n_inputs
+    count = len(items) if limit is None else min(limit, len(items))
+    if count < 1:
+        raise ValueError(f"task {task.name!r}: no held-out items to evaluate")
+    rows: dict[str, list[float]] = {}
+
+    def add(key: str, value: float) -> None:
+        rows.setdefault(key, []).append(value)
+
+    def ssim_or_nan(a: Tensor, b: Tensor) -> float:
+        return ssim(a, b) if ssim_too and min(b.shape[-2:]) >= 11 else float("nan")
+
+    reference_slot = task.order(n)[0]
+    for index in range(count):
+        generator = torch.Generator().manual_seed(index)
+        images = [
+            _as_image(im, "images") for im in task.sample(items, index, n, None, generator, False)
+        ]
+        embedding, meta = model.embed(images)
+        received = transport(embedding[None])[0] if transport is not None else embedding
+        restored = model.restore(received.clamp(0, 1), meta)
+        padded = model.pad(task.stack(images))
+        reference = task.reference(padded, n)[0].clamp(0, 1)
+        h, w = images[0].shape[-2:]
+        try:
+            trivial = task.trivial_restoration(padded, n)[0][:, :h, :w].clamp(0, 1)
+            baseline: list[Tensor] | None = task.unstack(trivial, n)
+        except ValueError:
+            baseline = None
+        add("embedding_psnr", psnr(embedding, reference))
+        add("embedding_ssim", ssim_or_nan(embedding, reference))
+        add("received_psnr", psnr(received, reference))
+        for name, outs in (("restored", restored), ("baseline", baseline)):
+            if outs is None:
+                continue
+            per = [min(psnr(o, im), 100.0) for o, im in zip(outs, images, strict=True)]
+            add(f"{name}_psnr", sum(per) / n)
+            add(f"{name}_ssim", sum(map(ssim_or_nan, outs, images)) / n)
+            for i, value in enumerate(per):
+                add(f"{name}_psnr_{i}", value)
+            if n > 1:
+                others = [v for i, v in enumerate(per) if i != reference_slot]
+                add(f"{name}_psnr_no_ref", sum(others) / len(others))
+    means = {k: _finite_mean(v) for k, v in rows.items()}
+    means["items"] = float(count)
+    return means
+
+
+def _finite_mean(values: list[float]) -> float:
+    """The mean; ``inf`` (identical images) counts as 100 dB, NaN stays NaN."""
+    clipped = [min(v, 100.0) for v in values]
+    return sum(clipped) / len(clipped)

@@ -35,7 +35,8 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     steps = [r for r in records if "total" in r]
     if not steps:
         return None
-    keys = [k for k in steps[-1] if k not in ("step", "lr", "grad_norm", "step_s", "data_s")]
+    skip = ("step", "lr", "grad_norm", "step_s", "data_s", "cpu_s")
+    keys = [k for k in steps[-1] if k not in skip]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     xs = [r["step"] for r in steps]
@@ -66,6 +67,11 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     with atomic_write(path) as f:
         fig.savefig(f, dpi=90, format="png")
     return path
+
+
+def _number(value: Any) -> str:
+    """A table cell: three decimals, or ``-`` for a missing or non-numeric value."""
+    return f"{value:.3f}" if isinstance(value, int | float) else "-"
 
 
 def _timing(records: list[dict[str, Any]]) -> str:
@@ -113,7 +119,7 @@ def write_report(run: str | Path) -> Path:
         parts.append("<h2>Validation</h2><table><tr><th>step</th>")
         parts.append("".join(f"<th>{html.escape(k)}</th>" for k in keys) + "</tr>")
         for r in val:
-            cells = "".join(f"<td>{r['validation'].get(k, float('nan')):.3f}</td>" for k in keys)
+            cells = "".join(f"<td>{_number(r['validation'].get(k))}</td>" for k in keys)
             parts.append(f"<tr><td>{r['step']}</td>{cells}</tr>")
         parts.append("</table>")
         samples = run / "samples"

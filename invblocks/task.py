@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import attrs
 import torch
+import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor
 
@@ -17,7 +18,14 @@ from .data import SampleFn, Source, TaskDataset
 from .losses import LossConfig, LossTerm, Objective
 from .ricnet import RICNet, as_ricnet
 
-__all__ = ["Task", "TrainDefaults", "default_display", "identity_order", "middle_first_order"]
+__all__ = [
+    "Task",
+    "TrainDefaults",
+    "default_display",
+    "identity_order",
+    "middle_first_order",
+    "repeat_reference",
+]
 
 
 def identity_order(n: int) -> list[int]:
@@ -37,6 +45,23 @@ def default_display(image: Tensor) -> Tensor:
     channel counts as the mean of their channels (gray). Tasks with other images (RAW,
     layers with alpha) give their own ``Task.display``."""
     return image if image.shape[-3] in (1, 3) else image.mean(dim=-3, keepdim=True)
+
+
+def repeat_reference(reference: Tensor, n: int, size: tuple[int, int], channels: int) -> Tensor:
+    """The trivial restoration, from the reference alone: the reference upscaled to the
+    inputs' size (bicubic) where it is smaller, its one channel repeated where the inputs have
+    three (gray as colour), then repeated in every slot: ``(B, n * channels, H, W)``."""
+    r = reference
+    if tuple(r.shape[-2:]) != tuple(size):
+        r = F.interpolate(r, size=tuple(size), mode="bicubic", align_corners=False).clamp(0, 1)
+    if r.shape[1] != channels:
+        if r.shape[1] != 1:
+            raise ValueError(
+                f"no trivial restoration of {channels}-channel images from a "
+                f"{r.shape[1]}-channel reference; give the task a baseline"
+            )
+        r = r.expand(-1, channels, -1, -1)
+    return r.repeat(1, n, 1, 1)
 
 
 def _terms(value: Iterable[LossTerm]) -> tuple[LossTerm, ...]:
@@ -83,7 +108,8 @@ class Task:
             be at least this, and :meth:`invblocks.model.Model.embed` pads smaller images up to it.
         sample: ``f(items, index, n, crop, generator, train) -> [image, ...]``: one sample's
             ``n`` images ``(C, H, W)`` in natural order (e.g. frames in time order). Training
-            samples are random; validation samples are ``items[index]``, centre-cropped.
+            samples are random; validation samples are ``items[index]``, centre-cropped;
+            ``crop=None`` (validation) asks for the whole item (full-image evaluation).
         default_data: ``f() -> Source``: the built-in default data (installed files only).
         open_data: ``f(path) -> Source``: read a user's data folder (a dataset layout).
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
@@ -99,6 +125,10 @@ class Task:
         train: Default training set-up.
         display: ``f(image) -> (1 or 3, H, W)``: how one input image is shown in reports and
             validation samples (:func:`default_display`).
+        baseline: ``f(reference, n, (H, W)) -> (B, n*C, H, W)``: the trivial restoration from
+            the reference alone, which a useful model must beat (default
+            :func:`repeat_reference`: the middle frame for every frame, the left view as the
+            right, the cover as the secret, gray as colour, bicubic up for rescaling).
         metrics: Names of the metrics evaluation reports.
         plugin: Set by the registry to the registering plugin's name.
     """
@@ -122,6 +152,7 @@ class Task:
     losses: LossConfig = attrs.field(factory=LossConfig)
     train: TrainDefaults = attrs.field(factory=TrainDefaults)
     display: Callable[[Tensor], Tensor] = default_display
+    baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
     metrics: tuple[str, ...] = ("psnr", "ssim")
     plugin: str = ""
 
@@ -220,6 +251,15 @@ class Task:
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
         return as_ricnet(self.network(n, **overrides), image_channels=self.image_channels)
+
+    def trivial_restoration(self, x: Tensor, n: int) -> Tensor:
+        """The task's trivial restoration of the stacked batch ``x`` ``(B, n*C, H, W)``, from
+        its reference alone (:attr:`baseline`)."""
+        reference = self.reference(x, n)
+        size = (int(x.shape[-2]), int(x.shape[-1]))
+        if self.baseline is not None:
+            return self.baseline(reference, n, size)
+        return repeat_reference(reference, n, size, self.image_channels)
 
     def objective(
         self, network: Block | None = None, overrides: Mapping[str, Any] | None = None

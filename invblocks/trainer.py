@@ -24,7 +24,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import Source
-from .io import atomic_write, write_png
+from .io import atomic_write, json_safe, write_png
 from .losses import Objective
 from .metrics import psnr, ssim
 from .model import load_for_eval
@@ -73,16 +73,38 @@ class StepSampler(Sampler[int]):
         return (self.steps - self.start) * self.batch
 
 
-def learning_rate(kind: str, base: float, step: int, steps: int) -> float:
+def learning_rate(
+    kind: str, base: float, step: int, steps: int, progress: float | None = None
+) -> float:
     """The schedule as a function of the step (no scheduler state to save).
 
     ``iicnet``: halved at 20, 40, 60 and 80% of the steps (the reference: every 100k of 500k).
     ``win``: cosine from ``base`` to 1e-6 over the run (the reference steps it per epoch).
+    ``progress`` (in ``[0, 1]``) replaces ``step / steps`` (a budgeted run's share used).
     """
+    done = step / steps if progress is None else progress
     if kind == "iicnet":
-        return base * 0.5 ** sum(step >= int(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
+        if progress is None:
+            return base * 0.5 ** sum(step >= int(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
+        return base * 0.5 ** sum(done >= f for f in (0.2, 0.4, 0.6, 0.8))
     eta_min = 1e-6
-    return eta_min + (base - eta_min) * 0.5 * (1 + math.cos(math.pi * step / steps))
+    return eta_min + (base - eta_min) * 0.5 * (1 + math.cos(math.pi * min(done, 1.0)))
+
+
+class _Budget:
+    """How much of a run is done: steps, and the CPU and wall time its steps used."""
+
+    def __init__(self, config: TrainConfig, cpu_s: float = 0.0, wall_s: float = 0.0) -> None:
+        self.config, self.cpu_s, self.wall_s = config, cpu_s, wall_s
+        self.limited = config.cpu_budget is not None or config.time_budget is not None
+
+    def progress(self, step: int) -> float:
+        shares = [step / self.config.steps]
+        if self.config.cpu_budget is not None:
+            shares.append(self.cpu_s / self.config.cpu_budget)
+        if self.config.time_budget is not None:
+            shares.append(self.wall_s / self.config.time_budget)
+        return max(shares)
 
 
 def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
@@ -217,9 +239,23 @@ def evaluate(
     return {k: sum(v) / len(v) for k, v in rows.items()}
 
 
+def _spent(budget: _Budget, step: int, world: int, device: torch.device) -> bool:
+    """Whether a budgeted run's budget is used up after ``step`` (the ranks agree: the
+    one whose clock ran out first decides for all)."""
+    if not budget.limited:
+        return False
+    done = budget.progress(step) >= 1.0
+    if world > 1:
+        flag = torch.tensor([float(done)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        done = bool(flag.item())
+    return done
+
+
 def _log(path: Path, record: dict[str, Any]) -> None:
+    """Append one record as a line of standard JSON (non-finite numbers as ``null``)."""
     with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+        f.write(json.dumps(json_safe(record), allow_nan=False) + "\n")
 
 
 def _distributed(device: torch.device) -> tuple[int, int]:
@@ -251,13 +287,19 @@ def train(
     resume: bool = False,
     progress: bool = True,
     source: Source | None = None,
+    on_step: Callable[[int, dict[str, Any], RICNet], None] | None = None,
 ) -> Path:
     """Train ``config.task`` and write the run folder ``out``; returns it.
 
     With ``resume``, continues from ``out``'s latest checkpoint; on CPU the result equals an
     uninterrupted run bit for bit (data, noise and schedule are functions of the step and the
     saved RNG states; on a GPU the same holds up to the nondeterminism of its convolution
-    kernels).
+    kernels). A run with a budget (``cpu_budget``, ``time_budget``) resumes with what it has
+    left, but where it stops depends on the machine's speed.
+
+    ``on_step(step, record, net)`` is called after every step (on rank 0) with the step's
+    logged record (losses, ``lr``, ``cpu_s``: the CPU seconds the steps used so far) and the
+    network, e.g. to evaluate it at points of the budget; time spent in it is not counted.
     """
     out = Path(out)
     device = resolve_device(config.device)
@@ -290,6 +332,7 @@ def train(
     if world > 1:
         dist.barrier()
     start = 0
+    resumed_budget = (0.0, 0.0)
     if resume:
         meta, state, folder = load_checkpoint(out)
         if meta.get("task") != task.name or meta.get("network") != net.get_config():
@@ -304,6 +347,8 @@ def train(
         if device.type == "cuda" and "cuda_rng" in ts:
             torch.cuda.set_rng_state(ts["cuda_rng"], device)
         start = int(meta["step"])
+        if "budget" in ts:
+            resumed_budget = (float(ts["budget"][0]), float(ts["budget"][1]))
 
     source = source or (
         task.open_data(Path(config.data)) if config.data and task.open_data else None
@@ -353,13 +398,16 @@ def train(
         bar = tqdm(total=config.steps, initial=start, desc=f"train {task.name}", unit="step")
     net.train()
     amp_dtype = getattr(torch, config.autocast or "bfloat16")  # used only when autocast is set
+    budget = _Budget(config, *resumed_budget)
     t0 = t_data = time.perf_counter()
+    cpu_mark = time.process_time()
     step = start
     for step, x in enumerate(loader, start=start + 1):
         t_step = time.perf_counter()
         data_s = t_step - t_data  # waiting for this batch
         x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
-        lr = learning_rate(kind, base_lr, step - 1, config.steps)
+        progress_before = budget.progress(step - 1) if budget.limited else None
+        lr = learning_rate(kind, base_lr, step - 1, config.steps, progress_before)
         for group in opt.param_groups:
             group["lr"] = lr
         if config.compile == "reduce-overhead":
@@ -370,25 +418,38 @@ def train(
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         opt.step()
+        losses = {k: float(v.detach()) for k, v in terms.items()}  # waits for the GPU
+        budget.cpu_s += time.process_time() - cpu_mark
+        budget.wall_s += time.perf_counter() - t_data
+        last = step == config.steps or _spent(budget, step, world, device)
         if rank == 0:
-            record = {"step": step, "lr": lr, "grad_norm": float(grad_norm)}
-            record.update({k: float(v.detach()) for k, v in terms.items()})  # waits for the GPU
+            record = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **losses}
             record["step_s"] = time.perf_counter() - t_step
             record["data_s"] = data_s
+            record["cpu_s"] = budget.cpu_s
             _log(log_path, record)
             if bar is not None:
                 bar.set_postfix(loss=f"{record['total']:.4g}")
                 bar.update(1)
-            if step % config.val_every == 0 or step == config.steps:
+            if on_step is not None:
+                on_step(step, record, net)
+            if step % config.val_every == 0 or last:
                 samples = [val_set[i] for i in range(len(val_set))]
                 metrics = evaluate(task, net, samples, n, out / "samples", tag=f"step{step:08d}-")
                 _log(log_path, {"step": step, "validation": metrics})
-            if step % config.ckpt_every == 0 or step == config.steps:
-                train_state = {"optimizer": opt.state_dict(), "rng": torch.get_rng_state()}
+            if step % config.ckpt_every == 0 or last:
+                train_state = {
+                    "optimizer": opt.state_dict(),
+                    "rng": torch.get_rng_state(),
+                    "budget": torch.tensor([budget.cpu_s, budget.wall_s], dtype=torch.float64),
+                }
                 if device.type == "cuda":
                     train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
                 save_checkpoint(out, step=step, net=net, meta=meta, train_state=train_state)
         t_data = time.perf_counter()
+        cpu_mark = time.process_time()
+        if last:
+            break
     if bar is not None:
         bar.close()
     if world > 1:

@@ -38,9 +38,17 @@ def pick(items: Sequence[Any], index: int, generator: torch.Generator, train: bo
     return items[index % len(items)]
 
 
+def common_size(images: Sequence[Tensor]) -> list[Tensor]:
+    """Images of different photographs (not aligned) centre-cropped to the size they all
+    have: for full-image samples of several unrelated images (hiding, derived layers)."""
+    h = min(im.shape[-2] for im in images)
+    w = min(im.shape[-1] for im in images)
+    return [center_crop(im, (h, w)) for im in images]
+
+
 def crop_window(
     images: Sequence[Tensor],
-    size: int,
+    size: int | None,
     generator: torch.Generator,
     train: bool,
     *,
@@ -48,11 +56,14 @@ def crop_window(
 ) -> list[Tensor]:
     """The same ``size`` crop of aligned images (random in training, centred otherwise) and,
     in training with ``flip``, the same random flips; as floats in ``[0, 1]`` (data sets keep
-    ``uint8``, :func:`invblocks.ops.to_float`)."""
+    ``uint8``, :func:`invblocks.ops.to_float`). ``size=None``: the whole images (full-image
+    evaluation)."""
     h, w = images[0].shape[-2:]
     if any(im.shape[-2:] != (h, w) for im in images):
         sizes = [tuple(im.shape[-2:]) for im in images]
         raise ValueError(f"aligned images must share one size; received {sizes}")
+    if size is None:
+        return [to_float(im) if im.dtype == torch.uint8 else im.clone() for im in images]
     if h < size or w < size:
         raise ValueError(f"cannot crop {size}x{size} from an image of {h}x{w}")
     if train:
@@ -66,8 +77,10 @@ def crop_window(
     return [to_float(c) if c.dtype == torch.uint8 else c.clone() for c in crops]
 
 
-def large_enough(items: Sequence[Tensor], size: int, task: str) -> list[Tensor]:
+def large_enough(items: Sequence[Tensor], size: int | None, task: str) -> list[Tensor]:
     """The images at least ``size`` on both sides; ``ValueError`` naming the task if none."""
+    if size is None:
+        return list(items)
     kept = [im for im in items if min(im.shape[-2:]) >= size]
     if not kept:
         raise ValueError(f"task {task!r}: no image is at least {size}x{size} pixels")

@@ -22,23 +22,30 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import adobe_matting, default_photos
 
-from ._common import crop_window
+from ._common import common_size, crop_window
 
 
-def soft_ellipse(size: int, generator: torch.Generator, train: bool) -> Tensor:
-    """An alpha matte ``(1, size, size)``: an ellipse with a soft edge (random in training)."""
+def soft_ellipse(size: int | Sequence[int], generator: torch.Generator, train: bool) -> Tensor:
+    """An alpha matte ``(1, H, W)`` (``size``: ``H = W`` or ``(H, W)``): an ellipse with a soft
+    edge (random in training)."""
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     r = torch.rand(5, generator=generator) if train else torch.tensor([0.5, 0.5, 0.6, 0.6, 0.5])
     cy, cx = 0.3 + 0.4 * r[0], 0.3 + 0.4 * r[1]
     ry, rx = 0.2 + 0.3 * r[2], 0.2 + 0.3 * r[3]
     edge = 0.02 + 0.08 * r[4]
-    ys = torch.linspace(0, 1, size)[:, None]
-    xs = torch.linspace(0, 1, size)[None, :]
+    ys = torch.linspace(0, 1, h)[:, None]
+    xs = torch.linspace(0, 1, w)[None, :]
     d = ((ys - cy) / ry) ** 2 + ((xs - cx) / rx) ** 2
     return ((1 - d) / edge).clamp(0, 1)[None]
 
 
 def sample_layers(
-    items: Sequence[Any], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+    items: Sequence[Any],
+    index: int,
+    n: int,
+    crop: int | None,
+    generator: torch.Generator,
+    train: bool,
 ) -> list[Tensor]:
     if train:
         i = int(torch.randint(0, len(items), (1,), generator=generator))
@@ -47,13 +54,17 @@ def sample_layers(
     item = items[i]
     if isinstance(item, tuple):  # (fg, alpha, bg) from a matting folder
         fg_image, alpha_image, bg_image = item
+        if crop is None:  # full images: the size all three have
+            fg_image, alpha_image, bg_image = common_size([fg_image, alpha_image, bg_image])
         fg, alpha = crop_window([fg_image, alpha_image], crop, generator, train)
         bg = crop_window([bg_image], crop, generator, train)[0]  # another photograph
     else:  # derived: two different photographs and a synthetic matte
         other = items[(i + 1) % len(items)]
+        if crop is None:  # full images: the size both have
+            item, other = common_size([item, other])
         fg = crop_window([item], crop, generator, train)[0]
         bg = crop_window([other], crop, generator, train)[0]
-        alpha = soft_ellipse(crop, generator, train)
+        alpha = soft_ellipse(fg.shape[-2:], generator, train)
     composite = alpha * fg + (1 - alpha) * bg
     return [composite, bg, fg * (alpha > 0)][:n]
 

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
@@ -27,16 +28,33 @@ def sample_views(
     items: Sequence[Tensor],
     index: int,
     n: int,
-    crop: int,
+    crop: int | None,
     generator: torch.Generator,
     train: bool,
     *,
     zoom: int,
 ) -> list[Tensor]:
-    photo = pick(large_enough(items, crop * zoom, f"dual-view-x{zoom}"), index, generator, train)
-    (view,) = crop_window([photo], crop * zoom, generator, train)
+    photo = pick(
+        large_enough(items, None if crop is None else crop * zoom, f"dual-view-x{zoom}"),
+        index,
+        generator,
+        train,
+    )
+    if crop is None:  # the whole photograph, trimmed to whole LR pixels
+        h, w = photo.shape[-2:]
+        photo = photo[..., : h // zoom * zoom, : w // zoom * zoom]
+    (view,) = crop_window([photo], None if crop is None else crop * zoom, generator, train)
     normal = bicubic_downscale(view[None], zoom)[0].clamp(0, 1)
-    return [normal, center_crop(view, crop)]
+    return [normal, center_crop(view, (int(normal.shape[-2]), int(normal.shape[-1])))]
+
+
+def zoomed_baseline(reference: Tensor, n: int, size: tuple[int, int], *, zoom: int) -> Tensor:
+    """The trivial restoration: the normal view as it is, and its centre, a ``1/zoom`` of its
+    side, upscaled ``zoom`` times (bicubic) as the zoomed view."""
+    h, w = reference.shape[-2:]
+    centre = center_crop(reference, (max(1, h // zoom), max(1, w // zoom)))
+    up = F.interpolate(centre, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+    return torch.cat([reference, up], dim=1)
 
 
 def normal_view(x: Tensor, n: int) -> Tensor:
@@ -58,6 +76,7 @@ def _task(zoom: int) -> Task:
         default_data=default_photos,
         open_data=open_photos,
         reference=normal_view,
+        baseline=partial(zoomed_baseline, zoom=zoom),
         network=_network,
         train=TrainDefaults(crop=144 if zoom < 8 else 96),
     )

@@ -16,17 +16,24 @@ from torch import Tensor
 from invblocks import Task, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
 
-from ._common import crop_window
+from ._common import common_size, crop_window
 
 
 def sample_cover_and_secrets(
-    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+    items: Sequence[Tensor],
+    index: int,
+    n: int,
+    crop: int | None,
+    generator: torch.Generator,
+    train: bool,
 ) -> list[Tensor]:
     if train:
         order = torch.randperm(len(items), generator=generator).tolist()
     else:
         order = [(index + k) % len(items) for k in range(len(items))]
     picks = [items[order[k % len(order)]] for k in range(n)]
+    if crop is None:  # full images: the size they all have, centred
+        return [crop_window([im], None, generator, train)[0] for im in common_size(picks)]
     # each image gets its own crop window (different photographs are not aligned)
     return [crop_window([im], crop, generator, train)[0] for im in picks]
 

@@ -24,7 +24,12 @@ from ._common import crop_window, open_photos, pick
 
 
 def sample_image(
-    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+    items: Sequence[Tensor],
+    index: int,
+    n: int,
+    crop: int | None,
+    generator: torch.Generator,
+    train: bool,
 ) -> list[Tensor]:
     return crop_window([pick(items, index, generator, train)], crop, generator, train)
 

@@ -27,7 +27,7 @@ def sample_pair(
     items: Sequence[tuple[Tensor, Tensor]],
     index: int,
     n: int,
-    crop: int,
+    crop: int | None,
     generator: torch.Generator,
     train: bool,
 ) -> list[Tensor]:

@@ -29,7 +29,12 @@ TRAIN_STEP, VAL_STEP = 5, 1
 
 
 def sample_frames(
-    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+    items: Sequence[Tensor],
+    index: int,
+    n: int,
+    crop: int | None,
+    generator: torch.Generator,
+    train: bool,
 ) -> list[Tensor]:
     """``n`` frames of one clip, ``step`` apart, in time order, cropped alike."""
     clip = pick(items, index, generator, train)

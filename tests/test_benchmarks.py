@@ -256,3 +256,34 @@ def test_data_parallel_summary_skips_failed_rounds():
     assert summary["single"]["step_s"] == 2.0
     failed = {"single": [{"error": ["x"]}], "ddp": [{"step_s": 1.0}]}
     assert summarise(failed)["ddp"] == {"error": ["x"]}
+
+
+def test_time_to_quality_and_jpeg_robustness_run_at_toy_sizes(tmp_path):
+    tiny = ["network.blocks=1", "network.width=4", "network.growth=4", "crop=16", "batch=1"]
+    sets = [a for s in tiny for r in ("fast", "default") for a in ("--set", f"{r}:{s}")]
+    run_module(
+        "time_to_quality", "--task", "video", "--budget", 2, "--recipes", "fast,default",
+        "--points", 2, "--items", 1, "--out", tmp_path, *sets,
+    )  # fmt: skip
+    record = json.loads((tmp_path / "video" / "results.json").read_text())
+    assert set(record["curves"]) == {"fast", "default"}
+    for curve in record["curves"].values():
+        # after the first step, then at the budget's marks: CPU time grows, budget is kept
+        assert [p["cpu_s"] for p in curve] == sorted(p["cpu_s"] for p in curve)
+        assert curve[-1]["png"]["restored_psnr_no_ref"] > 0 and len(curve) >= 2
+        assert curve[-1]["png"]["baseline_psnr_no_ref"] > 0
+    assert "| fast |" in (tmp_path / "video" / "table.md").read_text()
+    assert (tmp_path / "video" / "curves.png").stat().st_size > 0
+
+
+def test_jpeg_robustness_runs_at_toy_size(tmp_path):
+    run_module(
+        "jpeg_robustness", "--task", "video", "--recipe", "toy", "--budget", 2,
+        "--qualities", "90,50", "--items", 1, "--out", tmp_path,
+    )  # fmt: skip
+    record = json.loads((tmp_path / "video" / "results.json").read_text())
+    plain, jpeg = record["results"]["plain"], record["results"]["jpeg"]
+    assert set(plain) >= {"png", "jpeg90", "jpeg50", "step", "cpu_s"} and set(jpeg) == set(plain)
+    # a JPEG at quality 50 moves the received embedding further from the sent one than 90
+    assert plain["jpeg50"]["received_psnr"] < plain["jpeg90"]["received_psnr"]
+    assert "| jpeg90 |" in (tmp_path / "video" / "table.md").read_text()

@@ -18,12 +18,22 @@ from .pipeline import render, unprocess
 
 
 def sample_raw(
-    items: Sequence[Tensor], index: int, n: int, crop: int, generator: torch.Generator, train: bool
+    items: Sequence[Tensor],
+    index: int,
+    n: int,
+    crop: int | None,
+    generator: torch.Generator,
+    train: bool,
 ) -> list[Tensor]:
-    """A ``(4, crop, crop)`` packed RAW made from a ``2*crop`` sRGB photo crop."""
-    if train:
+    """A ``(4, crop, crop)`` packed RAW made from a ``2*crop`` sRGB photo crop (``crop=None``:
+    the whole photo, trimmed to whole 4x4 blocks)."""
+    if train and crop is not None:
         photo = items[int(torch.randint(0, len(items), (1,), generator=generator))]
         region = random_flip(random_crop(photo, 2 * crop, generator), generator)
+    elif crop is None:
+        photo = items[index % len(items)]
+        h, w = photo.shape[-2:]
+        region = photo[..., : h // 4 * 4, : w // 4 * 4]
     else:
         region = center_crop(items[index % len(items)], 2 * crop)
     return [unprocess(to_float(region)[None])[0]]  # data sets keep uint8
