@@ -90,7 +90,8 @@ def main() -> None:
     )
     summary = summarise(curves, key)
     rows = [
-        f"| recipe | steps | {key} | embedding PSNR | trivial baseline | CPU s to {names[0]}'s final |",
+        f"| recipe | steps | {key} | embedding PSNR | trivial baseline | "
+        f"CPU s to {names[0]}'s final |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, s in summary.items():
