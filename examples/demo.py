@@ -39,6 +39,8 @@ def main() -> None:
         help="train under bfloat16 autocast (TrainConfig.autocast); embedding stays float32",
     )
     args = parser.parse_args()
+    import invblocks.plugins  # noqa: F401  (the library loaded first, as the command line does)
+
     tune_malloc()  # whole frames: keep freed memory for reuse (invblocks.runtime)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = args.out / time.strftime("run-%Y%m%d-%H%M%S")

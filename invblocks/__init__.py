@@ -1,42 +1,101 @@
-"""invblocks: invertible building blocks for reversible image conversion."""
+"""invblocks: invertible building blocks for reversible image conversion.
 
+The names below are imported on first use, so ``import invblocks`` (and ``invblocks
+--version``) does not load PyTorch until something needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
-from . import blocks, data, ops, presets
-from .block import Block, InverseView, Inversion
-from .freia import FreiaBlock, as_block
-from .graph import Graph, GraphError, Sequence
-from .hookspecs import hookimpl
-from .losses import (
-    LossConfig,
-    LossTerm,
-    RICBatch,
-    constraint_losses,
-    loss_term,
-    register_loss_term,
-    total_constraint_loss,
-)
-from .plugins import get_task, load_plugins, tasks
-from .registry import BLOCKS, block_from_config, register_block
-from .ricnet import RICNet, RICResult
-from .task import Task, TrainDefaults
+if TYPE_CHECKING:
+    from . import blocks, data, ops, presets
+    from .block import Block, InverseView, Inversion
+    from .config import TrainConfig
+    from .freia import FreiaBlock, as_block
+    from .graph import Graph, GraphError, Sequence
+    from .hookspecs import hookimpl
+    from .losses import (
+        LossConfig,
+        LossTerm,
+        RICBatch,
+        constraint_losses,
+        loss_term,
+        register_loss_term,
+        total_constraint_loss,
+    )
+    from .model import Model
+    from .plugins import get_task, load_plugins, tasks
+    from .published import import_weights
+    from .registry import BLOCKS, block_from_config, register_block
+    from .ricnet import RICNet, RICResult
+    from .task import Task, TrainDefaults
+    from .trainer import evaluate, train
+
+_WHERE: dict[str, str | None] = {
+    "blocks": None,
+    "data": None,
+    "ops": None,
+    "presets": None,
+    "Block": "block",
+    "InverseView": "block",
+    "Inversion": "block",
+    "FreiaBlock": "freia",
+    "as_block": "freia",
+    "Graph": "graph",
+    "GraphError": "graph",
+    "Sequence": "graph",
+    "hookimpl": "hookspecs",
+    "LossConfig": "losses",
+    "LossTerm": "losses",
+    "RICBatch": "losses",
+    "constraint_losses": "losses",
+    "loss_term": "losses",
+    "register_loss_term": "losses",
+    "total_constraint_loss": "losses",
+    "get_task": "plugins",
+    "load_plugins": "plugins",
+    "tasks": "plugins",
+    "BLOCKS": "registry",
+    "block_from_config": "registry",
+    "register_block": "registry",
+    "RICNet": "ricnet",
+    "RICResult": "ricnet",
+    "Task": "task",
+    "TrainDefaults": "task",
+    "Model": "model",
+    "train": "trainer",
+    "evaluate": "trainer",
+    "TrainConfig": "config",
+    "import_weights": "published",
+}
+"""Each public name and the submodule it lives in (``None``: the name is a submodule)."""
+
+
+_SUBMODULES = {
+    "block", "checkpoint", "cli", "config", "freia", "graph", "hookspecs", "io", "losses", "memory",
+    "metrics", "model", "plugins", "published", "registry", "report", "ricnet", "runtime",
+    "task", "testing", "trainer", "training",
+}  # fmt: skip
+"""Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
 
 
 def __getattr__(name: str) -> object:
-    # the workflow layer imports lazily: `import invblocks` stays light
-    if name == "Model":
-        from .model import Model
+    if name not in _WHERE and name not in _SUBMODULES:
+        raise AttributeError(f"module 'invblocks' has no attribute {name!r}")
+    module = _WHERE.get(name)
+    if module is None:
+        value: object = importlib.import_module(f".{name}", __name__)
+    else:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next access is a plain attribute
+    return value
 
-        return Model
-    if name in ("train", "evaluate"):
-        from . import trainer
 
-        return getattr(trainer, name)
-    if name == "TrainConfig":
-        from .config import TrainConfig
-
-        return TrainConfig
-    raise AttributeError(f"module 'invblocks' has no attribute {name!r}")
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
 
 
 try:
@@ -71,6 +130,7 @@ __all__ = [
     "evaluate",
     "get_task",
     "hookimpl",
+    "import_weights",
     "load_plugins",
     "loss_term",
     "ops",

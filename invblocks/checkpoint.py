@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .io import atomic_write
+from .io import atomic_write, ensure_folder, file_mode, folder_mode
 from .registry import block_from_config
 
 __all__ = [
@@ -69,16 +69,17 @@ def _write_folder(
 ) -> Path:
     """Fill ``final`` (weights, config, training state) under a temporary name in its parent
     folder, flush everything, then rename it into place: all of it appears, or nothing."""
-    root = final.parent
-    root.mkdir(parents=True, exist_ok=True)
+    root = ensure_folder(final.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
+        os.chmod(tmp, folder_mode())  # mkdtemp makes it owner-only; the umask decides
         state = {k: v.detach().contiguous().cpu() for k, v in net.state_dict().items()}
         save_file(state, str(tmp / "model.safetensors"))
         (tmp / "config.json").write_text(json.dumps(config, indent=2))
         if train_state is not None:
             torch.save(train_state, tmp / "train_state.pt")
         for f in tmp.iterdir():
+            os.chmod(f, file_mode())  # safetensors writes owner-only; the umask decides
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
         if final.exists():
@@ -164,6 +165,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
         raise ValueError(
             f"corrupt or truncated weights {folder / 'model.safetensors'}: {err}"
         ) from err
+    missing = [k for k in ("task", "n_inputs", "network") if k not in config]
+    if missing:
+        raise ValueError(f"{folder / 'config.json'} is missing {', '.join(map(repr, missing))}")
     config, state = upgrade(config, state)
     return config, state, folder
 
@@ -210,7 +214,12 @@ def load_train_state(folder: Path) -> dict[str, Any]:
     try:
         return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # torch raises several types for corrupt files
-        raise ValueError(f"corrupt training state {path}: {err}") from err
+        text = str(err)
+        if "Weights only load failed" in text:
+            reason = "it holds more than tensors and plain containers (refused; nothing ran)"
+        else:
+            reason = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+        raise ValueError(f"corrupt training state {path}: {reason}") from None
 
 
 def load_network(config: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> nn.Module:

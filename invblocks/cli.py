@@ -1,8 +1,9 @@
 """The ``invblocks`` command line: tasks, blocks, train, eval, embed, restore, report.
 
 Exit codes: 0 success; 2 a user error (bad arguments, missing or corrupt files, unknown task,
-mismatched checkpoint, unwritable output, an installed plugin that fails to load), reported
-as one sentence on stderr; 1 anything else (a bug: the traceback is shown).
+mismatched checkpoint, unwritable output, an installed plugin that fails to load, an input
+too large for the memory), reported as one sentence on stderr; 1 anything else (a bug: the
+traceback is shown).
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
-
-from .plugins import PluginLoadError
-from .runtime import tune_malloc
 
 __all__ = ["main"]
 
@@ -59,6 +58,12 @@ def _size(text: str) -> tuple[int, int]:
     return size
 
 
+def _say(args: argparse.Namespace, message: str) -> None:
+    """A progress line on stderr when it is a terminal (not with --quiet)."""
+    if not getattr(args, "quiet", False) and sys.stderr.isatty():
+        print(message, file=sys.stderr, flush=True)
+
+
 class UserError(Exception):
     """An error caused by the user's input, reported without a traceback (exit 2)."""
 
@@ -95,13 +100,22 @@ def _cmd_train(args: argparse.Namespace) -> None:
     data = load_config(args.config) if args.config else {}
     if args.task:
         data["task"] = args.task
+    out = Path(args.out) if args.out else None
+    if args.resume:  # the run's own config, with only what this command changes
+        if out is None and "task" in data:
+            out = Path(f"runs/{data['task']}")
+        if out is None:
+            raise UserError("name the run to resume with --out FOLDER")
+        saved = out / "config.json"
+        if saved.is_file():
+            data = {**load_config(saved), **data}
     data = apply_overrides(data, args.set or [])
     if args.device:
         data["device"] = args.device
     if "task" not in data:
         raise UserError("name a task with --task NAME (see `invblocks tasks`) or in --config")
     config = TrainConfig.from_dict(data)
-    out = Path(args.out or f"runs/{config.task}")
+    out = out or Path(f"runs/{config.task}")
     run = train(config, out, resume=args.resume, progress=not args.quiet)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
         print(f"run written to {run} (report: {run / 'report.html'})")
@@ -134,9 +148,12 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
     model = Model.load(args.model, device=args.device)
+    started = time.perf_counter()
+    _say(args, f"embedding {len(args.inputs)} input(s) with {model.task.name} on {model.device}...")
     path = model.embed_files(
         args.inputs, args.output, start=args.start, step=args.step, quality=args.quality
     )
+    _say(args, f"done in {time.perf_counter() - started:.1f} s")
     print(f"embedding written to {path}")
 
 
@@ -148,7 +165,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         raise UserError(
             f"--task {args.task} names another task than the model's ({model.task.name})"
         )
+    started = time.perf_counter()
+    _say(args, f"restoring {args.embedding} with {model.task.name} on {model.device}...")
     paths = model.restore_file(args.embedding, args.output, size=args.size)
+    _say(args, f"done in {time.perf_counter() - started:.1f} s")
     print(f"{len(paths)} images written to {args.output}")
 
 
@@ -183,14 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="invblocks", description="Invertible networks for reversible image conversion."
     )
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        torch_version = "not installed"
 
     parser.add_argument(
         "--version",
         action="version",
-        version=f"invblocks {__version__} (torch {torch.__version__})",
+        version=f"invblocks {__version__} (torch {torch_version})",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -230,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--start", type=_count(0), default=0, help="first frame of a clip")
     p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_device(p)
     p.set_defaults(func=_cmd_embed)
 
@@ -244,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the original images' size, for a file whose metadata another program removed",
     )
     p.add_argument("--task", help="the task the embedding is of (checked against the model's)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_device(p)
     p.set_defaults(func=_cmd_restore)
 
@@ -271,26 +298,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     (:func:`invblocks.runtime.tune_malloc`), which makes whole-frame work markedly faster.
     """
     args = build_parser().parse_args(argv)
+    from .plugins import PluginLoadError
+    from .runtime import tune_malloc
+
     if not os.environ.get("INVBLOCKS_NO_TUNE_MALLOC"):
         tune_malloc()
     try:
         args.func(args)
-    except (
-        UserError,
-        ValueError,
-        KeyError,
-        FileNotFoundError,
-        IsADirectoryError,
-        PermissionError,
-        PluginLoadError,
-    ) as err:
+    except (UserError, ValueError, KeyError, OSError, PluginLoadError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        print(f"invblocks {args.command}: error: {message}", file=sys.stderr)
+        if isinstance(err, OSError) and err.filename is not None and err.strerror:
+            message = f"{err.filename}: {err.strerror}"
+        print(f"invblocks {args.command}: error: {_one_line(message)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"invblocks {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:
+        if not _allocation_failure(err):
+            raise
+        print(f"invblocks {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"invblocks {args.command}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+_OUT_OF_MEMORY = (
+    "not enough memory for this input (use smaller images, fewer frames, or a machine with "
+    "more memory)"
+)
+
+
+def _allocation_failure(err: RuntimeError) -> bool:
+    text = str(err)
+    return any(s in text for s in ("can't allocate memory", "out of memory", "DefaultCPUAllocator"))
+
+
+def _one_line(message: str) -> str:
+    """A message as one line: several lines (a graph's list of problems) joined by "; "."""
+    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    return "; ".join(lines) if lines else message
 
 
 if __name__ == "__main__":

@@ -49,12 +49,27 @@ def _optional(kind: str, *more: Any) -> Any:
     return v.optional(_is(kind, *more))
 
 
+def _one_of(*choices: Any) -> Any:
+    """A validator: ``None`` or one of ``choices``; the error names the field and them."""
+
+    def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+        if value is not None and value not in choices:
+            listed = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"{attribute.name}: expected one of {listed}; received {value!r}")
+
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class TrainConfig:
     """Everything a training run needs; ``None`` means "the task's default".
 
     Arguments:
         task: Registered task name.
+        recipe: Whose defaults fill what the config leaves unset: ``"default"`` (the task's
+            recipe for getting a useful model within a short budget on a CPU: a small
+            network that starts at the trivial solution, see the tasks guide) or
+            ``"reference"`` (the papers' networks and hyper-parameters).
         n_inputs: Images per sample.
         network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;
             tasks that offer several take ``{"preset": "win"}``).
@@ -74,6 +89,9 @@ class TrainConfig:
         batch: Samples per step (per process in distributed training).
         crop: Training crop size.
         lr: Initial learning rate.
+        warmup: The share of the run (of its steps, or of its budget) over which the learning
+            rate rises linearly from 0 to ``lr`` (``None``: the task's default; 0: none, as
+            the papers train).
         optimizer: ``"iicnet"`` (Adam, weight decay 1e-5, lr halved at 20/40/60/80% of the
             steps) or ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6).
         grad_clip: Global gradient-norm clip (10 in both papers).
@@ -117,7 +135,8 @@ class TrainConfig:
             network traces, same arithmetic as eager). The first step compiles. Validation,
             checkpoints, embedding and restoring use the eager network (the same weights).
             On a 2-core CPU compilation does not pay (see the benchmarks).
-        autocast: ``"bfloat16"`` runs the training step's forward computation under
+        autocast: ``"float32"`` trains in float32; ``None``: the recipe's choice.
+            ``"bfloat16"`` runs the training step's forward computation under
             :func:`torch.autocast` in bfloat16 (convolutions in bfloat16, weights, optimiser
             and losses in float32); ``None`` (default) trains in float32. Validation,
             checkpoints, embedding and restoring stay float32. Faster on CPUs with bfloat16
@@ -127,6 +146,9 @@ class TrainConfig:
     """
 
     task: str = attrs.field(validator=_is("str"))
+    recipe: Literal["default", "reference"] = attrs.field(
+        default="default", validator=_one_of("default", "reference")
+    )
     n_inputs: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     losses: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
@@ -136,12 +158,13 @@ class TrainConfig:
     batch: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     crop: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     lr: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
+    warmup: float | None = attrs.field(default=None, validator=_optional("float", v.ge(0), v.lt(1)))
     optimizer: Literal["iicnet", "win"] | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("iicnet", "win")))
+        default=None, validator=_one_of("iicnet", "win")
     )
     grad_clip: float = attrs.field(default=10.0, validator=_is("float", v.gt(0)))
     quantizer: Literal["noise", "ste", "round", "identity"] | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("noise", "ste", "round", "identity")))
+        default=None, validator=_one_of("noise", "ste", "round", "identity")
     )
     channel: str | dict[str, Any] | None = attrs.field(
         default=None, validator=_optional("name or table")
@@ -160,14 +183,14 @@ class TrainConfig:
     device: str = attrs.field(default="auto", validator=_is("str"))
     compile: Literal["default", "reduce-overhead", "max-autotune", "eager"] | None = attrs.field(
         default=None,
-        validator=v.optional(v.in_(("default", "reduce-overhead", "max-autotune", "eager"))),
+        validator=_one_of("default", "reduce-overhead", "max-autotune", "eager"),
     )
-    autocast: Literal["bfloat16"] | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("bfloat16",)))
+    autocast: Literal["bfloat16", "float32"] | None = attrs.field(
+        default=None, validator=_one_of("bfloat16", "float32")
     )
 
     def __attrs_post_init__(self) -> None:
-        if self.autocast is not None and (self.memory_saving or self.compact_dense):
+        if self.autocast == "bfloat16" and (self.memory_saving or self.compact_dense):
             switch = "memory_saving" if self.memory_saving else "compact_dense"
             raise ValueError(
                 f"autocast={self.autocast!r} cannot be combined with {switch}=True: its "

@@ -174,9 +174,40 @@ def read_clip(
     return clip
 
 
+_PAIR_NAMES = (
+    (re.compile(r"^(.*?)[_-]?left$", re.I), re.compile(r"^(.*?)[_-]?right$", re.I)),
+    (re.compile(r"^(.*?)[_-]?L$"), re.compile(r"^(.*?)[_-]?R$")),
+    (re.compile(r"^(.*?)im0$"), re.compile(r"^(.*?)im1$")),  # Middlebury
+)
+
+
+def _named_pairs(files: Sequence[Path]) -> tuple[list[tuple[Path, Path]], list[Path]]:
+    """Files paired by the usual names (``*_left``/``*_right``, ``*L``/``*R``, ``im0``/``im1``,
+    in one folder), and the files no name pairs."""
+    pairs: list[tuple[Path, Path]] = []
+    used: set[Path] = set()
+    for left_re, right_re in _PAIR_NAMES:
+        rights: dict[tuple[Path, str], Path] = {}
+        for f in files:
+            m = right_re.match(f.stem)
+            if m and f not in used:
+                rights[(f.parent, m[1])] = f
+        for f in files:
+            m = left_re.match(f.stem)
+            if m and f not in used and (f.parent, m[1]) in rights:
+                right = rights[(f.parent, m[1])]
+                if right not in used and right != f:
+                    pairs.append((f, right))
+                    used.update((f, right))
+    return pairs, [f for f in files if f not in used]
+
+
 def read_stereo(source: str | Path) -> list[tuple[Tensor, Tensor]]:
     """Stereo pairs ``(left, right)`` from a folder with ``left/`` and ``right/`` subfolders
-    (files paired by sorted order) or from side-by-side images (one file or a folder of them).
+    (files paired by sorted order); from files named as pairs (``*_left``/``*_right``,
+    ``*L``/``*R``, Middlebury's ``im0``/``im1``, also in one subfolder per scene); or from
+    side-by-side images (one file, or the files no name pairs: left half, right half), which
+    is said on stderr.
     """
     path = Path(source)
     if path.is_dir() and (path / "left").is_dir() and (path / "right").is_dir():
@@ -184,14 +215,28 @@ def read_stereo(source: str | Path) -> list[tuple[Tensor, Tensor]]:
         if len(lefts) != len(rights):
             raise ValueError(f"{path}: {len(lefts)} left but {len(rights)} right images")
         return [_pair(_read8(a), _read8(b), a) for a, b in zip(lefts, rights, strict=True)]
-    files = list_images(path) if path.is_dir() else [path]
-    pairs = []
-    for f in files:
+    if path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)
+    else:
+        files = [path]
+    named, single = _named_pairs(files)
+    pairs = [_pair(_read8(a), _read8(b), a) for a, b in named]
+    for f in single:
         img = _read8(f)
         if img.shape[-1] % 2:
             raise ValueError(f"{f}: a side-by-side stereo image needs an even width")
         half = img.shape[-1] // 2
         pairs.append((img[..., :half], img[..., half:]))
+    if single and path.is_dir():
+        import sys
+
+        print(
+            f"{path}: {len(single)} image(s) whose names pair with no other read as "
+            "side-by-side pairs (left half, right half)",
+            file=sys.stderr,
+        )
+    if not pairs:
+        raise ValueError(f"{path}: no stereo images found")
     return pairs
 
 
@@ -472,13 +517,13 @@ def default_stereo(disparity: int = 12) -> Source:
     """Stereo pairs: the real Middlebury motorcycle pair (validation: its lower third) and,
     for training, its upper two thirds plus pairs *derived* from the training photographs by a
     horizontal shift of ``disparity`` pixels (a fronto-parallel scene: an honest stand-in,
-    not real stereo)."""
+    not real stereo), in the direction real rigs give: ``right[x] = left[x + disparity]``."""
     if ("stereo", disparity) not in _CACHE:
         left = _read8(_locate(*_PHOTOS["motorcycle_left"][:2]))
         right = _read8(_locate(*_PHOTOS["motorcycle_right"][:2]))
         cut = left.shape[-2] * 2 // 3
-        derived = [
-            (img[..., :, disparity:], img[..., :, :-disparity]) for img in default_photos().train
+        derived = [  # as a rig sees it: right[x] = left[x + disparity]
+            (img[..., :, :-disparity], img[..., :, disparity:]) for img in default_photos().train
         ]
         _CACHE[("stereo", disparity)] = Source(
             train=[(left[..., :cut, :], right[..., :cut, :]), *derived],

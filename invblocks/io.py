@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from importlib import metadata
@@ -20,6 +21,9 @@ from torch import Tensor
 __all__ = [
     "PHOTOS",
     "atomic_write",
+    "ensure_folder",
+    "file_mode",
+    "folder_mode",
     "json_safe",
     "photo_path",
     "read_image",
@@ -95,6 +99,8 @@ def read_image(
             arr = np.asarray(img.convert(mode))
     except FileNotFoundError:
         raise
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"cannot read image {path}: {_bomb(err)}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
     t = torch.from_numpy(arr.copy())
@@ -117,8 +123,60 @@ def read_png_text(path: str | os.PathLike) -> dict[str, str]:
     try:
         with Image.open(path) as img:
             return dict(getattr(img, "text", {}) or {})
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"cannot read image {path}: {_bomb(err)}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def _bomb(err: Exception) -> str:
+    """Pillow's decompression-bomb refusal in one sentence."""
+    found = re.search(r"\((\d+) pixels\)", str(err))
+    size = f"{int(found[1]):,} pixels" if found else "too many pixels"
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    return (
+        f"it has {size}, more than twice Pillow's safety limit of {limit:,} "
+        "(a decompression bomb, or an image far too large to embed)"
+    )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode new files get from the process's umask (``0o644`` under the usual 022,
+    ``0o600`` under 077), as ordinary tools create them."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode new folders get from the umask (``0o755`` under 022, ``0o700`` under 077)."""
+    return 0o777 & ~_umask()
+
+
+def _reason(err: OSError) -> str:
+    """What an OS error says, without the (temporary) file names it carries."""
+    return err.strerror or type(err).__name__
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """``folder`` and its parents, created as needed; ``ValueError`` in one sentence when a
+    file stands in the way or the folder cannot be made."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        blocker = next((p for p in (folder, *folder.parents) if p.is_file()), folder)
+        raise ValueError(f"cannot create the folder {folder}: {blocker} is a file") from None
+    except NotADirectoryError:
+        blocker = next((p for p in folder.parents if p.is_file()), folder.parent)
+        raise ValueError(f"cannot create the folder {folder}: {blocker} is a file") from None
+    except OSError as err:
+        raise ValueError(f"cannot create the folder {folder}: {_reason(err)}") from None
+    return folder
 
 
 @contextlib.contextmanager
@@ -128,7 +186,9 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     The data go to a temporary file in the same folder, which is flushed to disk and renamed
     over ``path`` when the ``with`` block ends normally; when it raises (or the process
     dies) the temporary file is removed or left under a hidden name, and an existing
-    ``path`` is untouched. The folder must exist.
+    ``path`` is untouched. The folder must exist. The file gets the mode the umask gives new
+    files (:func:`file_mode`), not the temporary file's owner-only one. OS errors raise
+    ``ValueError`` naming ``path`` (never the temporary file).
 
     Example:
         >>> import tempfile, pathlib
@@ -139,13 +199,26 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         b'complete'
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise ValueError(f"cannot write {path}: it is a folder")
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except FileNotFoundError:
+        raise ValueError(f"cannot write {path}: its folder does not exist") from None
+    except NotADirectoryError:
+        raise ValueError(f"cannot write {path}: {path.parent} is a file") from None
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {_reason(err)}") from None
+    try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:
+            raise ValueError(f"cannot write {path}: {_reason(err)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -162,7 +235,7 @@ def write_png(
     text chunks (read back with :func:`read_png_text`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     img = Image.fromarray(to_uint8(image))
     info = PngInfo()
     for key, value in (text or {}).items():
@@ -191,7 +264,7 @@ def write_jpeg(
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"JPEG quality must be in 1..100; received {quality}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_folder(path.parent)
     img = Image.fromarray(to_uint8(image))
     extra = {"comment": _COMMENT_PREFIX + json.dumps(text).encode()} if text else {}
     with atomic_write(path) as f:
@@ -237,6 +310,8 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
                     )
                 return {}
             return dict(getattr(img, "text", {}) or {})
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"cannot read image {path}: {_bomb(err)}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 

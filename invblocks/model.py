@@ -10,6 +10,7 @@ another program dropped the metadata, the original size given by hand does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
-from .io import JPEG_SUFFIXES, read_image, read_metadata, write_image, write_png
+from .io import JPEG_SUFFIXES, ensure_folder, read_image, read_metadata, write_image, write_png
 from .ops import to_float
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet
@@ -86,6 +87,7 @@ class Model:
             net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.task, self.n_inputs, self.meta = task, n_inputs, meta
         self.net: RICNet = net.eval()
+        self._probe_bytes_per_pixel: float | None = None
 
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
@@ -138,6 +140,47 @@ class Model:
         ph, pw = self.padded_size(h, w)
         return F.pad(x[None], (0, pw - w, 0, ph - h), mode="replicate")
 
+    def memory_estimate(self, height: int, width: int) -> int:
+        """Bytes embedding or restoring ``height x width`` images needs, about: the largest
+        convolution's input and output, measured on a small probe and scaled to the padded
+        size, times a safety factor for what else is alive at that moment."""
+        if self._probe_bytes_per_pixel is None:
+            ph, pw = self.padded_size(16, 16)
+            largest = 0
+
+            def hook(module: nn.Module, args: Any, output: Any) -> None:
+                nonlocal largest
+                inputs = sum(a.numel() * a.element_size() for a in args if isinstance(a, Tensor))
+                if isinstance(output, Tensor):
+                    largest = max(largest, inputs + output.numel() * output.element_size())
+
+            handles = [
+                m.register_forward_hook(hook) for m in self.net.modules() if not list(m.children())
+            ]
+            try:
+                x = torch.zeros(1, self.n_inputs * self.task.image_channels, ph, pw)
+                with torch.no_grad():
+                    self.net([self._layout(x)])
+            finally:
+                for handle in handles:
+                    handle.remove()
+            self._probe_bytes_per_pixel = largest / (ph * pw)
+        ph, pw = self.padded_size(height, width)
+        return int(4 * self._probe_bytes_per_pixel * ph * pw)
+
+    def check_memory(self, height: int, width: int) -> None:
+        """``ValueError`` in one sentence, before any work, when ``height x width`` images
+        need more memory than this machine (or this process's limit) has free."""
+        need, free = self.memory_estimate(height, width), available_memory()
+        if free is not None and need > free:
+            scale = math.sqrt(free / need)
+            fits = f"{int(width * scale)}x{int(height * scale)}"
+            raise ValueError(
+                f"{width}x{height} images need about {need / 2**30:.1f} GiB here and "
+                f"{free / 2**30:.1f} GiB are free: use images of at most about {fits} "
+                "(or a machine with more memory)"
+            )
+
     # ---------------------------------------------------------------- tensors
     def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
         """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
@@ -148,6 +191,7 @@ class Model:
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
         h, w = x.shape[-2:]
+        self.check_memory(h, w)
         with torch.no_grad():
             embedding = self.net.embed(self._layout(self.pad(x)))
         meta = {
@@ -185,6 +229,7 @@ class Model:
                 f"embedding is {embedding.shape[1]}x{embedding.shape[2]}: was it resized or "
                 "cropped after embedding?"
             )
+        self.check_memory(meta["height"], meta["width"])
         with torch.no_grad():
             x = self.net.restore(self._layout(embedding[None]))
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
@@ -307,15 +352,21 @@ def write_all(images: Sequence[Tensor], paths: Sequence[Path]) -> list[Path]:
     """Write every image as a PNG, all or none: each goes to a hidden temporary file first,
     and only when all are written are they renamed into place (on failure the temporary
     files are removed and nothing at ``paths`` changes)."""
+    for folder in {p.parent for p in paths}:
+        ensure_folder(folder)
     temporary = [p.with_name(f".{p.name}.{os.getpid()}.partial.png") for p in paths]
     try:
         for image, tmp in zip(images, temporary, strict=True):
             write_png(image, tmp)
         for tmp, path in zip(temporary, paths, strict=True):
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except OSError as err:
+                raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
     finally:
         for tmp in temporary:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
     return list(paths)
 
 
@@ -325,6 +376,9 @@ def _image_mode(path: Path) -> str:
     try:
         with Image.open(path) as img:
             return str(img.mode)
+    except Image.DecompressionBombError:
+        read_image(path)  # raises the sentence that explains it
+        raise
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
 
@@ -335,6 +389,10 @@ def _as_image(image: Any, what: str) -> Tensor:
     if not isinstance(image, Tensor) or image.ndim != 3:
         shape = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"expected {what} as (C, H, W) tensors; received {shape}")
+    if image.numel() == 0:
+        raise ValueError(
+            f"expected {what} with pixels; received an empty {tuple(image.shape)} tensor"
+        )
     if image.dtype == torch.uint8:
         return to_float(image)
     if not image.is_floating_point():
@@ -349,7 +407,7 @@ def _as_image(image: Any, what: str) -> Tensor:
             raise ValueError(
                 f"expected {what} with values in [0, 1]; received values in [{lo:g}, {hi:g}]{hint}"
             )
-    return image
+    return image.float()  # float16 / float64 images compute in the network's float32
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}
@@ -461,3 +519,33 @@ def _finite_mean(values: list[float]) -> float:
     """The mean; ``inf`` (identical images) counts as 100 dB, NaN stays NaN."""
     clipped = [min(v, 100.0) for v in values]
     return sum(clipped) / len(clipped)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate, about: the smallest of the memory the system
+    has available, what is left under this process's address-space limit (``ulimit -v``)
+    and what is left under its cgroup's limit; ``None`` when none of them can be read."""
+    found: list[int] = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            found.append(max(0, soft - used))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            current = int(Path("/sys/fs/cgroup/memory.current").read_text())
+            found.append(max(0, int(limit) - current))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None

@@ -30,6 +30,7 @@ __all__ = [
     "BLOCK_PLUGINS_ENV",
     "DISABLE_AUTOLOAD_ENV",
     "PluginLoadError",
+    "PluginRegistrationError",
     "PluginRegistry",
     "Registry",
     "get_registry",
@@ -55,7 +56,7 @@ class Registry:
         from .task import Task
 
         if not isinstance(task, Task):
-            raise TypeError(
+            raise PluginRegistrationError(
                 f"plugin {plugin!r} registered {task!r}, which is not an invblocks.Task"
             )
         if task.name in self.tasks:
@@ -122,8 +123,22 @@ def plugin_manager(
             pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
         except Exception as err:
             raise _load_error(pm, err) from err
-    pm.check_pending()
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as err:
+        raise _hook_error(pm, err) from None
     return pm
+
+
+def _hook_error(pm: pluggy.PluginManager, err: pluggy.PluginValidationError) -> PluginLoadError:
+    """pluggy's refusal of a plugin's hooks as one sentence naming the hooks there are."""
+    known = ", ".join(n for n in dir(hookspecs) if n.startswith("invblocks_"))
+    message = str(err).split(" in plugin ")[0]
+    name = pm.get_name(err.plugin) or repr(err.plugin)
+    return PluginLoadError(
+        f"the invblocks plugin {name!r} has an {message} (the hooks are: {known}); "
+        f"fix or uninstall it, or skip it with {BLOCK_PLUGINS_ENV}={name}"
+    )
 
 
 class PluginLoadError(RuntimeError):
@@ -131,12 +146,16 @@ class PluginLoadError(RuntimeError):
     skip it."""
 
 
+class PluginRegistrationError(PluginLoadError, TypeError):
+    """A plugin's hook registered something that is not what the hook takes, or failed."""
+
+
 def _load_error(pm: pluggy.PluginManager, err: Exception) -> Exception:
     """``err`` (raised while loading the entry points) as an error naming the plugin that
     raised it: the first entry point of the group that is neither loaded nor blocked and
-    fails to load again. Errors pluggy raises about a loaded plugin's hooks pass unchanged."""
+    fails to load again. pluggy's errors about a loaded plugin's hooks become one sentence."""
     if isinstance(err, pluggy.PluginValidationError):
-        return err
+        return _hook_error(pm, err)
     for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
             continue
@@ -166,7 +185,15 @@ def load_plugins(
     for hook in hooks:
         for impl in reversed(hook.get_hookimpls()):  # in registration order
             view = PluginRegistry(registry, impl.plugin_name)
-            impl.function(**{"registry": view} if "registry" in impl.argnames else {})
+            try:
+                impl.function(**{"registry": view} if "registry" in impl.argnames else {})
+            except (PluginLoadError, ValueError):
+                raise  # already names the plugin
+            except Exception as err:
+                raise PluginRegistrationError(
+                    f"the invblocks plugin {impl.plugin_name!r} failed in {hook.name}: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
     return registry
 
 

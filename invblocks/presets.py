@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -30,6 +30,8 @@ def iicnet(
     growth: int = 32,
     clamp: float = 1.0,
     quantizer: TrainMode = "noise",
+    init: Literal["reference", "trivial"] = "reference",
+    levels: int = 1,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
@@ -56,6 +58,14 @@ def iicnet(
         growth: Growth of every dense block (32 in IICNet; smaller is faster).
         clamp: Coupling clamp.
         quantizer: Training behaviour of the quantiser, the channel (IICNet: ``"noise"``).
+        init: ``"reference"`` (IICNet's: a random orthogonal 1x1 convolution after the
+            downscale, the channel squeeze averaging its groups) or ``"trivial"``: the
+            untrained network embeds the reference slot's image (its Haar low band after a
+            downscale, its BT.601 luma for gray) and restores it in every slot (zeros in the
+            high bands): it starts at the trivial solution, so training only improves on it.
+            The 1x1 convolution starts at the identity (a YCbCr mix for gray), and the
+            channel squeeze keeps its first group (``mode="first"``).
+        levels: Downscaling levels (``2``: x4), each a Haar or squeeze step.
         generator: Random source for every initialisation.
 
     Returns:
@@ -90,17 +100,50 @@ def iicnet(
             growth=growth,
             generator=generator,
         )
+    if init not in ("reference", "trivial"):
+        raise ValueError(f"iicnet: init must be 'reference' or 'trivial'; received {init!r}")
+    if levels < 1 or (downscale is None and levels != 1):
+        raise ValueError(f"iicnet: levels must be 1, or more with a downscale; received {levels}")
+    trivial = init == "trivial"
+    squeeze: dict[str, Any] = {}
+    if trivial:
+        squeeze = {"mode": "first", "fill": _trivial_fill(n_images, image_channels, out_channels,
+                                                           downscale, order, levels)}  # fmt: skip
+        if out_channels != image_channels:  # gray from colour: each image's luma comes first
+            net.append(B.InvConv1x1, parameterization=conv1x1, init="luma")
     split = out_channels
     if downscale is not None:
         down = B.HaarDownscale if downscale == "haar" else B.Squeeze
-        net.append(down, order=order, group=image_channels)
-        net.append(B.InvConv1x1, parameterization=conv1x1, generator=generator)
-        split = 4 * out_channels if order == "ref" else channels
+        for _ in range(levels):
+            net.append(down, order=order, group=image_channels)
+        init_conv = "identity" if trivial else "orthogonal"
+        net.append(B.InvConv1x1, parameterization=conv1x1, init=init_conv, generator=generator)
+        factor = 4**levels
+        split = factor * out_channels if order == "ref" else channels * factor // 4
     for _ in range(blocks):
         net.append(B.AffineCoupling, split=split, clamp=clamp, growth=growth, generator=generator)
-    net.append(B.ChannelSqueeze, out_channels=out_channels)
+    net.append(B.ChannelSqueeze, out_channels=out_channels, **squeeze)
     channel = B.Quantizer(net.dims_out, train_mode=quantizer)
     return RICNet(net, channel, image_channels=image_channels)
+
+
+def _trivial_fill(
+    n: int, image_channels: int, out_channels: int, downscale: str | None, order: str, levels: int
+) -> list[int] | None:
+    """The groups of ``out_channels`` that hold each image (or its low band) when every block
+    before the channel squeeze is the identity: the inverse fills them with the embedding."""
+    if out_channels == image_channels:
+        if downscale is None:
+            return None  # every group is an image: tile
+        if downscale != "haar":
+            raise ValueError("iicnet: init='trivial' with a downscale needs downscale='haar'")
+        return [i * 4**levels for i in range(n)] if order == "ref" else list(range(n))
+    if out_channels == 1 and image_channels == 3 and downscale is None:
+        return [3 * i for i in range(n)]  # each image's luma after the YCbCr mix
+    raise ValueError(
+        f"iicnet: init='trivial' makes a {out_channels}-channel embedding of "
+        f"{image_channels}-channel images only without a downscale and for gray"
+    )
 
 
 def _wicm_sizes(n: int, ratio: float) -> tuple[int, int]:

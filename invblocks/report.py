@@ -14,16 +14,23 @@ __all__ = ["read_metrics", "write_report"]
 
 
 def read_metrics(run: str | Path) -> list[dict[str, Any]]:
-    """The records of ``run/metrics.jsonl`` (a truncated last line is skipped)."""
+    """The records of ``run/metrics.jsonl``: JSON objects with an integer ``step`` (a line cut
+    short, or anything else, is skipped)."""
     path = Path(run) / "metrics.jsonl"
     if not path.is_file():
         raise ValueError(f"{run} has no metrics.jsonl: is it a training run folder?")
     records = []
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    for line in text.splitlines():
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
-            continue
+            continue  # a line cut short, or not a record
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
     return records
 
 
@@ -32,17 +39,17 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - the data extra installs matplotlib
         return None
-    steps = [r for r in records if "total" in r]
+    steps = [r for r in records if isinstance(r.get("total"), int | float)]
     if not steps:
         return None
     skip = ("step", "lr", "grad_norm", "step_s", "data_s", "cpu_s")
-    keys = [k for k in steps[-1] if k not in skip]
+    keys = [k for k, v in steps[-1].items() if k not in skip and isinstance(v, int | float)]
     fig = Figure(figsize=(11, 3.6))
     axes = fig.subplots(1, 2)
     xs = [r["step"] for r in steps]
     window = max(1, len(steps) // 25)
     for k in keys:
-        ys = [r.get(k, float("nan")) for r in steps]
+        ys = [_value(r.get(k)) for r in steps]
         (line,) = axes[0].plot(xs, ys, alpha=0.2, linewidth=0.8)
         smooth = [
             sum(ys[max(0, i - window + 1) : i + 1]) / len(ys[max(0, i - window + 1) : i + 1])
@@ -53,9 +60,10 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     axes[0].set_xlabel("step")
     axes[0].set_title("training losses")
     axes[0].legend(fontsize=8)
-    val = [r for r in records if "validation" in r]
+    val = [r for r in records if isinstance(r.get("validation"), dict)]
     for k in ("embedding_psnr", "restored_psnr"):
-        pts = [(r["step"], r["validation"][k]) for r in val if k in r["validation"]]
+        pts = [(r["step"], _value(r["validation"].get(k))) for r in val]
+        pts = [p for p in pts if p[1] == p[1]]  # leave NaN out
         if pts:
             axes[1].plot(*zip(*pts, strict=True), marker="o", label=k)
     axes[1].set_xlabel("step")
@@ -67,6 +75,11 @@ def _plot(records: list[dict[str, Any]], out: Path) -> Path | None:
     with atomic_write(path) as f:
         fig.savefig(f, dpi=90, format="png")
     return path
+
+
+def _value(value: Any) -> float:
+    """A number to plot: the value, or NaN for a missing or non-numeric one."""
+    return float(value) if isinstance(value, int | float) else float("nan")
 
 
 def _number(value: Any) -> str:
@@ -97,7 +110,7 @@ def write_report(run: str | Path) -> Path:
     run = Path(run)
     records = read_metrics(run)
     plot = _plot(records, run)
-    val = [r for r in records if "validation" in r]
+    val = [r for r in records if isinstance(r.get("validation"), dict)]
     parts = [
         "<!doctype html><meta charset='utf-8'><title>invblocks run report</title>",
         "<style>body{font-family:sans-serif;margin:2em}img{image-rendering:pixelated;"

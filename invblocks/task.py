@@ -77,7 +77,20 @@ def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
 
 @attrs.frozen(kw_only=True)
 class TrainDefaults:
-    """A task's default training set-up (overridable from the training config)."""
+    """A training recipe: a task's defaults for what the training config leaves unset.
+
+    Arguments:
+        crop: Training crop size.
+        batch: Samples per step.
+        optimizer: ``"iicnet"`` or ``"win"`` (see :class:`invblocks.config.TrainConfig`).
+        lr: Initial learning rate.
+        warmup: Share of the run over which the learning rate rises from 0.
+        quantizer: The quantiser channel's training mode (``None``: the network's own).
+        network: Settings for the task's network function (``{"blocks": 4}``); the run's
+            ``network`` settings are applied over them.
+        autocast: ``"bfloat16"`` to train under bfloat16 autocast (``None``: float32).
+        losses: Loss weights over the task's, by term name.
+    """
 
     crop: int = attrs.field(default=144, validator=v.gt(0))
     batch: int = attrs.field(default=2, validator=v.gt(0))
@@ -85,9 +98,15 @@ class TrainDefaults:
         default="iicnet", validator=v.in_(("iicnet", "win"))
     )
     lr: float = attrs.field(default=2e-4, validator=v.gt(0))
+    warmup: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
     quantizer: TrainMode | None = attrs.field(
         default=None, validator=v.optional(v.in_(TRAIN_MODES))
     )
+    network: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+    autocast: Literal["bfloat16"] | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("bfloat16",)))
+    )
+    losses: Mapping[str, float] = attrs.field(factory=dict, converter=dict, hash=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -122,7 +141,10 @@ class Task:
         loss_terms: The task's own loss terms (:class:`~invblocks.losses.LossTerm`, e.g. a
             loss in another colour space), weighted in ``losses`` by their names.
         losses: The weights of the loss terms by name (:class:`~invblocks.losses.LossConfig`).
-        train: Default training set-up.
+        train: The default recipe (:class:`TrainDefaults`): what ``invblocks train`` uses
+            for what the config leaves unset.
+        reference_train: The papers' recipe (``recipe="reference"`` in the training
+            config): the reference-faithful network and hyper-parameters (default: ``train``).
         display: ``f(image) -> (1 or 3, H, W)``: how one input image is shown in reports and
             validation samples (:func:`default_display`).
         baseline: ``f(reference, n, (H, W)) -> (B, n*C, H, W)``: the trivial restoration from
@@ -151,6 +173,7 @@ class Task:
     loss_terms: tuple[LossTerm, ...] = attrs.field(default=(), converter=_terms)
     losses: LossConfig = attrs.field(factory=LossConfig)
     train: TrainDefaults = attrs.field(factory=TrainDefaults)
+    reference_train: TrainDefaults | None = None
     display: Callable[[Tensor], Tensor] = default_display
     baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
     metrics: tuple[str, ...] = ("psnr", "ssim")
@@ -250,7 +273,25 @@ class Task:
         :class:`~invblocks.ricnet.RICNet`."""
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
-        return as_ricnet(self.network(n, **overrides), image_channels=self.image_channels)
+        try:
+            net = self.network(n, **overrides)
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as err:
+            settings = {k: v for k, v in overrides.items() if k != "generator"}
+            text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"task {self.name!r}: its network cannot be built with the settings "
+                f"{settings}: {text}"
+            ) from err
+        return as_ricnet(net, image_channels=self.image_channels)
+
+    def recipe(self, name: str = "default") -> TrainDefaults:
+        """The training recipe ``name``: ``"default"`` (``train``) or ``"reference"``
+        (``reference_train``, the papers'; the default recipe where the task has none)."""
+        if name == "default":
+            return self.train
+        if name == "reference":
+            return self.reference_train or self.train
+        raise ValueError(f"recipe must be 'default' or 'reference'; received {name!r}")
 
     def trivial_restoration(self, x: Tensor, n: int) -> Tensor:
         """The task's trivial restoration of the stacked batch ``x`` ``(B, n*C, H, W)``, from

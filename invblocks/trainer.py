@@ -23,11 +23,13 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
@@ -42,8 +44,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .data import Source
-from .io import atomic_write, json_safe, write_png
+from .data import Source, TaskDataset
+from .io import atomic_write, ensure_folder, json_safe, write_png
 from .losses import Objective
 from .metrics import psnr, ssim
 from .model import load_for_eval
@@ -155,7 +157,7 @@ def _initial_network(task: Task, n: int, config: TrainConfig) -> RICNet:
 def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
     """``net`` with the channel the config asks for: ``channel`` (a name or a table), or the
     quantiser's training mode ``quantizer`` (the config's, else the task's default)."""
-    quantizer = config.quantizer or task.train.quantizer
+    quantizer = config.quantizer
     if config.channel is not None and config.quantizer is not None:
         raise ValueError(
             "give the channel with one setting: channel or quantizer "
@@ -265,19 +267,347 @@ def _distributed(device: torch.device) -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _prepare_out(out: Path, resume: bool) -> None:
+def _prepare_out(out: Path, resume: bool) -> bool:
+    """Check (and make) the run folder; ``True`` when there is a checkpoint to resume.
+
+    A ``resume`` of a run that was stopped before its first checkpoint (its ``config.json``
+    is there, no checkpoint) starts it again in the same folder."""
     if resume:
-        find_checkpoint(out)  # ValueError if there is nothing to resume
-        return
-    if out.exists() and any(out.iterdir()):
+        try:
+            find_checkpoint(out)
+            return True
+        except ValueError:
+            if not (out / "config.json").is_file():
+                raise
+        for leftover in ("metrics.jsonl", "report.html", "losses.png"):
+            (out / leftover).unlink(missing_ok=True)
+        shutil.rmtree(out / "samples", ignore_errors=True)
+        return False
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not empty: choose another --out or pass --resume")
+    ensure_folder(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write to {out}: {err.strerror or err}") from err
+        raise ValueError(f"cannot write to {out}: {err.strerror or err}") from None
+    return False
+
+
+def _clean_leftovers(out: Path, step: int) -> None:
+    """After a kill: remove half-written checkpoint folders, and the log records of steps
+    after ``step`` (the resumed run logs them again), rewriting the log atomically."""
+    root = out / "checkpoints"
+    if root.is_dir():
+        for tmp in root.glob(".step-*"):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+    log = out / "metrics.jsonl"
+    if log.is_file():
+        kept = []
+        for line in log.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line cut short by the kill
+            if isinstance(record, dict) and isinstance(record.get("step"), int):
+                if record["step"] <= step and not ("seconds" in record or "world_size" in record):
+                    kept.append(line)
+        with atomic_write(log) as f:
+            f.write("".join(f"{line}\n" for line in kept).encode())
+
+
+def _check_resume(config: TrainConfig, meta: dict[str, Any], start: int) -> dict[str, Any]:
+    """What a resume changes in the run's training config; ``ValueError`` for what it may
+    not change: the seed (the run's random streams continue), or ``steps`` below the step
+    the run is at. A larger ``steps`` extends the run (the schedule is recomputed over the
+    new total from the resumed step on)."""
+    saved = meta.get("train_config") or {}
+    if "seed" in saved and saved["seed"] != config.seed:
+        raise ValueError(
+            f"the run was trained with seed={saved['seed']}; a resume continues its random "
+            f"streams and cannot take seed={config.seed}"
+        )
+    if config.steps < start:
+        raise ValueError(
+            f"the run is at step {start}; steps={config.steps} would end before it "
+            "(give steps >= that, or train a new run)"
+        )
+    current = config.to_dict()
+    return {k: current[k] for k in current if k in saved and saved[k] != current[k]}
+
+
+@attrs.define
+class _Run:
+    """One training run's state: settings resolved, the network, data and optimiser."""
+
+    config: TrainConfig
+    out: Path
+    task: Task
+    n: int
+    device: torch.device
+    rank: int
+    world: int
+    net: RICNet
+    objective: Objective
+    opt: torch.optim.Optimizer
+    layout: torch.memory_format
+    start: int = 0
+    budget: _Budget | None = None
+    changed: dict[str, Any] = attrs.field(factory=dict)
+    created: bool = False
+
+    @property
+    def log_path(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "n_inputs": self.n,
+            "network": self.net.get_config(),
+            "train_config": self.config.to_dict(),
+        }
+
+
+def resolved(config: TrainConfig, task: Task) -> TrainConfig:
+    """``config`` with what it leaves unset taken from its recipe (``config.recipe``:
+    the task's default recipe or the papers'): batch, crop, learning rate, optimiser,
+    warm-up, quantiser, autocast, network settings and loss weights (the config's own over
+    the recipe's). Resolving a resolved config changes nothing."""
+    recipe = task.recipe(config.recipe)
+    own = config.init is not None or "preset" in config.network  # the run chose its network
+    network = dict(config.network) if own else {**recipe.network, **config.network}
+    quantizer = config.quantizer
+    if quantizer is None and config.channel is None:
+        quantizer = recipe.quantizer
+    return attrs.evolve(
+        config,
+        batch=config.batch or recipe.batch,
+        crop=config.crop or recipe.crop,
+        lr=config.lr or recipe.lr,
+        optimizer=config.optimizer or recipe.optimizer,
+        warmup=recipe.warmup if config.warmup is None else config.warmup,
+        quantizer=quantizer,
+        autocast=config.autocast or recipe.autocast or "float32",
+        network=network,
+        losses={**recipe.losses, **config.losses},
+    )
+
+
+def _setup(config: TrainConfig, out: Path) -> _Run:
+    """Resolve the settings and build the network, objective and optimiser (nothing is
+    written yet: a bad config leaves no folder behind)."""
+    device = resolve_device(config.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    rank, world = _distributed(device)
+    task = get_task(config.task)
+    config = resolved(config, task)
+    n = config.n_inputs or task.default_inputs
+    task.check_inputs(n)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    net = _with_channel(_initial_network(task, n, config), config, task)
+    objective = task.objective(net, config.losses)  # unknown loss names fail here
+    if config.memory_saving:
+        net.memory_saving = True
+    if config.compact_dense:
+        set_compact_dense(net)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    net = net.to(device=device, memory_format=layout)
+    opt = _optimizer(str(config.optimizer), net.parameters(), float(config.lr or 0))
+    return _Run(
+        config=config, out=out, task=task, n=n, device=device, rank=rank, world=world,
+        net=net, objective=objective, opt=opt, layout=layout,
+    )  # fmt: skip
+
+
+def _resume(run: _Run, resume: bool) -> None:
+    """Make the run folder, or load its checkpoint: weights, optimiser, RNG, budget."""
+    has_checkpoint = resume
+    if run.rank == 0:
+        run.created = not run.out.exists()
+        has_checkpoint = _prepare_out(run.out, resume)
+    if run.world > 1:
+        flags: list[Any] = [has_checkpoint]
+        dist.broadcast_object_list(flags, src=0)
+        has_checkpoint = bool(flags[0])
+    run.budget = _Budget(run.config)
+    if not has_checkpoint:
+        return
+    meta, state, folder = load_checkpoint(run.out)
+    if meta.get("task") != run.task.name or meta.get("network") != run.net.get_config():
+        raise ValueError(
+            f"{folder} was trained for task {meta.get('task')!r} with another network; "
+            "it cannot resume this config"
+        )
+    run.net.load_state_dict(state)
+    ts = load_train_state(folder)
+    run.opt.load_state_dict(ts["optimizer"])
+    torch.set_rng_state(ts["rng"])
+    if run.device.type == "cuda" and "cuda_rng" in ts:
+        torch.cuda.set_rng_state(ts["cuda_rng"], run.device)
+    run.start = int(meta["step"])
+    if "budget" in ts:
+        run.budget = _Budget(run.config, float(ts["budget"][0]), float(ts["budget"][1]))
+    run.changed = _check_resume(run.config, meta, run.start)
+    if run.rank == 0:
+        _clean_leftovers(run.out, run.start)
+
+
+def _data(run: _Run, source: Source | None) -> tuple[DataLoader, TaskDataset]:
+    """The training loader (from the resumed step on) and the validation samples."""
+    config, task = run.config, run.task
+    if config.data and task.open_data is None:
+        raise ValueError(f"task {task.name!r} cannot read a data folder")
+    if source is None:
+        source = task.open_data(Path(config.data)) if config.data and task.open_data else None
+    source = source or task.default_data()
+    batch, crop = int(config.batch or 0), int(config.crop or 0)  # resolved
+    kw = {"n_inputs": run.n, "crop": crop, "seed": config.seed}
+    train_set = task.dataset(source, "train", length=config.steps * batch * run.world, **kw)
+    val_set = task.dataset(source, "val", length=config.val_samples, **kw)
+    if run.rank == 0 and config.data:
+        _say_split(source, config.data)
+    loader = DataLoader(
+        train_set,
+        batch_size=batch,
+        sampler=StepSampler(run.start, config.steps, batch, run.rank, run.world),
+        num_workers=config.workers,
+        pin_memory=run.device.type == "cuda",
+        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
+    )
+    return loader, val_set
+
+
+def _say_split(source: Source, folder: str) -> None:
+    """Tell how a user's folder was split (on stderr): few items make the split matter."""
+    import sys
+
+    shared = [item for item in source.val if any(item is t for t in source.train)]
+    note = " (the same item validates and trains: too few to split)" if shared else ""
+    print(
+        f"data {folder}: {len(source.train)} training and {len(source.val)} validation "
+        f"item(s){note}",
+        file=sys.stderr,
+    )
+
+
+def _step(
+    run: _Run, step: int, x: Tensor, step_module: nn.Module
+) -> tuple[float, dict[str, float], Any]:
+    """One optimisation step; ``(lr, losses, grad_norm)``."""
+    config, budget = run.config, run.budget
+    assert budget is not None
+    kind, base_lr, warmup = str(config.optimizer), float(config.lr or 0), config.warmup or 0.0
+    before = budget.progress(step - 1) if budget.limited else None
+    lr = learning_rate(kind, base_lr, step - 1, config.steps, before)
+    if warmup:
+        lr *= min(1.0, (budget.progress(step - 1) + 1 / config.steps) / warmup)
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    if config.compile == "reduce-overhead":
+        torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are free
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast == "bfloat16"):
+        terms = step_module(x)
+    run.opt.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.net.parameters(), config.grad_clip)
+    run.opt.step()
+    return lr, {k: float(v.detach()) for k, v in terms.items()}, grad_norm  # waits for the GPU
+
+
+def _save(run: _Run, step: int) -> None:
+    assert run.budget is not None
+    train_state = {
+        "optimizer": run.opt.state_dict(),
+        "rng": torch.get_rng_state(),
+        "budget": torch.tensor([run.budget.cpu_s, run.budget.wall_s], dtype=torch.float64),
+    }
+    if run.device.type == "cuda":
+        train_state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
+    save_checkpoint(run.out, step=step, net=run.net, meta=run.meta(), train_state=train_state)
+
+
+def _loop(
+    run: _Run,
+    loader: DataLoader,
+    val_set: TaskDataset,
+    progress: bool,
+    on_step: Callable[[int, dict[str, Any], RICNet], None] | None,
+) -> int:
+    """The steps, with logging, validation and checkpoints; the last step done."""
+    config, budget = run.config, run.budget
+    assert budget is not None
+    _compile(run.net, config.compile)
+    step_module: nn.Module = _Step(run.task, run.net, run.n, run.objective)
+    if run.world > 1:
+        ids = [run.device.index] if run.device.type == "cuda" else None
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
+    bar = None
+    if progress and run.rank == 0:
+        from tqdm import tqdm
+
+        bar = tqdm(
+            total=config.steps, initial=run.start, desc=f"train {run.task.name}", unit="step"
+        )
+    run.net.train()
+    t_data = time.perf_counter()
+    cpu_mark = time.process_time()
+    step = run.start
+    for step, x in enumerate(loader, start=run.start + 1):
+        t_step = time.perf_counter()
+        data_s = t_step - t_data  # waiting for this batch
+        x = x.to(run.device, non_blocking=True).contiguous(memory_format=run.layout)
+        lr, losses, grad_norm = _step(run, step, x, step_module)
+        budget.cpu_s += time.process_time() - cpu_mark
+        budget.wall_s += time.perf_counter() - t_data
+        last = step == config.steps or _spent(budget, step, run.world, run.device)
+        if run.rank == 0:
+            record = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **losses}
+            record.update(step_s=time.perf_counter() - t_step, data_s=data_s, cpu_s=budget.cpu_s)
+            _log(run.log_path, record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['total']:.4g}")
+                bar.update(1)
+            if on_step is not None:
+                on_step(step, record, run.net)
+            if step % config.val_every == 0 or last:
+                samples = [val_set[i] for i in range(len(val_set))]
+                tag = f"step{step:08d}-"
+                metrics = evaluate(run.task, run.net, samples, run.n, run.out / "samples", tag)
+                _log(run.log_path, {"step": step, "validation": metrics})
+            if step % config.ckpt_every == 0 or last:
+                _save(run, step)
+        t_data = time.perf_counter()
+        cpu_mark = time.process_time()
+        if last:
+            break
+    if bar is not None:
+        bar.close()
+    return step
+
+
+def _finish(run: _Run, step: int, seconds: float) -> None:
+    """Check the replicas agree (data parallel), log the end, write the report."""
+    if run.world > 1:
+        digests: list[Any] = [None] * run.world
+        dist.all_gather_object(digests, _weights_digest(run.net))
+        in_sync = len(set(digests)) == 1
+        if run.rank == 0:
+            record = {"step": step, "world_size": run.world, "replicas_in_sync": in_sync}
+            _log(run.log_path, record)
+        if not in_sync:
+            raise RuntimeError(f"data-parallel replicas diverged: weight digests {digests}")
+        dist.barrier()
+    if run.rank == 0:
+        _log(run.log_path, {"step": step, "seconds": seconds, "device": str(run.device)})
+        from .report import write_report
+
+        write_report(run.out)
 
 
 def train(
@@ -295,175 +625,37 @@ def train(
     uninterrupted run bit for bit (data, noise and schedule are functions of the step and the
     saved RNG states; on a GPU the same holds up to the nondeterminism of its convolution
     kernels). A run with a budget (``cpu_budget``, ``time_budget``) resumes with what it has
-    left, but where it stops depends on the machine's speed.
+    left, but where it stops depends on the machine's speed. A resume may extend ``steps``
+    (the schedule is recomputed over the new total from the resumed step on) but not change
+    the seed; a run stopped before its first checkpoint resumes from the start. A run that
+    fails before its first step leaves no folder behind.
 
     ``on_step(step, record, net)`` is called after every step (on rank 0) with the step's
     logged record (losses, ``lr``, ``cpu_s``: the CPU seconds the steps used so far) and the
     network, e.g. to evaluate it at points of the budget; time spent in it is not counted.
     """
-    out = Path(out)
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    rank, world = _distributed(device)
-    task = get_task(config.task)
-    n = config.n_inputs or task.default_inputs
-    task.check_inputs(n)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    batch = config.batch or task.train.batch
-    crop = config.crop or task.train.crop
-    kind = config.optimizer or task.train.optimizer
-    base_lr = config.lr or task.train.lr
-    torch.manual_seed(config.seed)
+    run = _setup(config, Path(out))
+    _resume(run, resume)
+    first_step_done = False
+    try:
+        loader, val_set = _data(run, source)
+        if run.rank == 0:  # the run's config, true after a resume too
+            with atomic_write(run.out / "config.json") as f:
+                f.write(json.dumps(config.to_dict(), indent=2).encode())
+            if run.changed:
+                _log(run.log_path, {"step": run.start, "resumed": run.changed})
+        t0 = time.perf_counter()
 
-    net = _initial_network(task, n, config)
-    net = _with_channel(net, config, task)
-    objective = task.objective(net, config.losses)  # unknown loss names fail here
-    if config.memory_saving:
-        net.memory_saving = True
-    if config.compact_dense:
-        set_compact_dense(net)
-    layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    net = net.to(device=device, memory_format=layout)
-    opt = _optimizer(kind, net.parameters(), base_lr)
-    if rank == 0:  # after the config has proven valid: a bad config leaves no folder behind
-        _prepare_out(out, resume)
-    if world > 1:
-        dist.barrier()
-    start = 0
-    resumed_budget = (0.0, 0.0)
-    if resume:
-        meta, state, folder = load_checkpoint(out)
-        if meta.get("task") != task.name or meta.get("network") != net.get_config():
-            raise ValueError(
-                f"{folder} was trained for task {meta.get('task')!r} with another network; "
-                "it cannot resume this config"
-            )
-        net.load_state_dict(state)
-        ts = load_train_state(folder)
-        opt.load_state_dict(ts["optimizer"])
-        torch.set_rng_state(ts["rng"])
-        if device.type == "cuda" and "cuda_rng" in ts:
-            torch.cuda.set_rng_state(ts["cuda_rng"], device)
-        start = int(meta["step"])
-        if "budget" in ts:
-            resumed_budget = (float(ts["budget"][0]), float(ts["budget"][1]))
-
-    source = source or (
-        task.open_data(Path(config.data)) if config.data and task.open_data else None
-    )
-    if config.data and task.open_data is None:
-        raise ValueError(f"task {task.name!r} cannot read a data folder")
-    source = source or task.default_data()
-    train_set = task.dataset(
-        source,
-        "train",
-        n_inputs=n,
-        crop=crop,
-        length=config.steps * batch * world,
-        seed=config.seed,
-    )
-    val_set = task.dataset(
-        source, "val", n_inputs=n, crop=crop, length=config.val_samples, seed=config.seed
-    )
-    loader = DataLoader(
-        train_set,
-        batch_size=batch,
-        sampler=StepSampler(start, config.steps, batch, rank, world),
-        num_workers=config.workers,
-        pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(config.seed),  # keeps the global RNG untouched
-    )
-    _compile(net, config.compile)
-    step_module: nn.Module = _Step(task, net, n, objective)
-    if world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids)
-
-    meta = {
-        "task": task.name,
-        "n_inputs": n,
-        "network": net.get_config(),
-        "train_config": config.to_dict(),
-    }
-    log_path = out / "metrics.jsonl"
-    if rank == 0 and not resume:
-        with atomic_write(out / "config.json") as f:
-            f.write(json.dumps(config.to_dict(), indent=2).encode())
-    bar = None
-    if progress and rank == 0:
-        from tqdm import tqdm
-
-        bar = tqdm(total=config.steps, initial=start, desc=f"train {task.name}", unit="step")
-    net.train()
-    amp_dtype = getattr(torch, config.autocast or "bfloat16")  # used only when autocast is set
-    budget = _Budget(config, *resumed_budget)
-    t0 = t_data = time.perf_counter()
-    cpu_mark = time.process_time()
-    step = start
-    for step, x in enumerate(loader, start=start + 1):
-        t_step = time.perf_counter()
-        data_s = t_step - t_data  # waiting for this batch
-        x = x.to(device, non_blocking=True).contiguous(memory_format=layout)
-        progress_before = budget.progress(step - 1) if budget.limited else None
-        lr = learning_rate(kind, base_lr, step - 1, config.steps, progress_before)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        if config.compile == "reduce-overhead":
-            torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are free
-        with torch.autocast(x.device.type, amp_dtype, enabled=config.autocast is not None):
-            terms = step_module(x)
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-        opt.step()
-        losses = {k: float(v.detach()) for k, v in terms.items()}  # waits for the GPU
-        budget.cpu_s += time.process_time() - cpu_mark
-        budget.wall_s += time.perf_counter() - t_data
-        last = step == config.steps or _spent(budget, step, world, device)
-        if rank == 0:
-            record = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **losses}
-            record["step_s"] = time.perf_counter() - t_step
-            record["data_s"] = data_s
-            record["cpu_s"] = budget.cpu_s
-            _log(log_path, record)
-            if bar is not None:
-                bar.set_postfix(loss=f"{record['total']:.4g}")
-                bar.update(1)
+        def counted(step: int, record: dict[str, Any], net: RICNet) -> None:
+            nonlocal first_step_done
+            first_step_done = True
             if on_step is not None:
                 on_step(step, record, net)
-            if step % config.val_every == 0 or last:
-                samples = [val_set[i] for i in range(len(val_set))]
-                metrics = evaluate(task, net, samples, n, out / "samples", tag=f"step{step:08d}-")
-                _log(log_path, {"step": step, "validation": metrics})
-            if step % config.ckpt_every == 0 or last:
-                train_state = {
-                    "optimizer": opt.state_dict(),
-                    "rng": torch.get_rng_state(),
-                    "budget": torch.tensor([budget.cpu_s, budget.wall_s], dtype=torch.float64),
-                }
-                if device.type == "cuda":
-                    train_state["cuda_rng"] = torch.cuda.get_rng_state(device)
-                save_checkpoint(out, step=step, net=net, meta=meta, train_state=train_state)
-        t_data = time.perf_counter()
-        cpu_mark = time.process_time()
-        if last:
-            break
-    if bar is not None:
-        bar.close()
-    if world > 1:
-        digests: list[Any] = [None] * world
-        dist.all_gather_object(digests, _weights_digest(net))
-        in_sync = len(set(digests)) == 1
-        if rank == 0:
-            _log(log_path, {"step": step, "world_size": world, "replicas_in_sync": in_sync})
-        if not in_sync:
-            raise RuntimeError(f"data-parallel replicas diverged: weight digests {digests}")
-        dist.barrier()
-    if rank == 0:
-        _log(log_path, {"step": step, "seconds": time.perf_counter() - t0, "device": str(device)})
-        from .report import write_report
 
-        write_report(out)
-    return out
+        step = _loop(run, loader, val_set, progress, counted)
+        _finish(run, step, time.perf_counter() - t0)
+    except BaseException:
+        if run.rank == 0 and run.created and not first_step_done:
+            shutil.rmtree(run.out, ignore_errors=True)  # a failed start leaves nothing
+        raise
+    return run.out

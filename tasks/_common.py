@@ -9,8 +9,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from invblocks import TrainDefaults
 from invblocks.data import Source, clip_folder, davis, div2k, photo_folder, voc2012
 from invblocks.ops import center_crop, random_flips, to_float
+
+CPU_NETWORK = {"blocks": 4, "width": 16, "growth": 16}
+"""The default recipe's network: 4 couplings, dense blocks of growth 16, relation width 16
+(st-01's network has 10, 32 and 64: about 25 times the work per pixel)."""
+
+
+def cpu_recipe(network: dict[str, Any] | None = None, **changes: Any) -> TrainDefaults:
+    """The built-in tasks' default recipe: a small network (:data:`CPU_NETWORK`, with
+    ``network`` over it), 64-pixel crops in pairs, learning rate 5e-4, so that a few CPU
+    minutes buy a model better than the trivial restoration (docs/benchmarks.md)."""
+    fields: dict[str, Any] = {"crop": 64, "batch": 2, "lr": 5e-4}
+    fields.update(changes)
+    return TrainDefaults(network={**CPU_NETWORK, **(network or {})}, **fields)
 
 
 def open_clips(path: Path) -> Source:

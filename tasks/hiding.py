@@ -13,10 +13,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from invblocks import Task, hookimpl, presets
+from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
 
-from ._common import common_size, crop_window
+from ._common import common_size, cpu_recipe, crop_window
 
 
 def sample_cover_and_secrets(
@@ -66,6 +66,8 @@ HIDING = Task(
     open_data=flickr2w,
     reference=cover,
     network=_network,
+    train=cpu_recipe(),
+    reference_train=TrainDefaults(),
 )
 
 

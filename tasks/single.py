@@ -20,7 +20,7 @@ from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, rgb_to_gray
 
-from ._common import crop_window, open_photos, pick
+from ._common import cpu_recipe, crop_window, open_photos, pick
 
 
 def sample_image(
@@ -57,7 +57,8 @@ def _gray_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
     if preset != "iicnet":
         return getattr(presets, preset)(3 * n, 1, **kw)
     kw.setdefault("blocks", 16)
-    return presets.iicnet(n, out_channels=1, **kw)
+    kw.setdefault("out_channels", 1)
+    return presets.iicnet(n, **kw)
 
 
 def _x2_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
@@ -66,11 +67,21 @@ def _x2_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
     if preset != "iicnet":
         return getattr(presets, preset)(3 * n, 3, scale=2, **kw)
     kw.setdefault("blocks", 16)
-    return presets.iicnet(n, downscale="squeeze", order="hl", **kw)
+    kw.setdefault("downscale", "squeeze")
+    kw.setdefault("order", "hl")
+    return presets.iicnet(n, **kw)
 
 
-def _x4_net(n: int, **kw: Any) -> Any:
-    return presets.win(3 * n, 3, scale=4, **kw)
+def _x4_net(n: int, preset: str = "win", **kw: Any) -> Any:
+    """WIN's x4 rescaling network (default), WIN-Naive's, or IICNet with two downscales."""
+    _check_preset("rescaling-x4", preset)
+    if preset != "iicnet":
+        return getattr(presets, preset)(3 * n, 3, scale=4, **kw)
+    kw.setdefault("blocks", 16)
+    kw.setdefault("downscale", "haar")
+    kw.setdefault("order", "hl")
+    kw.setdefault("levels", 2)
+    return presets.iicnet(n, **kw)
 
 
 GRAYSCALE = Task(
@@ -84,6 +95,8 @@ GRAYSCALE = Task(
     open_data=open_photos,
     reference=gray,
     network=_gray_net,
+    train=cpu_recipe(network={"init": "trivial"}),
+    reference_train=TrainDefaults(),
 )
 
 RESCALING_X2 = Task(
@@ -98,6 +111,8 @@ RESCALING_X2 = Task(
     open_data=open_photos,
     reference=partial(bicubic, factor=2),
     network=_x2_net,
+    train=cpu_recipe(network={"init": "trivial", "downscale": "haar"}),
+    reference_train=TrainDefaults(),
 )
 
 RESCALING_X4 = Task(
@@ -114,7 +129,8 @@ RESCALING_X4 = Task(
     reference=partial(bicubic, factor=4),
     network=_x4_net,
     losses=LossConfig(embedding=2.0, frequency=0.0, restoration=1.0, gram_det=0.1, shift=1.0),
-    train=TrainDefaults(crop=128, batch=1, optimizer="win", quantizer="ste"),
+    train=cpu_recipe(network={"preset": "iicnet", "init": "trivial"}),
+    reference_train=TrainDefaults(crop=128, batch=1, optimizer="win", quantizer="ste"),
 )
 
 

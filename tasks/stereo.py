@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from invblocks import Task, hookimpl, presets
+from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
 
-from ._common import crop_window, pick
+from ._common import cpu_recipe, crop_window, pick
 
 
 def sample_pair(
@@ -63,6 +63,8 @@ MONONIZING = Task(
     open_data=open_stereo,
     reference=left_view,
     network=_network,
+    train=cpu_recipe(),
+    reference_train=TrainDefaults(),
 )
 
 

@@ -23,7 +23,7 @@ from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
 from invblocks.task import middle_first_order
 
-from ._common import crop_window, open_clips, pick
+from ._common import cpu_recipe, crop_window, open_clips, pick
 
 TRAIN_STEP, VAL_STEP = 5, 1
 
@@ -82,6 +82,8 @@ VIDEO = Task(
     reference=middle_frame,
     network=_iicnet,
     order=middle_first_order,
+    train=cpu_recipe(),
+    reference_train=TrainDefaults(crop=144),
 )
 
 VIDEO_X2 = Task(
@@ -98,7 +100,8 @@ VIDEO_X2 = Task(
     network=_iicnet_x2,
     order=middle_first_order,
     losses=LossConfig(restoration=0.4),
-    train=TrainDefaults(crop=144),
+    train=cpu_recipe(network={"init": "trivial", "order": "hl"}),
+    reference_train=TrainDefaults(crop=144),
 )
 
 

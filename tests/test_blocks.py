@@ -65,7 +65,25 @@ FAMILIES = {
         image_shapes(channels=st.sampled_from([3, 6, 12]), max_side=5),
         lambda d, s: B.ChannelSqueeze(d, out_channels=3),
     ),
+    "channel-squeeze-first": (
+        image_shapes(channels=st.sampled_from([3, 6, 12]), max_side=5),
+        lambda d, s: B.ChannelSqueeze(
+            d, out_channels=3, mode="first", fill=None if s % 2 else [0, d[0] // 3 - 1]
+        ),
+    ),
+    "conv1x1-identity": (
+        image_shapes(channels=st.integers(2, 6), max_side=5),
+        lambda d, s: B.InvConv1x1(d, init="identity", parameterization=("lu", "plain")[s % 2]),
+    ),
+    "conv1x1-luma": (
+        image_shapes(channels=st.sampled_from([3, 6]), max_side=5),
+        lambda d, s: B.InvConv1x1(d, init="luma", parameterization=("lu", "plain")[s % 2]),
+    ),
     "quantizer": (image_shapes(max_side=5), lambda d, s: B.Quantizer(bits=1 + s % 8)),
+    "jpeg": (
+        image_shapes(channels=st.sampled_from([1, 3]), max_side=6),
+        lambda d, s: B.JPEGChannel(quality=10 + s % 90),
+    ),
 }
 
 
@@ -393,3 +411,29 @@ def test_compact_dense_keeps_less_for_backward_and_is_set_network_wide():
         compact = block(x)
         block.compact = False
         assert torch.equal(compact, block(x))
+
+
+def test_the_first_group_squeeze_and_its_fill():
+    cs = B.ChannelSqueeze([(12, 2, 2)], out_channels=3, mode="first", fill=[0, 2])
+    y = torch.rand(1, 12, 2, 2)
+    e = cs(y)
+    assert torch.equal(e, y[:, :3])
+    back = cs.inverse()(e)
+    assert torch.equal(back[:, :3], e) and torch.equal(back[:, 6:9], e)
+    assert not back[:, 3:6].any() and not back[:, 9:].any()
+    with pytest.raises(ValueError, match="fill is for mode='first'"):
+        B.ChannelSqueeze(out_channels=3, fill=[0])
+    with pytest.raises(ValueError, match=r"fill \[1\] must hold group 0"):
+        B.ChannelSqueeze([(6, 2, 2)], out_channels=3, mode="first", fill=[1])
+
+
+def test_the_luma_initialisation_maps_gray_to_gray():
+    conv = B.InvConv1x1(channels=3, init="luma").double()
+    rgb = torch.rand(1, 3, 4, 4, dtype=torch.float64)
+    ycbcr = conv(rgb)
+    luma = 0.299 * rgb[:, 0] + 0.587 * rgb[:, 1] + 0.114 * rgb[:, 2]
+    assert torch.allclose(ycbcr[:, 0], luma)
+    gray = conv.inverse()(torch.cat([ycbcr[:, :1], torch.zeros_like(ycbcr[:, 1:])], 1))
+    assert torch.allclose(gray, luma[:, None].expand(-1, 3, -1, -1))
+    with pytest.raises(ValueError, match="groups of 3 channels"):
+        B.InvConv1x1(channels=4, init="luma")

@@ -33,7 +33,7 @@ def steps_of(run):
 def test_a_cpu_budget_ends_the_run_and_drives_the_schedule(tmp_path):
     calls = []
     run = train(
-        tiny(steps=100_000, cpu_budget=3.0, optimizer="iicnet"),
+        tiny(steps=100_000, cpu_budget=3.0, optimizer="iicnet", lr=2e-4),
         tmp_path / "run",
         progress=False,
         on_step=lambda step, record, net: calls.append((step, record["cpu_s"], net.training)),

@@ -202,3 +202,23 @@ def test_task_dataset_is_reproducible_and_indexed():
     assert not torch.equal(ds[0], ds[1])
     with pytest.raises(IndexError):
         ds[5]
+
+
+def test_derived_stereo_pairs_shift_the_way_the_real_pair_does():
+    from invblocks.data import default_stereo
+
+    def best_shift(left, right, span=24):
+        """The d minimising the error of right[x] against left[x + d]."""
+        left, right = left.float().mean(0), right.float().mean(0)
+        w = left.shape[-1]
+        errors = {
+            d: float((right[:, span : w - span] - left[:, span + d : w - span + d]).abs().mean())
+            for d in range(-span, span + 1)
+        }
+        return min(errors, key=errors.get)
+
+    source = default_stereo(disparity=12)
+    real = best_shift(*source.val[0])
+    assert real > 0  # the Middlebury pair: right[x] = left[x + d]
+    for left, right in source.train[1:3]:
+        assert best_shift(left, right) == 12

@@ -71,3 +71,51 @@ def test_seeded_presets_are_identical():
     a = presets.iicnet(2, blocks=2, width=4, generator=torch.Generator().manual_seed(1))
     b = presets.iicnet(2, blocks=2, width=4, generator=torch.Generator().manual_seed(1))
     assert all(torch.equal(a.state_dict()[k], v) for k, v in b.state_dict().items())
+
+
+@pytest.mark.parametrize(
+    "task_name, kwargs",
+    [
+        ("video", {}),
+        ("mononizing", {}),
+        ("video-x2", {"downscale": "haar", "order": "hl"}),
+        ("video-x2", {"downscale": "haar", "order": "ref"}),
+        ("grayscale", {"out_channels": 1}),
+        ("rescaling-x2", {"downscale": "haar", "order": "hl"}),
+        ("rescaling-x4", {"downscale": "haar", "order": "hl", "levels": 2}),
+    ],
+)
+def test_the_trivial_initialisation_starts_at_the_trivial_solution(task_name, kwargs):
+    import invblocks
+
+    task = invblocks.get_task(task_name)
+    n = task.default_inputs
+    net = presets.iicnet(n, blocks=2, width=4, growth=4, init="trivial", size=(16, 16), **kwargs)
+    net = net.double().eval()
+    x = torch.rand(
+        2, 3 * n, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    with torch.no_grad():
+        e = net.round_trip(x).embedding
+        back = net.restore(e)
+    reference = task.reference(x, n)
+    if task.scale == 1:  # the reference itself: a slot, or the BT.601 luma
+        assert torch.allclose(e, reference, atol=1e-12)
+    else:  # the Haar low band: a 2x2 (4x4) mean; video-x2's bilinear reference is that mean
+        factor = task.scale
+        box = torch.nn.functional.avg_pool2d(x[:, :3], factor)
+        assert torch.allclose(e, box, atol=1e-12)
+    # the restoration: the reference in every slot (low band up, zeros in the high bands)
+    if task.scale == 1:
+        expected = task.trivial_restoration(x, n)
+    else:
+        expected = torch.nn.functional.interpolate(e, scale_factor=task.scale, mode="nearest")
+        expected = expected.repeat(1, n, 1, 1)
+    assert torch.allclose(back, expected, atol=1e-12)
+
+
+def test_the_trivial_initialisation_refuses_what_it_cannot_start():
+    with pytest.raises(ValueError, match="needs downscale='haar'"):
+        presets.iicnet(2, downscale="squeeze", init="trivial", width=4, size=(8, 8))
+    with pytest.raises(ValueError, match="init must be"):
+        presets.iicnet(2, init="zero", width=4, size=(8, 8))

@@ -10,6 +10,7 @@ from invblocks.runtime import tune_malloc
 PROBE = """
 import resource, sys
 import torch
+import invblocks.plugins  # the library loaded, then tuned, as the command line does it
 if sys.argv[1] == "tuned":
     from invblocks.runtime import tune_malloc
     assert tune_malloc()

@@ -1,5 +1,7 @@
 """check_block catches each kind of broken block (so the property tests can fail); SavedBytes."""
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -7,7 +9,7 @@ from hypothesis import strategies as st
 
 from invblocks import Block, Inversion
 from invblocks import blocks as B
-from invblocks.testing import BlockCheckError, SavedBytes, check_block
+from invblocks.testing import BlockCheckError, CheckNotRun, SavedBytes, check_block
 
 
 class Affine(Block):
@@ -42,6 +44,10 @@ class Affine(Block):
         x = (y - b) / a
         if self.defect == "inverse":
             x = x + 1e-3
+        if self.defect == "nan":
+            x = x * float("nan")
+        if self.defect == "positive":  # right only where the output is positive
+            x = torch.where(y > 0, x, x.abs())
         return x, -self.a.abs().log().sum() * y.shape[2] * y.shape[3]
 
 
@@ -64,6 +70,60 @@ def test_defects_are_caught(defect, needle):
     with pytest.raises(BlockCheckError) as info:
         check_block(Affine(defect=defect), (2, 3, 3))
     assert needle in str(info.value) and "Affine (EXACT)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "defect, dims, needle",
+    [
+        ("nan", (2, 3, 3), "inverse(forward(x)) differs from x by nan"),
+        ("positive", (2, 3, 3), "inverse(forward(x)) differs"),
+        ("logdet", (2, 16, 16), "log_det"),  # 512 values: above the old 300 limit
+        ("logdet", (2, 40, 40), "log_det"),  # checked on a smaller spatial size
+    ],
+)
+def test_lying_blocks_are_caught(defect, dims, needle):
+    with pytest.raises(BlockCheckError, match=needle.replace("(", r"\(").replace(")", r"\)")):
+        check_block(Affine(defect=defect), dims)
+
+
+def test_the_log_det_of_a_two_input_block_is_checked():
+    class Scale2(Block):
+        n_inputs = 2
+
+        def __init__(self, dims_in=None, lie=False):
+            super().__init__(dims_in)
+            self.lie = lie
+
+        def _forward(self, xs, c):
+            a, b = xs
+            log_det = b[0].numel() * math.log(3) + (0.5 if self.lie else 0.0)
+            return (2 * a, 3 * b), a.new_full(
+                (a.shape[0],), float(a[0].numel() * math.log(2) + log_det)
+            )
+
+        def _inverse(self, ys, c):
+            a, b = ys
+            forward = a[0].numel() * math.log(2) + b[0].numel() * math.log(3)
+            return (a / 2, b / 3), a.new_full((a.shape[0],), -forward)
+
+        def _output_dims(self, dims):
+            return [tuple(d) for d in dims]
+
+    check_block(Scale2(), [(1, 2, 2), (2, 2, 2)], check_gradients=False)
+    with pytest.raises(BlockCheckError, match="log_det"):
+        check_block(Scale2(lie=True), [(1, 2, 2), (2, 2, 2)], check_gradients=False)
+
+
+def test_a_check_that_cannot_run_is_said():
+    class NoSmall(Affine):
+        def _output_dims(self, dims):
+            if dims[0][1] < 40:
+                raise self._shape_error("at least 40 pixels", dims)
+            return super()._output_dims(dims)
+
+    with pytest.warns(CheckNotRun, match="log-det"):
+        skipped = check_block(NoSmall(), (2, 40, 40), check_gradients=False)
+    assert skipped and "log-det" in skipped[0]
 
 
 def test_learned_block_must_start_as_identity():

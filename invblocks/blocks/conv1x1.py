@@ -24,6 +24,10 @@ class InvConv1x1(Block):
         parameterization: ``"lu"`` (``W = P L (U + diag(sign * exp(log_s)))`` with ``P`` a
             fixed permutation buffer: log-determinant in ``O(C)``, inverse by triangular solves)
             or ``"plain"`` (a full ``W`` as in IICNet; log-determinant by ``slogdet``).
+        init: ``"orthogonal"`` (random, Glow's and IICNet's), ``"identity"``, or ``"luma"``:
+            every 3-channel group mapped to full-range YCbCr (JPEG's matrix), so the first
+            channel of each group is its BT.601 luma and a gray colour ``(Y, 0, 0)`` maps back
+            to ``R = G = B = Y``.
         generator: Random source for the orthogonal initialisation.
 
     The log-determinant is ``H * W * log|det W|``. The inverse matrix is formed in float64
@@ -45,6 +49,7 @@ class InvConv1x1(Block):
         *,
         channels: int | None = None,
         parameterization: Literal["lu", "plain"] = "lu",
+        init: Literal["orthogonal", "identity", "luma"] = "orthogonal",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -54,8 +59,8 @@ class InvConv1x1(Block):
                 "InvConv1x1: parameterization must be 'lu' or 'plain'; "
                 f"received {parameterization!r}"
             )
-        self.channels, self.parameterization = channels, parameterization
-        w = orthogonal(channels, channels, generator=generator)
+        self.channels, self.parameterization, self.init = channels, parameterization, init
+        w = _initial(init, channels, generator)
         if parameterization == "plain":
             self.weight = nn.Parameter(w)
         else:
@@ -117,6 +122,27 @@ class InvConv1x1(Block):
         return (
             f"{self.channels}, parameterization={self.parameterization!r}, {super().extra_repr()}"
         )
+
+
+_YCBCR = torch.tensor(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)
+
+
+def _initial(init: str, channels: int, generator: torch.Generator | None) -> Tensor:
+    if init == "orthogonal":
+        return orthogonal(channels, channels, generator=generator)
+    if init == "identity":
+        return torch.eye(channels)
+    if init == "luma":
+        if channels % 3:
+            raise ValueError(
+                f"InvConv1x1: init='luma' needs groups of 3 channels; received {channels}"
+            )
+        return torch.block_diag(*[_YCBCR] * (channels // 3))
+    raise ValueError(
+        f"InvConv1x1: init must be 'orthogonal', 'identity' or 'luma'; received {init!r}"
+    )
 
 
 register_block(InvConv1x1)

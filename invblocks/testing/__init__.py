@@ -8,6 +8,7 @@ strategies for shapes, dtypes and seeds live in :mod:`invblocks.testing.strategi
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from typing import Any
 
@@ -112,6 +113,9 @@ def _fail(block: Block, what: str) -> BlockCheckError:
 
 
 def _max_rel_err(a: Tensor, b: Tensor) -> float:
+    """The largest difference relative to ``b``'s magnitude; NaN when either has NaN."""
+    if not bool(torch.isfinite(a).all()) or not bool(torch.isfinite(b).all()):
+        return float("nan")
     return float((a - b).abs().max() / b.abs().max().clamp_min(1.0))
 
 
@@ -153,23 +157,49 @@ def _check_aux(block: Block, dims: list, xs: list[Tensor], ys: tuple) -> None:
         raise _fail(block, f"auxiliary outputs {wrong} are not (B, ...) in the input dtype")
 
 
-def _check_log_det(block: Block, x: Tensor, log_det: Tensor, tol: float) -> None:
-    """Compare the returned log-det with slogdet of the autograd Jacobian, sample by sample."""
-    for i in range(x.shape[0]):
-        xi = x[i : i + 1]
+def _check_log_det(block: Block, xs: list[Tensor], log_det: Tensor, tol: float) -> None:
+    """Compare the returned log-det with slogdet of the autograd Jacobian, sample by sample
+    (all inputs flattened into one vector, all outputs into another)."""
+    for i in range(xs[0].shape[0]):
+        parts = [x[i : i + 1] for x in xs]
+        sizes = [p.numel() for p in parts]
 
-        def f(v: Tensor, shape: torch.Size = xi.shape) -> Tensor:
-            (y,), _ = block([v.reshape(shape)])
-            return y.reshape(-1)
+        def f(v: Tensor, sizes: list[int] = sizes, parts: list[Tensor] = parts) -> Tensor:
+            chunks = v.split(sizes)
+            ins = [c.reshape(p.shape) for c, p in zip(chunks, parts, strict=True)]
+            ys, _ = block(ins)
+            return torch.cat([y.reshape(-1) for y in ys])
 
-        jac = torch.autograd.functional.jacobian(f, xi.reshape(-1))
+        flat = torch.cat([p.reshape(-1) for p in parts])
+        jac = torch.autograd.functional.jacobian(f, flat, vectorize=True)
+        if jac.shape[0] != jac.shape[1]:
+            raise _fail(block, f"an EXACT block maps {jac.shape[1]} values to {jac.shape[0]}")
         sign, logabs = torch.linalg.slogdet(jac)
-        if sign == 0 or abs(float(logabs - log_det[i])) > 100 * tol * max(1.0, abs(float(logabs))):
+        bound = 100 * tol * max(1.0, abs(float(logabs)))
+        if sign == 0 or not abs(float(logabs - log_det[i])) <= bound:
             raise _fail(
                 block,
                 f"log_det {float(log_det[i]):.8g} differs from slogdet of the Jacobian "
                 f"{float(logabs):.8g} (sample {i})",
             )
+
+
+def _probe_dims(block: Block, dims: list, limit: int) -> list | None:
+    """Input shapes with at most ``limit`` values in all, that the block accepts, for the
+    log-det check: ``dims`` themselves, else the same channels at a smaller spatial size
+    (the log-det of the blocks here is a per-pixel sum), else ``None``."""
+    if sum(math.prod(d) for d in dims) <= limit:
+        return dims
+    for side in (8, 6, 4, 2):
+        smaller = [(d[0], min(side, d[1]), min(side, d[2])) if len(d) == 3 else d for d in dims]
+        if sum(math.prod(d) for d in smaller) > limit:
+            continue
+        try:
+            block.output_dims(smaller)
+        except (ValueError, TypeError):
+            continue
+        return smaller
+    return None
 
 
 def _check_gradients(block: Block, xs: list[Tensor], generator: torch.Generator) -> None:
@@ -201,9 +231,9 @@ def check_block(
     dtype: torch.dtype = torch.float64,
     seed: int = 0,
     perturb: float = 0.05,
-    log_det_max_numel: int = 300,
+    log_det_max_numel: int = 1024,
     check_gradients: bool = True,
-    low: float = 0.0,
+    low: float = -1.0,
     high: float = 1.0,
     device: str | torch.device = "cpu",
 ) -> list[str]:
@@ -211,7 +241,8 @@ def check_block(
 
     The block is copied, cast to ``dtype`` and its parameters perturbed by ``perturb``
     (see :func:`perturb_parameters`); the original is not modified. Inputs are uniform in
-    ``[low, high)`` from a generator seeded with ``seed``. The copy and the inputs are then
+    ``[low, high)`` (signed by default: an inverse right only for positive values fails)
+    from a generator seeded with ``seed``. The copy and the inputs are then
     moved to ``device`` (the same seed gives the same block and inputs on every device).
     Every kind is checked for: output shapes equal to ``output_dims``, ``input_dims``
     inverting ``output_dims``, a ``(B,)`` log-det in the input dtype, the auxiliary outputs
@@ -222,8 +253,10 @@ def check_block(
     Then, by kind:
 
     * ``EXACT``: ``inverse(forward(x)) == x`` within :func:`tolerance`, the inverse's log-det
-      is the negative of the forward's, and, when the input has at most ``log_det_max_numel``
-      elements, the log-det equals ``slogdet`` of the autograd Jacobian;
+      is the negative of the forward's, and the log-det equals ``slogdet`` of the autograd
+      Jacobian, on the inputs when they have at most ``log_det_max_numel`` values in all
+      (several inputs flattened together), else on inputs of the same channels at a smaller
+      spatial size the block accepts; when there is none, the check is reported as not run;
     * ``LEFT``: ``inverse(forward(x)) == x`` within :func:`tolerance`;
     * ``LOSSY``: ``forward(inverse(y)) == y`` within :func:`tolerance`;
     * ``STE``: eval forward is idempotent (``f(f(x)) == f(x)`` exactly; left out for blocks
@@ -283,18 +316,18 @@ def check_block(
             back, log_det_rev = _run(block, list(ys), rev=True)
             for x, xb in zip(xs, back, strict=True):
                 err = _max_rel_err(xb, x)
-                if err > tol:
+                if not err <= tol:  # NaN fails too
                     raise _fail(block, f"inverse(forward(x)) differs from x by {err:.3g} > {tol:g}")
             if kind is Inversion.EXACT:
                 scale = max(1.0, float(log_det.abs().max()))
-                if float((log_det + log_det_rev).abs().max()) > tol * scale * 10:
+                if not float((log_det + log_det_rev).abs().max()) <= tol * scale * 10:
                     raise _fail(block, "the inverse's log_det is not the negative of the forward's")
         elif kind is Inversion.LOSSY:
             back, _ = _run(block, list(ys), rev=True)
             again, _ = _run(block, list(back))
             for y, ya in zip(ys, again, strict=True):
                 err = _max_rel_err(ya, y)
-                if err > tol:
+                if not err <= tol:
                     raise _fail(block, f"forward(inverse(y)) differs from y by {err:.3g} > {tol:g}")
         elif kind is Inversion.STE:
             again, _ = _run(block, list(ys))
@@ -314,8 +347,26 @@ def check_block(
                     block, "a LEARNED block must be the identity at initialisation both ways"
                 )
 
-    if kind is Inversion.EXACT and len(xs) == 1 and xs[0][0].numel() <= log_det_max_numel:
-        _check_log_det(block, xs[0], log_det, tol)
+    if kind is Inversion.EXACT:
+        probe = _probe_dims(block, dims, log_det_max_numel)
+        if probe is None:
+            skipped.append(
+                f"the log-det (no input of at most {log_det_max_numel} values is accepted)"
+            )
+        else:
+            px = (
+                xs
+                if probe == dims
+                else [
+                    (low + (high - low) * torch.rand((batch, *d), generator=gen, dtype=dtype)).to(
+                        device
+                    )
+                    for d in probe
+                ]
+            )
+            with torch.no_grad():
+                _, probe_log_det = _run(block, px)
+            _check_log_det(block, px, probe_log_det, tol)
     if not all(torch.equal(a, b) for a, b in zip(rng_state, _rng_states(device), strict=True)):
         raise _fail(block, "the block touched torch's global random generator")
     if check_gradients:
@@ -344,6 +395,30 @@ def check_block(
             device=device,
         )
     return skipped
+
+
+def _check_rebuilds(net: Block, dims: tuple[int, ...], fail: Any) -> None:
+    """The network rebuilds from its JSON config, and with its weights computes the same."""
+    import json
+
+    from ..registry import block_from_config
+
+    try:
+        config = json.loads(json.dumps(net.get_config()))
+        again = block_from_config(config)
+        again.load_state_dict(net.state_dict())
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        raise fail(f"its network cannot be rebuilt from its config: {err}") from err
+    first = next(net.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
+    again = again.to(device).eval()
+    was = net.training
+    x = torch.rand((1, *dims), generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        same = torch.equal(net.eval()([x])[0][0], again([x])[0][0])
+    net.train(was)
+    if not same:
+        raise fail("its network rebuilt from its config computes something else")
 
 
 def _rng_states(device: torch.device) -> list[Tensor]:
@@ -416,8 +491,13 @@ def check_task(
                     f"(1, {task.embed_channels}, {size}, {size})"
                 )
     n = task.default_inputs
-    net = as_ricnet(network if network is not None else task.build_network(n))
+    try:  # the trainer builds the network with a seeded generator
+        built = task.build_network(n, generator=torch.Generator().manual_seed(seed))
+    except TypeError as err:
+        raise fail(f"its network function does not take the trainer's generator=: {err}") from err
+    net = as_ricnet(network if network is not None else built)
     net = net.to(device)
+    _check_rebuilds(net, (n * task.image_channels, crop, crop), fail)
     objective = task.objective(net)
     data = task.dataset(source, "train", n_inputs=n, crop=crop, length=batch * steps, seed=seed)
     net.eval()

@@ -1,0 +1,304 @@
+"""Bad input through the command line: a sentence and exit code 2, never a traceback; inputs
+untouched, no partial output; kills recovered; files written with the umask's modes."""
+
+import hashlib
+import json
+import os
+import random
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from invblocks.io import write_png
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["network.blocks=1", "network.width=4", "network.growth=4"]
+
+
+def cli(*args, env=None, preexec=None, timeout=300):
+    """``python -m invblocks ARGS`` in a subprocess: ``(returncode, stdout, stderr)``."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "invblocks", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "INVBLOCKS_NO_TUNE_MALLOC": "1", **(env or {})},
+        preexec_fn=preexec,
+        timeout=timeout,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def sets(*settings):
+    return [a for s in settings for a in ("--set", s)]
+
+
+def digest(folder):
+    """Every file under ``folder`` (hidden ones too) and its bytes' hash."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("model")
+    code, _, err = cli(
+        "train", "--task", "video", "--out", root / "run", "--quiet",
+        *sets("steps=1", "crop=16", "batch=1", "n_inputs=3", "device=cpu", *TINY),
+    )  # fmt: skip
+    assert code == 0, err
+    return root / "run"
+
+
+def png_with_size(path, width, height):
+    """A valid 1x1 PNG whose header claims ``width x height`` (a decompression bomb)."""
+    Image.new("L", (1, 1)).save(path)
+    data = bytearray(path.read_bytes())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17])) & 0xFFFFFFFF
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def frames(folder, n=3, size=(20, 24)):
+    paths = []
+    for i in range(n):
+        paths.append(folder / f"f{i}.png")
+        write_png(torch.rand(3, *size, generator=torch.Generator().manual_seed(i)), paths[-1])
+    return paths
+
+
+def limit_memory(nbytes):
+    def apply():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (nbytes, nbytes))
+
+    return apply
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, model):
+    """The files the bad commands read (they must never change)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    f = frames(folder)
+    png_with_size(folder / "bomb.png", 30000, 30000)
+    write_png(torch.rand(3, 8, 8), folder / "blocker.png")
+    (folder / "bad.toml").write_text("task = ")
+    (folder / "notes.txt").write_text("not a checkpoint")
+    damaged = folder / "damaged"
+    damaged.mkdir()
+    (damaged / "config.json").write_text("{not json")
+    (damaged / "model.safetensors").write_bytes(b"\0" * 16)
+    foreign = folder / "foreign"
+    foreign.mkdir()
+    (foreign / "config.json").write_text(json.dumps({"name": "another program"}))
+    (foreign / "model.safetensors").write_bytes(b"\0" * 16)
+    checkpoint = model / "checkpoints" / "step-00000001"
+    meta = json.loads((checkpoint / "config.json").read_text())
+    nonet = folder / "nonet"
+    nonet.mkdir()
+    (nonet / "config.json").write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "network"})
+    )
+    (nonet / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes())
+    for i in range(3):  # large and plain (a PNG of one colour is small on disk)
+        write_png(torch.full((3, 3000, 3000), 0.5), folder / f"big{i}.png")
+    from invblocks import Model
+
+    Model.load(model, device="cpu").embed_files(f, folder / "clip.png")
+    return folder
+
+
+def catalogue(inputs, out, model):
+    """Each case: (name, argv, what the one line must say, extra subprocess settings)."""
+    f = [inputs / f"f{i}.png" for i in range(3)]
+    big = [inputs / f"big{i}.png" for i in range(3)]
+    train = ["train", "--task", "video", "--out", out / "run", "--quiet"]
+    base = [*sets("steps=1", "crop=16", "batch=1", "device=cpu", *TINY)]
+    embed = ["embed", "--model", model, *f]
+    e_png = out / "e.png"
+    return [
+        ("bomb", ["embed", "--model", model, inputs / "bomb.png", f[1], f[2], "-o", e_png],
+         "decompression bomb", {}),
+        ("oversized", ["embed", "--model", model, *big, "-o", e_png],
+         "GiB are free", {"preexec": limit_memory(3 * 2**30)}),
+        ("output under a file", [*embed, "-o", inputs / "blocker.png" / "e.png"], "is a file", {}),
+        ("restore under a file",
+         ["restore", "--model", model, inputs / "clip.png", "-o", inputs / "blocker.png" / "r"],
+         "is a file", {}),
+        ("damaged checkpoint", ["embed", "--model", inputs / "damaged", *f, "-o", e_png],
+         "corrupt checkpoint config", {}),
+        ("foreign checkpoint", ["embed", "--model", inputs / "foreign", *f, "-o", e_png],
+         "its format is None", {}),
+        ("checkpoint without a network", ["embed", "--model", inputs / "nonet", *f, "-o", e_png],
+         "is missing 'network'", {}),
+        ("not a checkpoint", ["embed", "--model", inputs / "notes.txt", *f, "-o", e_png],
+         "no checkpoint at", {}),
+        ("damaged config", ["train", "--config", inputs / "bad.toml", "--out", out / "run"],
+         "cannot parse config", {}),
+        ("unknown key", [*train, *base, "--set", "stepz=3"], "unknown training config key", {}),
+        ("wrong type", [*train, *base, "--set", "steps=2.5"], "steps: expected an integer", {}),
+        ("bad choice", [*train, *base, "--set", "optimizer=adam"],
+         "optimizer: expected one of 'iicnet', 'win'; received 'adam'", {}),
+        ("bad autocast", [*train, *base, "--set", "autocast=float8"],
+         "autocast: expected one of", {}),
+        ("unknown network key", [*train, *base, "--set", "network.blockz=2"],
+         "cannot be built with the settings", {}),
+        ("bad network value", [*train, *base, "--set", "network.blocks=four"],
+         "cannot be built with the settings", {}),
+        ("unknown loss", [*train, *base, "--set", "losses.nope=1"], "unknown loss term", {}),
+        ("bad loss weight", [*train, *base, "--set", "losses.embedding=-1"],
+         "expected a number >= 0", {}),
+        ("unknown channel", [*train, *base, "--set", "channel=carrier-pigeon"],
+         "unknown channel", {}),
+        ("bad channel argument",
+         [*train, *base, "--set", "channel=jpeg", "--set", "channel.quality=200"],
+         "quality must be in 1..100", {}),
+        ("bad device", [*train, *base, "--set", "device=tpu"], "device", {}),
+    ]  # fmt: skip
+
+
+CASES = [
+    "bomb", "oversized", "output under a file", "restore under a file", "damaged checkpoint",
+    "foreign checkpoint", "checkpoint without a network", "not a checkpoint", "damaged config",
+    "unknown key", "wrong type", "bad choice", "bad autocast", "unknown network key",
+    "bad network value", "unknown loss", "bad loss weight", "unknown channel",
+    "bad channel argument", "bad device",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_sentence_with_exit_code_2(case, model, inputs, tmp_path):
+    out = tmp_path / "out"
+    cases = {name: rest for name, *rest in catalogue(inputs, out, model)}
+    argv, needle, extra = cases[case]
+    before, model_before = digest(inputs), digest(model)
+    code, stdout, err = cli(*argv, **extra)
+    assert code == 2, (stdout, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert needle in err, err
+    assert digest(inputs) == before and digest(model) == model_before
+    assert not out.exists() or not list(out.rglob("*"))  # no partial output, no temporaries
+
+
+def test_plugin_hook_errors_are_one_sentence(tmp_path):
+    for name, body in (
+        ("typo", "@hookimpl\ndef invblocks_register_taks(registry):\n    pass\n"),
+        (
+            "notatask",
+            "@hookimpl\ndef invblocks_register_tasks(registry):\n    registry.add_task('video')\n",
+        ),
+        ("raises", "@hookimpl\ndef invblocks_register_tasks(registry):\n    raise KeyError('x')\n"),
+    ):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / f"{name}_plugin.py").write_text(f"from invblocks import hookimpl\n\n{body}")
+        info = folder / f"{name}_plugin-0.1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}-plugin\nVersion: 0.1\n"
+        )
+        (info / "entry_points.txt").write_text(f"[invblocks]\n{name} = {name}_plugin\n")
+        code, _, err = cli("tasks", env={"PYTHONPATH": str(folder)})
+        assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert f"plugin '{name}'" in err, err
+
+
+def test_a_damaged_log_still_reports(model, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(model, run)
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('[1, 2]\n{"step": "x"}\n{"step": 2, "total": "NaN?"}\n{"step": 3, "tot')
+    code, _, err = cli("report", run)
+    assert code == 0, err
+    (run / "metrics.jsonl").write_bytes(b"\xff\xfe\x00garbage")
+    code, _, err = cli("report", run)
+    assert code in (0, 2) and "Traceback" not in err
+
+
+def test_json_outputs_are_standard_json(model):
+    code, out, err = cli("eval", "--model", model, "--samples", "1", "--device", "cpu")
+    assert code == 0, err
+    json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    for line in (model / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_files_follow_the_umask(umask, tmp_path):
+    files, folders = 0o666 & ~umask, 0o777 & ~umask
+    run = tmp_path / "run"
+
+    def preexec():
+        os.umask(umask)
+
+    code, _, err = cli(
+        "train", "--task", "video", "--out", run, "--quiet",
+        *sets("steps=2", "crop=16", "batch=1", "n_inputs=3", "device=cpu", "val_every=1",
+              "ckpt_every=1", *TINY),
+        preexec=preexec,
+    )  # fmt: skip
+    assert code == 0, err
+    f = frames(tmp_path / "in")
+    assert (
+        cli("embed", "--model", run, *f, "-o", tmp_path / "e" / "clip.png", preexec=preexec)[0] == 0
+    )
+    assert cli("restore", "--model", run, tmp_path / "e" / "clip.png", "-o", tmp_path / "r",
+               preexec=preexec)[0] == 0  # fmt: skip
+    written = [
+        p for root in (run, tmp_path / "e", tmp_path / "r") for p in [root, *root.rglob("*")]
+    ]
+    assert len(written) > 10
+    for p in written:
+        mode = p.stat().st_mode & 0o777
+        assert mode == (folders if p.is_dir() else files), (p, oct(mode))
+
+
+def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(tmp_path):
+    settings = sets("steps=12", "crop=16", "batch=1", "n_inputs=3", "device=cpu", "seed=3",
+                    "val_every=4", "ckpt_every=1", *TINY)  # fmt: skip
+    code, _, err = cli(
+        "train", "--task", "video", "--out", tmp_path / "whole", "--quiet", *settings
+    )
+    assert code == 0, err
+    run = tmp_path / "killed"
+    argv = [sys.executable, "-m", "invblocks", "train", "--task", "video", "--out", str(run),
+            "--quiet", *settings]  # fmt: skip
+    rng = random.Random(0)
+    for attempt in range(4):
+        cmd = argv if attempt == 0 else [*argv, "--resume"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(4.0, 9.0))  # the start (imports) takes a few seconds
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    code, _, err = cli(
+        "train", "--task", "video", "--out", run, "--quiet", "--resume", *settings[:0]
+    )
+    assert code == 0, err
+    whole = load_file(
+        str(tmp_path / "whole" / "checkpoints" / "step-00000012" / "model.safetensors")
+    )
+    again = load_file(str(run / "checkpoints" / "step-00000012" / "model.safetensors"))
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if '"total"' in line]  # fmt: skip
+    assert steps == list(range(1, 13))  # each step logged once
+    hidden = [p for p in run.rglob(".*")]
+    assert not hidden, hidden  # no temporary files or folders left
