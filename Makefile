@@ -28,6 +28,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check invblocks tasks tests plugins
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: setup lint
 	@$(BIN)/python -m pytest -q invblocks tests plugins; rc=$$?; \

@@ -7,8 +7,9 @@ The names below are imported on first use, so ``import invblocks`` (and ``invblo
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
+
+from ._version import VERSION
 
 if TYPE_CHECKING:
     from . import blocks, data, ops, presets
@@ -75,7 +76,8 @@ _WHERE: dict[str, str | None] = {
 
 
 _SUBMODULES = {
-    "block", "checkpoint", "cli", "config", "freia", "graph", "hookspecs", "io", "losses", "memory",
+    "autograd", "block", "checkpoint", "cli", "config", "freia", "graph", "hookspecs",
+    "initializers", "io", "losses", "memory", "mixing",
     "metrics", "model", "plugins", "published", "registry", "report", "ricnet", "runtime",
     "task", "testing", "trainer", "training",
 }  # fmt: skip
@@ -98,10 +100,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_WHERE))
 
 
-try:
-    __version__ = version("invblocks")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+__version__ = VERSION
 
 __all__ = [
     "BLOCKS",

@@ -31,6 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ._version import VERSION
 from .io import atomic_write, ensure_folder, file_mode, folder_mode
 from .registry import block_from_config
 
@@ -93,9 +94,7 @@ def _write_folder(
 
 
 def _config(step: int, meta: dict[str, Any]) -> dict[str, Any]:
-    from . import __version__
-
-    return {"format": FORMAT, "version": __version__, "step": step, **meta}
+    return {"format": FORMAT, "version": VERSION, "step": step, **meta}
 
 
 def save_model(folder: str | Path, *, net: nn.Module, meta: dict[str, Any]) -> Path:

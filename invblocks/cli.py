@@ -205,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from ._version import VERSION as __version__
 
     try:
         torch_version = version("torch")

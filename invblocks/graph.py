@@ -100,6 +100,31 @@ def _run_node(
     return node(xs, c=c, rev=rev)
 
 
+def _cell(key: str, value: Any) -> str:
+    return f"{value:,}" if key == "params" else str(value)
+
+
+def _text_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> list[str]:
+    """Aligned text rows: the header, a rule, one row per node (the summaries' table)."""
+    table = [head] + [[_cell(k, r[k]) for k in keys] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def _html_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> str:
+    """The same table as HTML (notebooks)."""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in keys) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
+
+
 class NodeInfo(dict):
     """One row of :meth:`Sequence.summary_rows`: index, name, kind, shapes, parameters."""
 
@@ -306,27 +331,10 @@ class Sequence(Container):
 
     def summary(self) -> str:
         """A text table of the nodes with shapes, parameter counts and inversion kinds."""
-        rows = self.summary_rows()
         head = ["#", "block", "inversion", "input", "output", "params"]
-        table = [head] + [
-            [
-                str(r["index"]),
-                r["name"],
-                r["inversion"],
-                r["input"],
-                r["output"],
-                f"{r['params']:,}",
-            ]
-            for r in rows
-        ]
-        widths = [max(len(row[k]) for row in table) for k in range(len(head))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        keys = ["index", "name", "inversion", "input", "output", "params"]
         total = f"total: {_count(self):,} parameters, inversion {self.inversion.name}"
-        return "\n".join([*lines, total])
+        return "\n".join([*_text_table(head, keys, self.summary_rows()), total])
 
     def _header(self) -> str:
         return (
@@ -344,18 +352,10 @@ class Sequence(Container):
         return "\n".join(lines) + "\n)"
 
     def _repr_html_(self) -> str:
-        rows = self.summary_rows()
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in r) + "</tr>"
-            for r in rows
-        )
-        head = "".join(
-            f"<th>{k}</th>" for k in ("#", "block", "inversion", "input", "output", "params")
-        )
-        return (
-            f"<div><p><code>{html.escape(self._header())}</code></p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table></div>"
-        )
+        keys = ["index", "name", "inversion", "input", "output", "params"]
+        head = ["#", "block", "inversion", "input", "output", "params"]
+        table = _html_table(head, keys, self.summary_rows())
+        return f"<div><p><code>{html.escape(self._header())}</code></p>{table}</div>"
 
     def extra_repr(self) -> str:
         return f"{_dims_str(self.dims_in)} -> {_dims_str(self.dims_out)}, {super().extra_repr()}"
@@ -729,18 +729,10 @@ class Graph(Container):
     def summary(self) -> str:
         """A text table of the nodes in execution order."""
         rows = self.summary_rows()
-        head = list(rows[0]) if rows else ["name"]
-        table = [head] + [[f"{r[k]:,}" if k == "params" else str(r[k]) for k in head] for r in rows]
-        widths = [max(len(row[k]) for row in table) for k in range(len(head))]
-        lines = [
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in table
-        ]
-        lines.insert(1, "  ".join("-" * w for w in widths))
+        keys = list(rows[0]) if rows else ["name"]
         outputs = ", ".join(self.output_refs)
         total = f"total: {_count(self):,} parameters, inversion {self.inversion.name}"
-        lines.append(f"outputs: {outputs}; {total}")
-        return "\n".join(lines)
+        return "\n".join([*_text_table(keys, keys, rows), f"outputs: {outputs}; {total}"])
 
     def to_mermaid(self) -> str:
         """A Mermaid ``flowchart`` of the graph, edges labelled with shapes."""
@@ -766,12 +758,8 @@ class Graph(Container):
 
     def _repr_html_(self) -> str:
         rows = self.summary_rows()
-        head = "".join(f"<th>{k}</th>" for k in (rows[0] if rows else []))
-        cells = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r.values()) + "</tr>"
-            for r in rows
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+        keys = list(rows[0]) if rows else []
+        return _html_table(keys, keys, rows)
 
     def __repr__(self) -> str:
         if not self.built:

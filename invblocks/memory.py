@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .autograd import vjp
 from .block import Block, Inversion
 
 __all__ = ["invertible_run", "reversible", "vjp"]
@@ -43,22 +44,6 @@ def reversible(block: Block, rev: bool) -> bool:
         # a run keeps nothing but its output: a block with auxiliary outputs stays outside
         return len(block.output_dims(block.dims_in)) == 1 and not block.aux_dims(block.dims_in)
     return len(getattr(block, "sections", (None,))) == 1
-
-
-def vjp(
-    outputs: tuple[Tensor, ...], inputs: tuple[Tensor, ...], grads: tuple[Tensor, ...]
-) -> list[Tensor | None]:
-    """``torch.autograd.grad`` that skips outputs without a graph; a gradient that does not
-    exist (an input the outputs do not depend on) comes back as ``None``."""
-    pairs = [(o, g) for o, g in zip(outputs, grads, strict=True) if o.requires_grad]
-    found: list[Tensor | None] = [None] * len(inputs)
-    if pairs:
-        found = list(
-            torch.autograd.grad(
-                [o for o, _ in pairs], inputs, [g for _, g in pairs], allow_unused=True
-            )
-        )
-    return found
 
 
 def _generic_backward(

@@ -18,6 +18,12 @@ CPU_NETWORK = {"blocks": 4, "width": 16, "growth": 16}
 (st-01's network has 10, 32 and 64: about 25 times the work per pixel)."""
 
 
+SEVERAL_IMAGES = {"embedding": 4.0, "frequency": 0.004}
+"""The default recipe's loss weights for tasks that embed several images in the channel
+squeeze's mean: four times IICNet's embedding terms, so that the embedding reaches 30 dB
+within minutes while the restoration stays above the trivial one (docs/benchmarks.md)."""
+
+
 def cpu_recipe(network: dict[str, Any] | None = None, **changes: Any) -> TrainDefaults:
     """The built-in tasks' default recipe: a small network (:data:`CPU_NETWORK`, with
     ``network`` over it), 64-pixel crops in pairs, learning rate 5e-4, so that a few CPU

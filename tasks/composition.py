@@ -22,7 +22,7 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import adobe_matting, default_photos
 
-from ._common import common_size, cpu_recipe, crop_window
+from ._common import SEVERAL_IMAGES, common_size, cpu_recipe, crop_window
 
 
 def soft_ellipse(size: int | Sequence[int], generator: torch.Generator, train: bool) -> Tensor:
@@ -88,7 +88,7 @@ COMPOSITION = Task(
     open_data=adobe_matting,
     reference=composite,
     network=_network,
-    train=cpu_recipe(),
+    train=cpu_recipe(losses=SEVERAL_IMAGES),
     reference_train=TrainDefaults(crop=256, batch=1),
 )
 

@@ -21,7 +21,7 @@ from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, center_crop
 
-from ._common import cpu_recipe, crop_window, large_enough, open_photos, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, large_enough, open_photos, pick
 
 
 def sample_views(
@@ -78,7 +78,7 @@ def _task(zoom: int) -> Task:
         reference=normal_view,
         baseline=partial(zoomed_baseline, zoom=zoom),
         network=_network,
-        train=cpu_recipe(crop=64 if zoom < 8 else 32),
+        train=cpu_recipe(crop=64 if zoom < 8 else 32, losses=SEVERAL_IMAGES),
         reference_train=TrainDefaults(crop=144 if zoom < 8 else 96),
     )
 

@@ -16,7 +16,7 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
 
-from ._common import common_size, cpu_recipe, crop_window
+from ._common import SEVERAL_IMAGES, common_size, cpu_recipe, crop_window
 
 
 def sample_cover_and_secrets(
@@ -66,7 +66,7 @@ HIDING = Task(
     open_data=flickr2w,
     reference=cover,
     network=_network,
-    train=cpu_recipe(),
+    train=cpu_recipe(losses=SEVERAL_IMAGES),
     reference_train=TrainDefaults(),
 )
 

@@ -20,7 +20,7 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
 
-from ._common import cpu_recipe, crop_window, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, pick
 
 
 def sample_pair(
@@ -63,7 +63,7 @@ MONONIZING = Task(
     open_data=open_stereo,
     reference=left_view,
     network=_network,
-    train=cpu_recipe(),
+    train=cpu_recipe(losses=SEVERAL_IMAGES),
     reference_train=TrainDefaults(),
 )
 

@@ -23,7 +23,7 @@ from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
 from invblocks.task import middle_first_order
 
-from ._common import cpu_recipe, crop_window, open_clips, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, open_clips, pick
 
 TRAIN_STEP, VAL_STEP = 5, 1
 
@@ -82,7 +82,7 @@ VIDEO = Task(
     reference=middle_frame,
     network=_iicnet,
     order=middle_first_order,
-    train=cpu_recipe(),
+    train=cpu_recipe(losses=SEVERAL_IMAGES),
     reference_train=TrainDefaults(crop=144),
 )
 

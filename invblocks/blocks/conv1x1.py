@@ -7,9 +7,9 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from .._init import orthogonal
 from ..block import Block, Dims, Inversion
-from ..ops import channel_mix
+from ..initializers import orthogonal
+from ..mixing import channel_mix
 from ..registry import register_block
 
 __all__ = ["InvConv1x1"]

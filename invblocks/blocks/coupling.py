@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..autograd import vjp as _vjp
 from ..block import Block, Dims, Inversion
-from ..memory import vjp as _vjp
 from ..registry import register_block
 from .dense import DenseBlock
 

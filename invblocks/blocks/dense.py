@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._init import conv2d
+from ..initializers import conv2d
 
 __all__ = ["DenseBlock", "set_compact_dense"]
 

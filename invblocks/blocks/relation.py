@@ -8,8 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .._init import conv2d
 from ..block import Block, Dims, Inversion
+from ..initializers import conv2d
 from ..registry import register_block
 from .dense import DenseBlock
 

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._init import orthogonal
 from ..block import Block, Dims, Inversion
-from ..ops import channel_mix
+from ..initializers import orthogonal
+from ..mixing import channel_mix
 from ..registry import register_block
 
 __all__ = ["WIC", "shift", "shift_offsets"]
