@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from .block import Block, InverseView, Inversion
     from .config import TrainConfig
     from .freia import FreiaBlock, as_block
-    from .graph import Graph, GraphError, Sequence
+    from .graph import Graph, GraphError
     from .hookspecs import hookimpl
     from .losses import (
         LossConfig,
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .published import import_weights
     from .registry import BLOCKS, block_from_config, register_block
     from .ricnet import RICNet, RICResult
+    from .sequence import Sequence
     from .task import Task, TrainDefaults
     from .trainer import evaluate, train
 
@@ -47,7 +48,7 @@ _WHERE: dict[str, str | None] = {
     "as_block": "freia",
     "Graph": "graph",
     "GraphError": "graph",
-    "Sequence": "graph",
+    "Sequence": "sequence",
     "hookimpl": "hookspecs",
     "LossConfig": "losses",
     "LossTerm": "losses",
@@ -76,10 +77,10 @@ _WHERE: dict[str, str | None] = {
 
 
 _SUBMODULES = {
-    "autograd", "block", "checkpoint", "cli", "config", "freia", "graph", "hookspecs",
+    "autograd", "block", "checkpoint", "cli", "config", "container", "freia", "graph", "hookspecs",
     "initializers", "io", "losses", "memory", "mixing",
     "metrics", "model", "plugins", "published", "registry", "report", "ricnet", "runtime",
-    "task", "testing", "trainer", "training",
+    "sampling", "sequence", "task", "testing", "trainer", "training",
 }  # fmt: skip
 """Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
 

@@ -257,6 +257,45 @@ class Block(InvertibleModule):
     constraint_weights: ClassVar[Mapping[str, float]] = {}
     """The constraint losses the block may return, with their default weights."""
 
+    # -------------------------------------------------- memory-saving backprop
+    def reversible(self, rev: bool) -> bool:
+        """Whether this block may join a memory-saving run in direction ``rev``
+        (:mod:`invblocks.memory`): its input must be recomputable from its output.
+
+        Forward: EXACT and LEFT blocks (``inverse(forward(x)) == x``); inverse direction:
+        EXACT only (a left inverse's output does not determine its input). One tensor in
+        and out, and no auxiliary outputs. Override to refuse (a block whose forward is not a
+        function of its input and parameters alone)."""
+        allowed = (Inversion.EXACT,) if rev else (Inversion.EXACT, Inversion.LEFT)
+        if self.inversion not in allowed or self.n_inputs != 1 or len(self.dims_in) > 1:
+            return False
+        if self.dims_in:
+            # a run keeps nothing but its output: a block with auxiliary outputs stays outside
+            return len(self.output_dims(self.dims_in)) == 1 and not self.aux_dims(self.dims_in)
+        return len(getattr(self, "sections", (None,))) == 1
+
+    def run_members(self, rev: bool) -> list[Block] | None:
+        """The blocks this node contributes to a memory-saving run, in chain order, or
+        ``None`` when it runs on its own. A plain block joins as itself when
+        :meth:`reversible`; containers override this (a chain of reversible blocks joins
+        flattened, a graph runs itself)."""
+        return [self] if self.reversible(rev) else None
+
+    #: ``True`` for blocks that apply memory saving inside themselves (containers): a
+    #: memory-saving run leaves them to it instead of checkpointing them.
+    saves_memory_itself: ClassVar[bool] = False
+
+    def backward_from_output(
+        self, out: Tensor, grad_out: Tensor, grad_log_det: Tensor, rev: bool
+    ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor | None]]] | None:
+        """The one-pass backward of a memory-saving run: from the block's output and its
+        gradient, ``(input, grad_input, [(parameter, grad), ...])``, or ``None`` (the
+        default) for the generic pass: rebuild the input with the inverse, run the block
+        again with gradients, take the vector-Jacobian product. The affine coupling
+        overrides it to evaluate its subnets once, reusing the values that rebuild its input
+        (as reversible residual networks do)."""
+        return None
+
     def inverse(self) -> InverseView:
         """A module that runs this block backwards (shares its parameters)."""
         return InverseView(self)

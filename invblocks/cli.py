@@ -85,12 +85,10 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
 
 def _cmd_blocks(args: argparse.Namespace) -> None:
     from .plugins import get_registry
-    from .registry import _OWNERS, BLOCKS
 
-    get_registry()  # loads plugin blocks
-    for name in sorted(BLOCKS):
-        kind = getattr(BLOCKS[name], "inversion", None)
-        print(f"{name:<16} [{_OWNERS.get(name, '?')}]  {getattr(kind, 'name', '')}")
+    for name, (cls, owner) in get_registry().blocks.items():  # plugins' blocks included
+        kind = getattr(cls, "inversion", None)
+        print(f"{name:<16} [{owner}]  {getattr(kind, 'name', '')}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:

@@ -114,9 +114,8 @@ class TrainConfig:
             settings are refused with it (the network is the folder's).
         workers: Data-loader worker processes.
         channels_last: Keep weights and batches in channels-last layout (on by default:
-            oneDNN's convolutions are faster in it; the st-01 step takes 0.77-0.87x and the
-            WIN hiding step 0.79x the time of the contiguous layout in the benchmarks, with
-            the same results up to float rounding).
+            oneDNN's convolutions are faster in it on a CPU, see the benchmarks page; the
+            results are the same up to float rounding).
         memory_saving: Train with memory-saving backprop through runs of exact blocks
             (:mod:`invblocks.memory`): much less activation memory, more time.
         compact_dense: Dense blocks keep one feature buffer for the backward pass instead of
@@ -129,8 +128,8 @@ class TrainConfig:
             the GPU of its ``LOCAL_RANK``.
         compile: Run the training step's network through :func:`torch.compile`: ``None``
             (default: off), ``"default"``, ``"reduce-overhead"`` (on a GPU: CUDA graphs, one
-            launch per graph instead of thousands of kernel launches; the st-01 step took
-            0.75x the eager time on an H100) or ``"max-autotune"`` (torch.compile's modes),
+            launch per graph instead of thousands of kernel launches: the mode that paid in
+            the benchmarks) or ``"max-autotune"`` (torch.compile's modes),
             or ``"eager"`` (dynamo's tracing without code generation: a check that the
             network traces, same arithmetic as eager). The first step compiles. Validation,
             checkpoints, embedding and restoring use the eager network (the same weights).

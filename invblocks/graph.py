@@ -1,384 +1,31 @@
-"""Containers of blocks: :class:`Sequence` (a chain) and :class:`Graph` (a DAG)."""
+"""A directed acyclic graph of invertible blocks: :class:`Graph` (and, for one release, the
+names that moved to :mod:`invblocks.sequence` and :mod:`invblocks.container`)."""
 
 from __future__ import annotations
 
-import html
-from collections.abc import Iterable, Iterator, Mapping
-from collections.abc import Sequence as SequenceABC
+from collections.abc import Mapping
 from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
-from torch.utils.checkpoint import checkpoint
 
 from .block import Block, Dims, Inversion, as_dims
+from .container import (
+    Container,
+    NodeInfo,
+    _count,
+    _dims_str,
+    _html_table,
+    _run_node,
+    _set_memory_saving,
+    _text_table,
+)
 from .freia import as_block
-from .memory import invertible_run, reversible
+from .memory import invertible_run
 from .registry import block_from_config, config_fields, register_block
+from .sequence import Sequence  # noqa: F401  (re-exported: invblocks.graph.Sequence moved)
 
-__all__ = ["Container", "Graph", "GraphError", "NodeInfo", "Sequence"]
-
-
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def _dims_str(dims: Dims) -> str:
-    return ", ".join(str(tuple(d)) for d in dims)
-
-
-def _run_members(node: Block, rev: bool) -> list[Block] | None:
-    """The blocks ``node`` contributes to a memory-saving run (chain order), or ``None``.
-
-    A reversible block joins as itself; a :class:`Sequence` whose nodes all join is
-    flattened into the run (so nesting costs no extra recomputation); a :class:`Graph`, or a
-    Sequence with other nodes, runs itself with its own memory saving.
-    """
-    if isinstance(node, Sequence):
-        if node.n_inputs != 1 or len(node.dims_out) != 1:
-            return None
-        members: list[Block] = []
-        for inner in node._chain:
-            found = _run_members(inner, rev)
-            if found is None:
-                return None
-            members += found
-        return members
-    if isinstance(node, Graph):
-        return None
-    return [node] if reversible(node, rev) else None
-
-
-def _set_memory_saving(module: nn.Module, value: bool) -> None:
-    for m in module.modules():
-        if isinstance(m, Container):
-            m._memory_saving = value
-
-
-class Container(Block):
-    """Base class of :class:`Sequence` and :class:`Graph`: the memory-saving switch they share.
-
-    Setting :attr:`memory_saving` sets it on every container nested inside (runs are found at
-    call time; see the two subclasses and :mod:`invblocks.memory`).
-    """
-
-    _memory_saving = False
-
-    @property
-    def memory_saving(self) -> bool:
-        """Memory-saving backprop on or off; setting it sets every nested container too."""
-        return self._memory_saving
-
-    @memory_saving.setter
-    def memory_saving(self, value: bool) -> None:
-        _set_memory_saving(self, bool(value))
-
-
-def _run_node(
-    node: Block,
-    xs: Any,
-    c: tuple[Tensor, ...],
-    rev: bool,
-    saving: bool,
-    aux: dict[str, Tensor] | None = None,
-    key: str = "",
-) -> Any:
-    """One node outside the runs: checkpointed when saving and it has parameters. With
-    ``aux`` (forward only), the node's auxiliary outputs are added to it under ``key.name``."""
-    container = isinstance(node, Container)
-    checkpointed = saving and not container and any(p.requires_grad for p in node.parameters())
-    if aux is not None and not rev:
-        if checkpointed:
-            outs, log_det, found = checkpoint(node.forward_with_aux, xs, c, use_reentrant=False)
-        else:
-            outs, log_det, found = node.forward_with_aux(xs, c)
-        aux.update({f"{key}.{name}": value for name, value in found.items()})
-        return outs, log_det
-    if checkpointed:
-        # not invertible: keep only its input, recompute its forward in backward
-        return checkpoint(node, xs, c=c, rev=rev, use_reentrant=False)
-    return node(xs, c=c, rev=rev)
-
-
-def _cell(key: str, value: Any) -> str:
-    return f"{value:,}" if key == "params" else str(value)
-
-
-def _text_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> list[str]:
-    """Aligned text rows: the header, a rule, one row per node (the summaries' table)."""
-    table = [head] + [[_cell(k, r[k]) for k in keys] for r in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
-def _html_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> str:
-    """The same table as HTML (notebooks)."""
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(r[k]))}</td>" for k in keys) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class NodeInfo(dict):
-    """One row of :meth:`Sequence.summary_rows`: index, name, kind, shapes, parameters."""
-
-
-class Sequence(Container):
-    """A chain of invertible blocks with shape inference at build time.
-
-    Arguments:
-        *dims: The input shape without the batch dimension, as integers ``Sequence(15, 144,
-            144)``, one tuple ``Sequence((15, 144, 144))``, or one tuple per input for chains
-            whose first block takes several tensors.
-
-    ``memory_saving=True`` trains with activation memory that does not grow with depth:
-    runs of EXACT (forward direction also LEFT) single-tensor nodes keep only their output
-    and recompute inputs from outputs in the backward pass (:mod:`invblocks.memory`); other
-    nodes with parameters (e.g. the relation module) are checkpointed (their input kept, their
-    forward recomputed, RNG state preserved); parameter-free ones use plain autograd. Nested
-    sequences of reversible nodes join the enclosing runs; nested graphs and sequences run
-    with their own memory saving (setting the flag sets it on every nested container). Only
-    active when gradients are enabled.
-
-    Blocks are added with :meth:`append` (a class plus keyword arguments, built for the current
-    shape, or an instance) and :meth:`extend`. FrEIA modules are accepted too and wrapped in
-    :class:`~invblocks.freia.FreiaBlock`. The chain is itself a :class:`~invblocks.block.Block`: it
-    nests, and works inside FrEIA's ``SequenceINN`` / ``GraphINN``. Its inversion kind is the
-    weakest of its nodes' (see :meth:`~invblocks.block.Inversion.combine`).
-
-    Example:
-        >>> from invblocks import Sequence, blocks as B
-        >>> net = Sequence(3, 16, 16)
-        >>> _ = net.append(B.HaarDownscale).append(B.AffineCoupling, split=3)
-        >>> net.dims_out
-        [(12, 8, 8)]
-        >>> (y,), log_det = net([torch.rand(2, 3, 16, 16)])
-        >>> y.shape, log_det.shape
-        (torch.Size([2, 12, 8, 8]), torch.Size([2]))
-    """
-
-    def __init__(self, *dims: Any, memory_saving: bool = False) -> None:
-        if len(dims) == 1 and not isinstance(dims[0], int):
-            dims = dims[0]
-        shapes = as_dims(dims)
-        if not shapes:
-            raise ValueError("Sequence needs its input shape, e.g. Sequence(3, 64, 64)")
-        self.n_inputs = len(shapes)
-        super().__init__(shapes)
-        self.nodes = nn.ModuleList()
-        self.shapes: list[Dims] = [shapes]
-        self.inversion = Inversion.EXACT
-        self.memory_saving = memory_saving
-
-    # ------------------------------------------------------------- building
-    def append(self, block: Any, **kwargs: Any) -> Sequence:
-        """Add a block: a class (built as ``cls(dims_in, **kwargs)``) or an instance.
-
-        Raises ``ValueError`` naming the node index and class when the block does not accept
-        the current shape. Returns the sequence, so calls chain.
-        """
-        index = len(self.nodes)
-        current = self.shapes[-1]
-        label = getattr(block, "__name__", type(block).__name__)
-        try:
-            if isinstance(block, type):
-                block = block(current, **kwargs)
-            elif kwargs:
-                raise TypeError("keyword arguments are only taken with a block class")
-            block = as_block(block)
-            out = block.output_dims(current)
-        except (ValueError, TypeError) as err:
-            raise ValueError(
-                f"Sequence node {index} ({label}) cannot take input {_dims_str(current)}: {err}"
-            ) from err
-        self.nodes.append(block)
-        if self._memory_saving:
-            _set_memory_saving(block, True)
-        self.shapes.append(out)
-        self.inversion = Inversion.combine([n.inversion for n in self._chain])
-        return self
-
-    def extend(self, blocks: Iterable[Any]) -> Sequence:
-        """Append every block of ``blocks`` (instances or classes without arguments)."""
-        for block in blocks:
-            self.append(block)
-        return self
-
-    # --------------------------------------------------------------- access
-    @property
-    def _chain(self) -> SequenceABC[Block]:
-        """The nodes in chain order (the ``nodes`` module list, typed as blocks)."""
-        return cast(SequenceABC[Block], self.nodes)
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    def __iter__(self) -> Iterator[Block]:
-        return iter(self._chain)
-
-    def __getitem__(self, item: int | slice) -> Any:
-        if isinstance(item, slice):
-            start, stop, step = item.indices(len(self.nodes))
-            if step != 1:
-                raise ValueError("Sequence slices must be contiguous (step 1)")
-            sub = Sequence(self.shapes[start], memory_saving=self.memory_saving)
-            for node in list(self.nodes)[start:stop]:
-                sub.append(node)
-            return sub
-        return self.nodes[item]
-
-    @property
-    def dims_out(self) -> Dims:
-        """The output shapes of the chain (batch excluded)."""
-        return self.shapes[-1]
-
-    # ------------------------------------------------------------ the block
-    def _runs(self, rev: bool) -> list[tuple[bool, list[Block]]]:
-        """Consecutive nodes in execution order, grouped into (memory-saving?, nodes).
-
-        Nested sequences whose nodes all join a run are flattened into it.
-        """
-        runs: list[tuple[bool, list[Block]]] = []
-        for node in self._ordered(rev):
-            members = _run_members(node, rev) if self.memory_saving else None
-            saving = members is not None
-            if members is None:
-                group = [node]
-            else:
-                group = list(reversed(members)) if rev else members
-            if runs and runs[-1][0] == saving:
-                runs[-1][1].extend(group)
-            else:
-                runs.append((saving, group))
-        return runs
-
-    def _run(
-        self,
-        xs: tuple[Tensor, ...],
-        c: tuple[Tensor, ...],
-        rev: bool,
-        aux: dict[str, Tensor] | None = None,
-    ) -> tuple[Any, Any]:
-        log_det = xs[0].new_zeros(xs[0].shape[0])
-        saving = self.memory_saving and torch.is_grad_enabled()
-        keys = {id(node): f"nodes.{i}" for i, node in enumerate(self._chain)}
-        for grouped, nodes in self._runs(rev) if saving else [(False, self._ordered(rev))]:
-            if grouped and not c:
-                # nodes are in execution order; invertible_run wants them in chain order
-                y, ld = invertible_run(list(reversed(nodes)) if rev else nodes, xs[0], rev=rev)
-                xs, log_det = (y,), log_det + ld
-                continue
-            for node in nodes:
-                xs, ld = _run_node(node, xs, c, rev, saving, aux, keys.get(id(node), ""))
-                log_det = log_det + ld
-        return xs, log_det
-
-    def _ordered(self, rev: bool) -> list[Block]:
-        return list(reversed(self._chain)) if rev else list(self._chain)
-
-    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
-        return self._run(xs, c, rev=False)
-
-    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
-        return self._run(ys, c, rev=True)
-
-    def _forward_aux(
-        self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
-    ) -> tuple[Any, Any, Mapping[str, Tensor]]:
-        aux: dict[str, Tensor] = {}
-        outs, log_det = self._run(xs, c, rev=False, aux=aux)
-        return outs, log_det, aux
-
-    def _output_dims(self, dims: Dims) -> Dims:
-        if [d[0] for d in dims] != [d[0] for d in self.dims_in]:
-            raise self._shape_error(f"input shape(s) like {_dims_str(self.dims_in)}", dims)
-        for node in self._chain:
-            dims = node.output_dims(dims)
-        return dims
-
-    def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
-        found: dict[str, tuple[int, ...]] = {}
-        for i, node in enumerate(self._chain):
-            found.update({f"nodes.{i}.{k}": v for k, v in node.aux_dims(dims).items()})
-            dims = node.output_dims(dims)
-        return found
-
-    def _input_dims(self, dims: Dims) -> Dims:
-        for node in reversed(self._chain):
-            dims = node.input_dims(dims)
-        return dims
-
-    # ------------------------------------------------------------ inspection
-    def summary_rows(self) -> list[NodeInfo]:
-        """Per node: ``index``, ``name``, ``inversion``, ``input``, ``output``, ``params``."""
-        return [
-            NodeInfo(
-                index=i,
-                name=node._name(),
-                inversion=node.inversion.name,
-                input=_dims_str(self.shapes[i]),
-                output=_dims_str(self.shapes[i + 1]),
-                params=_count(node),
-            )
-            for i, node in enumerate(self._chain)
-        ]
-
-    def summary(self) -> str:
-        """A text table of the nodes with shapes, parameter counts and inversion kinds."""
-        head = ["#", "block", "inversion", "input", "output", "params"]
-        keys = ["index", "name", "inversion", "input", "output", "params"]
-        total = f"total: {_count(self):,} parameters, inversion {self.inversion.name}"
-        return "\n".join([*_text_table(head, keys, self.summary_rows()), total])
-
-    def _header(self) -> str:
-        return (
-            f"Sequence({_dims_str(self.dims_in)} -> {_dims_str(self.dims_out)}, "
-            f"{len(self.nodes)} nodes, {_count(self):,} params, inversion={self.inversion.name})"
-        )
-
-    def __repr__(self) -> str:
-        if not self.nodes:
-            return self._header()
-        lines = [self._header()[:-1] + ":"]
-        for i, node in enumerate(self._chain):
-            extra = node.extra_repr()
-            lines.append(f"  ({i}) {node._name()}({extra})")
-        return "\n".join(lines) + "\n)"
-
-    def _repr_html_(self) -> str:
-        keys = ["index", "name", "inversion", "input", "output", "params"]
-        head = ["#", "block", "inversion", "input", "output", "params"]
-        table = _html_table(head, keys, self.summary_rows())
-        return f"<div><p><code>{html.escape(self._header())}</code></p>{table}</div>"
-
-    def extra_repr(self) -> str:
-        return f"{_dims_str(self.dims_in)} -> {_dims_str(self.dims_out)}, {super().extra_repr()}"
-
-    def get_config(self) -> dict[str, Any]:
-        """The chain as JSON-ready data: input shapes and the nodes' block configs."""
-        return {
-            "type": "Sequence",
-            "dims": [list(d) for d in self.dims_in],
-            "nodes": [node.get_config() for node in self._chain],
-        }
-
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Sequence:
-        """Rebuild a chain from :meth:`get_config` output (blocks through the registry)."""
-        dims, nodes = config_fields(config, "dims", "nodes")
-        net = cls([tuple(d) for d in dims])
-        for node in nodes:
-            net.append(block_from_config(node))
-        return net
-
-
-register_block(Sequence)
+__all__ = ["Graph", "GraphError"]
 
 
 class GraphError(ValueError):
@@ -411,7 +58,7 @@ class Graph(Container):
 
     Forward runs the nodes in topological order; the inverse runs their inverses in reverse
     order. The log-det is the sum over nodes. A graph is itself a block: it nests in
-    :class:`~invblocks.graph.Sequence` and in other graphs.
+    :class:`~invblocks.sequence.Sequence` and in other graphs.
 
     ``memory_saving=True`` (or setting ``memory_saving``) trains as
     :class:`Sequence` does: each chain of reversible single-tensor nodes (a node whose only
@@ -571,6 +218,10 @@ class Graph(Container):
         return []
 
     # ------------------------------------------------------------ the block
+    def run_members(self, rev: bool) -> list[Block] | None:
+        """A graph runs itself, with its own memory saving (its chains form runs)."""
+        return None
+
     @property
     def _named(self) -> Mapping[str, Block]:
         """The nodes by name (the ``nodes`` module dict, typed as blocks)."""
@@ -583,10 +234,10 @@ class Graph(Container):
     def _chains(self, rev: bool) -> dict[str, list[str]]:
         """Memory-saving chains by the node that starts them in execution order.
 
-        A chain is a maximal path of nodes that may join a run (:func:`_run_members`), each
+        A chain is a maximal path of nodes that may join a run (``run_members``), each
         reading the previous one's only output. Node names are in graph order.
         """
-        members = {n: _run_members(self._named[n], rev) for n in self.order}
+        members = {n: self._named[n].run_members(rev) for n in self.order}
         joins = {n for n, m in members.items() if m is not None}
         after: dict[str, str] = {}
         for name in joins:
@@ -612,7 +263,7 @@ class Graph(Container):
     def _run_chain(self, chain: list[str], x: Tensor, rev: bool) -> tuple[Tensor, Tensor]:
         blocks: list[Block] = []
         for name in chain:
-            blocks += _run_members(self._named[name], rev) or []
+            blocks += self._named[name].run_members(rev) or []
         if not blocks:
             return x, x.new_zeros(x.shape[0])
         return invertible_run(blocks, x, rev=rev)

@@ -5,10 +5,12 @@ pass each block's input is recomputed from its output with the block's inverse, 
 run again with gradients enabled, and its vector-Jacobian product is taken, from the last
 block to the first. Activation memory then no longer grows with the run's depth.
 
-A block can do both at once by defining ``_backward_from_output(out, grad_out, grad_log_det,
-rev)``, returning ``(input, grad_input, [(parameter, grad), ...])``: the affine coupling
-evaluates each subnet once, reusing the values that rebuild its input for the gradient
-(as reversible residual networks do), where the generic path evaluates them twice.
+Two hooks of the block contract drive it: :meth:`~invblocks.block.Block.run_members` (which
+blocks join a run: a reversible block itself, a chain of them flattened; containers decide
+for themselves) and :meth:`~invblocks.block.Block.backward_from_output` (a block's one-pass
+backward: the affine coupling evaluates each subnet once, reusing the values that rebuild
+its input, where the generic path evaluates them twice). This module holds the run
+itself; the containers plan which nodes form runs from those hooks.
 
 Pitfalls: a block whose forward is not a function of its input and parameters alone (dropout,
 batch statistics in training mode, random noise) recomputes something else; double backward
@@ -25,25 +27,21 @@ import torch
 from torch import Tensor
 
 from .autograd import vjp
-from .block import Block, Inversion
+from .block import Block
 
-__all__ = ["invertible_run", "reversible", "vjp"]
+__all__ = ["invertible_run", "reversible", "run_members", "vjp"]
 
 
 def reversible(block: Block, rev: bool) -> bool:
-    """Whether ``block`` may join a memory-saving run in direction ``rev``.
+    """Whether ``block`` may join a memory-saving run in direction ``rev``
+    (:meth:`invblocks.block.Block.reversible`)."""
+    return block.reversible(rev)
 
-    Forward: EXACT and LEFT blocks (``inverse(forward(x)) == x``). Inverse direction: EXACT
-    only (a left inverse's output does not determine its input). One tensor in and out, and
-    no auxiliary outputs (:meth:`~invblocks.block.Block.aux_dims`).
-    """
-    allowed = (Inversion.EXACT,) if rev else (Inversion.EXACT, Inversion.LEFT)
-    if block.inversion not in allowed or block.n_inputs != 1 or len(block.dims_in) > 1:
-        return False
-    if block.dims_in:
-        # a run keeps nothing but its output: a block with auxiliary outputs stays outside
-        return len(block.output_dims(block.dims_in)) == 1 and not block.aux_dims(block.dims_in)
-    return len(getattr(block, "sections", (None,))) == 1
+
+def run_members(node: Block, rev: bool) -> list[Block] | None:
+    """The blocks ``node`` contributes to a memory-saving run (chain order), or ``None``
+    (:meth:`invblocks.block.Block.run_members`)."""
+    return node.run_members(rev)
 
 
 def _generic_backward(
@@ -81,9 +79,11 @@ class _Run(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         grads: dict[int, Tensor] = {}
         for block in reversed(ctx.blocks):
-            fused = getattr(block, "_backward_from_output", None)
-            if fused is not None and ctx.fused:
-                x, grad_y, found = fused(y, grad_y, grad_log_det, ctx.rev)
+            one_pass = (
+                block.backward_from_output(y, grad_y, grad_log_det, ctx.rev) if ctx.fused else None
+            )
+            if one_pass is not None:
+                x, grad_y, found = one_pass
             else:
                 x, grad_y, found = _generic_backward(block, y, grad_y, grad_log_det, ctx.rev)
             for p, g in found:

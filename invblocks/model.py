@@ -55,8 +55,8 @@ class Model:
         meta: The checkpoint's metadata.
         channels_last: Run in channels-last layout (weights and inputs). ``None`` (default):
             on when the network runs on the CPU, where oneDNN's convolutions are faster in it
-            (embed + restore of a 428x240 clip with st-01: 0.84x the time). The layout
-            changes results only by float rounding.
+            (the benchmarks page measures it). The layout changes results only by float
+            rounding.
         device: Where the network runs: ``"auto"`` (the GPU when PyTorch sees one, else the
             CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` (:func:`~invblocks.runtime.resolve_device`),
             or ``None`` (default) to leave the network where it is. Images go in and come out
@@ -106,10 +106,13 @@ class Model:
         *,
         channels_last: bool | None = None,
         device: str | torch.device | None = "auto",
+        task: Task | None = None,
     ) -> Model:
         """Load from a run folder (its latest checkpoint) or a checkpoint folder, onto
-        ``device`` (default ``"auto"``: the GPU when PyTorch sees one, else the CPU)."""
-        return cls(*load_for_eval(path), channels_last=channels_last, device=device)
+        ``device`` (default ``"auto"``: the GPU when PyTorch sees one, else the CPU).
+        ``task``: the task object, for a run of a task that is not registered (one defined
+        in a notebook); by default the registered task the checkpoint names."""
+        return cls(*load_for_eval(path, task), channels_last=channels_last, device=device)
 
     def _layout(self, x: Tensor) -> Tensor:
         x = x.to(self.device)
@@ -435,11 +438,16 @@ def _check_meta(meta: Any) -> None:
         )
 
 
-def load_for_eval(path: str | Path) -> tuple[Task, RICNet, int, dict[str, Any]]:
+def load_for_eval(
+    path: str | Path, task: Task | None = None
+) -> tuple[Task, RICNet, int, dict[str, Any]]:
     """``(task, network, n_inputs, config)`` from a run, checkpoint or model folder, the
-    network in eval mode."""
+    network in eval mode (``task``: instead of the registered task the folder names)."""
     meta, state, folder = load_checkpoint(path)
-    task = get_task(meta.get("task", "?"))
+    if task is None:
+        task = get_task(meta.get("task", "?"))
+    elif meta.get("task") != task.name:
+        raise ValueError(f"{folder} is a model of task {meta.get('task')!r}, not {task.name!r}")
     net = as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
     return task, net.eval(), int(meta["n_inputs"]), meta
 

@@ -24,6 +24,7 @@ __all__ = [
     "random_crop",
     "random_flip",
     "random_flips",
+    "random_window",
     "rgb_to_gray",
     "to_float",
 ]
@@ -128,14 +129,23 @@ def to_float(x: Tensor) -> Tensor:
     return x
 
 
+def random_window(
+    height: int, width: int, size: int | tuple[int, int], generator: torch.Generator
+) -> tuple[int, int]:
+    """Where a random ``size`` crop of a ``height x width`` image starts: ``(row, column)``
+    (two draws from ``generator``); ``ValueError`` if the image is smaller."""
+    th, tw = (size, size) if isinstance(size, int) else size
+    if height < th or width < tw:
+        raise ValueError(f"cannot crop {th}x{tw} from an image of {height}x{width}")
+    i = int(torch.randint(0, height - th + 1, (1,), generator=generator))
+    j = int(torch.randint(0, width - tw + 1, (1,), generator=generator))
+    return i, j
+
+
 def random_crop(x: Tensor, size: int | tuple[int, int], generator: torch.Generator) -> Tensor:
     """A random ``size`` crop of ``(..., H, W)``; ``ValueError`` if the image is smaller."""
     th, tw = (size, size) if isinstance(size, int) else size
-    h, w = x.shape[-2:]
-    if h < th or w < tw:
-        raise ValueError(f"cannot crop {th}x{tw} from an image of {h}x{w}")
-    i = int(torch.randint(0, h - th + 1, (1,), generator=generator))
-    j = int(torch.randint(0, w - tw + 1, (1,), generator=generator))
+    i, j = random_window(x.shape[-2], x.shape[-1], (th, tw), generator)
     return x[..., i : i + th, j : j + tw]
 
 

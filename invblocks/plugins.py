@@ -20,8 +20,8 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .losses import LossTerm, register_loss_term
-from .registry import register_block
+from .losses import LOSS_TERMS, LossTerm, register_loss_term
+from .registry import BLOCKS, block_owner, register_block
 
 if TYPE_CHECKING:
     from .task import Task
@@ -46,7 +46,8 @@ ENTRY_POINT_GROUP = "invblocks"
 
 
 class Registry:
-    """Everything the loaded plugins registered: tasks by name, with the plugin of each."""
+    """Everything the loaded plugins registered: tasks by name with the plugin of each, and
+    views of the block types and loss terms (process-wide, see :attr:`blocks`)."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
@@ -78,6 +79,18 @@ class Registry:
     def plugin_names(self) -> list[str]:
         """Names of the registered plugins."""
         return sorted(n for n, p in self.manager.list_name_plugin() if p is not None)
+
+    @property
+    def blocks(self) -> dict[str, tuple[type, str]]:
+        """Every block type by name, with who registered it. Block types are process-wide
+        (a network's JSON config names them wherever it is rebuilt), so this is a view of
+        :data:`invblocks.registry.BLOCKS` after the plugins' hooks ran."""
+        return {name: (cls, block_owner(name)) for name, cls in sorted(BLOCKS.items())}
+
+    @property
+    def loss_terms(self) -> dict[str, LossTerm]:
+        """Every loss term every task can weight (:data:`invblocks.losses.LOSS_TERMS`)."""
+        return dict(sorted(LOSS_TERMS.items()))
 
 
 class PluginRegistry:

@@ -9,8 +9,9 @@ import torch
 
 from . import blocks as B
 from .blocks.quantize import TrainMode
-from .graph import Graph, Sequence
+from .graph import Graph
 from .ricnet import RICNet
+from .sequence import Sequence
 
 __all__ = ["iicnet", "wicm", "win", "win_naive"]
 
@@ -69,7 +70,7 @@ def iicnet(
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.ricnet.RICNet` whose body (a :class:`~invblocks.graph.Sequence`)
+        A :class:`~invblocks.ricnet.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
         maps ``(B, image_channels*n_images, H, W)`` to the embedding ``(B, out_channels, H',
         W')`` and whose channel is the 8-bit :class:`~invblocks.blocks.quantize.Quantizer`.
 
@@ -167,7 +168,7 @@ def wicm(
     ``i`` expands its ``SM``-channel input with ``WIC(SM -> n)``, parks the first ``LM``
     channels in long-term memory and runs ``blocks`` couplings (split ``SM // 2``) on the
     other ``SM``; a tail coupling runs over ``[m_1; ...; m_M; y]``. Node names: ``wic{i}``,
-    ``memory{i}``, ``flows{i}`` (a :class:`~invblocks.graph.Sequence`), ``merge``, ``tail``.
+    ``memory{i}``, ``flows{i}`` (a :class:`~invblocks.sequence.Sequence`), ``merge``, ``tail``.
 
     The expansions are ``LEFT`` (injective), so the graph's inverse is exact on its outputs:
     ``inverse(forward(x)) == x`` to float precision.

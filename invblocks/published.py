@@ -31,8 +31,8 @@ from torch import Tensor
 from . import blocks as B
 from . import presets
 from .checkpoint import save_model
-from .graph import Sequence
 from .ricnet import RICNet
+from .sequence import Sequence
 
 __all__ = [
     "IICNET_CONFIGS",

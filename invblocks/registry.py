@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-__all__ = ["BLOCKS", "block_class", "block_from_config", "config_fields", "register_block"]
+__all__ = [
+    "BLOCKS",
+    "block_class",
+    "block_from_config",
+    "block_owner",
+    "config_fields",
+    "register_block",
+]
 
 T = TypeVar("T", bound=type)
 
@@ -29,6 +36,11 @@ def register_block(cls: T, name: str | None = None, *, owner: str = "invblocks")
     BLOCKS[key] = cls
     _OWNERS[key] = owner
     return cls
+
+
+def block_owner(name: str) -> str:
+    """Who registered the block type ``name`` (``"invblocks"`` or ``"plugin '<name>'"``)."""
+    return _OWNERS.get(name, "?")
 
 
 def block_class(name: str) -> Any:

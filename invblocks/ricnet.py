@@ -5,7 +5,7 @@
     x --body--> e --channel--> r --channel^-1--> --body^-1--> x_hat
     inputs (B, N*C, H, W); embedding e (B, c_e, h, w); r: what the restorer receives
 
-The **body** is any invertible network (a :class:`~invblocks.graph.Sequence`, a
+The **body** is any invertible network (a :class:`~invblocks.sequence.Sequence`, a
 :class:`~invblocks.graph.Graph`, a FrEIA module through :func:`~invblocks.freia.as_block`).
 The **channel** is what happens to the embedding on its way to the restorer: the 8-bit
 :class:`~invblocks.blocks.quantize.Quantizer` by default, or any block whose inversion kind
@@ -262,7 +262,7 @@ class RICNet(Block):
     # ------------------------------------------------------------ switches
     @property
     def memory_saving(self) -> bool:
-        """The body's memory-saving switch (:attr:`invblocks.graph.Container.memory_saving`)."""
+        """The body's memory-saving switch (:attr:`invblocks.container.Container.memory_saving`)."""
         return bool(getattr(self.body, "memory_saving", False))
 
     @memory_saving.setter

@@ -151,7 +151,6 @@ class Task:
             the reference alone, which a useful model must beat (default
             :func:`repeat_reference`: the middle frame for every frame, the left view as the
             right, the cover as the secret, gray as colour, bicubic up for rescaling).
-        metrics: Names of the metrics evaluation reports.
         plugin: Set by the registry to the registering plugin's name.
     """
 
@@ -176,7 +175,6 @@ class Task:
     reference_train: TrainDefaults | None = None
     display: Callable[[Tensor], Tensor] = default_display
     baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
-    metrics: tuple[str, ...] = ("psnr", "ssim")
     plugin: str = ""
 
     @inputs.validator
@@ -295,7 +293,7 @@ class Task:
 
     def trivial_restoration(self, x: Tensor, n: int) -> Tensor:
         """The task's trivial restoration of the stacked batch ``x`` ``(B, n*C, H, W)``, from
-        its reference alone (:attr:`baseline`)."""
+        its reference alone (``baseline``)."""
         reference = self.reference(x, n)
         size = (int(x.shape[-2]), int(x.shape[-1]))
         if self.baseline is not None:

@@ -296,13 +296,19 @@ def _prepare_out(out: Path, resume: bool) -> bool:
 
 
 def _clean_leftovers(out: Path, step: int) -> None:
-    """After a kill: remove half-written checkpoint folders, and the log records of steps
-    after ``step`` (the resumed run logs them again), rewriting the log atomically."""
+    """After a kill: remove half-written checkpoint folders and files (the hidden
+    ``.NAME.*.tmp`` of :func:`~invblocks.io.atomic_write`), and the log records of steps after
+    ``step`` (the resumed run logs them again), rewriting the log atomically."""
     root = out / "checkpoints"
     if root.is_dir():
         for tmp in root.glob(".step-*"):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
+    for folder in (out, root):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                if tmp.is_file():
+                    tmp.unlink(missing_ok=True)
     log = out / "metrics.jsonl"
     if log.is_file():
         kept = []
@@ -396,14 +402,17 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     )
 
 
-def _setup(config: TrainConfig, out: Path) -> _Run:
+def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     """Resolve the settings and build the network, objective and optimiser (nothing is
     written yet: a bad config leaves no folder behind)."""
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     rank, world = _distributed(device)
-    task = get_task(config.task)
+    if task is None:
+        task = get_task(config.task)
+    elif config.task != task.name:
+        config = attrs.evolve(config, task=task.name)
     config = resolved(config, task)
     n = config.n_inputs or task.default_inputs
     task.check_inputs(n)
@@ -618,8 +627,13 @@ def train(
     progress: bool = True,
     source: Source | None = None,
     on_step: Callable[[int, dict[str, Any], RICNet], None] | None = None,
+    task: Task | None = None,
 ) -> Path:
     """Train ``config.task`` and write the run folder ``out``; returns it.
+
+    ``task``: a :class:`~invblocks.task.Task` object to train instead of the registered task
+    ``config.task`` names (a task defined in a notebook; :class:`~invblocks.model.Model`
+    loads its runs with ``Model.load(run, task=task)``).
 
     With ``resume``, continues from ``out``'s latest checkpoint; on CPU the result equals an
     uninterrupted run bit for bit (data, noise and schedule are functions of the step and the
@@ -634,7 +648,7 @@ def train(
     logged record (losses, ``lr``, ``cpu_s``: the CPU seconds the steps used so far) and the
     network, e.g. to evaluate it at points of the budget; time spent in it is not counted.
     """
-    run = _setup(config, Path(out))
+    run = _setup(config, Path(out), task)
     _resume(run, resume)
     first_step_done = False
     try:

@@ -21,8 +21,9 @@ from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import adobe_matting, default_photos
+from invblocks.sampling import common_size, crop_window, slot_reference
 
-from ._common import SEVERAL_IMAGES, common_size, cpu_recipe, crop_window
+from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
 def soft_ellipse(size: int | Sequence[int], generator: torch.Generator, train: bool) -> Tensor:
@@ -69,9 +70,7 @@ def sample_layers(
     return [composite, bg, fg * (alpha > 0)][:n]
 
 
-def composite(x: Tensor, n: int) -> Tensor:
-    """Slot 0, the composite."""
-    return x[:, :3]
+composite = slot_reference(0)  # Slot 0, the composite.
 
 
 def _network(n: int, **kw: Any) -> Any:

@@ -20,8 +20,9 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, center_crop
+from invblocks.sampling import crop_window, large_enough, pick, slot_reference
 
-from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, large_enough, open_photos, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe, open_photos
 
 
 def sample_views(
@@ -57,9 +58,7 @@ def zoomed_baseline(reference: Tensor, n: int, size: tuple[int, int], *, zoom: i
     return torch.cat([reference, up], dim=1)
 
 
-def normal_view(x: Tensor, n: int) -> Tensor:
-    """Slot 0, the normal (downscaled) view."""
-    return x[:, :3]
+normal_view = slot_reference(0)  # Slot 0, the normal (downscaled) view.
 
 
 def _network(n: int, **kw: Any) -> Any:

@@ -15,8 +15,9 @@ from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
+from invblocks.sampling import common_size, crop_window, slot_reference
 
-from ._common import SEVERAL_IMAGES, common_size, cpu_recipe, crop_window
+from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
 def sample_cover_and_secrets(
@@ -38,9 +39,7 @@ def sample_cover_and_secrets(
     return [crop_window([im], crop, generator, train)[0] for im in picks]
 
 
-def cover(x: Tensor, n: int) -> Tensor:
-    """Slot 0, the cover."""
-    return x[:, :3]
+cover = slot_reference(0)  # Slot 0, the cover.
 
 
 def _network(n: int, preset: str = "iicnet", **kw: Any) -> Any:

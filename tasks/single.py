@@ -19,8 +19,9 @@ from torch import Tensor
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, rgb_to_gray
+from invblocks.sampling import crop_window, pick
 
-from ._common import cpu_recipe, crop_window, open_photos, pick
+from ._common import cpu_recipe, open_photos
 
 
 def sample_image(

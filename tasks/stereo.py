@@ -19,8 +19,9 @@ from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
+from invblocks.sampling import crop_window, pick, slot_reference
 
-from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
 def sample_pair(
@@ -35,9 +36,7 @@ def sample_pair(
     return crop_window([left, right], crop, generator, train, flip=False)
 
 
-def left_view(x: Tensor, n: int) -> Tensor:
-    """Slot 0, the left view."""
-    return x[:, :3]
+left_view = slot_reference(0)  # Slot 0, the left view.
 
 
 def open_stereo(path: Path) -> Source:

@@ -21,9 +21,10 @@ from torch import Tensor
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
+from invblocks.sampling import crop_window, pick, slot, slot_reference
 from invblocks.task import middle_first_order
 
-from ._common import SEVERAL_IMAGES, cpu_recipe, crop_window, open_clips, pick
+from ._common import SEVERAL_IMAGES, cpu_recipe, open_clips
 
 TRAIN_STEP, VAL_STEP = 5, 1
 
@@ -52,14 +53,12 @@ def sample_frames(
     return crop_window(list(frames), crop, generator, train)
 
 
-def middle_frame(x: Tensor, n: int) -> Tensor:
-    """Slot 0, the middle frame."""
-    return x[:, :3]
+middle_frame = slot_reference(0)  # Slot 0, the middle frame.
 
 
 def middle_frame_half(x: Tensor, n: int) -> Tensor:
     """Slot 0 downscaled x2, bilinear."""
-    return bilinear_downscale(x[:, :3], 2)
+    return bilinear_downscale(slot(x, 0), 2)
 
 
 def _iicnet(n: int, **kw: Any) -> Any:

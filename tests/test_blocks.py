@@ -80,6 +80,26 @@ FAMILIES = {
         lambda d, s: B.InvConv1x1(d, init="luma", parameterization=("lu", "plain")[s % 2]),
     ),
     "quantizer": (image_shapes(max_side=5), lambda d, s: B.Quantizer(bits=1 + s % 8)),
+    "wic-expanding": (
+        image_shapes(channels=st.integers(1, 4), max_side=5),
+        lambda d, s: B.WIC(d, out_channels=d[0] + 1 + s % 3, generator=gen(s)),
+    ),
+    "wic-square": (
+        image_shapes(channels=st.integers(1, 4), max_side=5),
+        lambda d, s: B.WIC(d, out_channels=d[0], generator=gen(s)),
+    ),
+    "wic-reducing": (
+        image_shapes(channels=st.integers(4, 6), min_side=5, max_side=7),
+        lambda d, s: B.WIC(d, out_channels=2 + s % 2, generator=gen(s)),
+    ),
+    "split": (
+        image_shapes(channels=st.integers(2, 6), max_side=5),
+        lambda d, s: B.Split(d, sections=[1 + s % (d[0] - 1), d[0] - 1 - s % (d[0] - 1)]),
+    ),
+    "unsqueeze": (
+        image_shapes(channels=st.sampled_from([4, 8]), max_side=4),
+        lambda d, s: B.Unsqueeze(order="channel"),
+    ),
     "jpeg": (
         image_shapes(channels=st.sampled_from([1, 3]), max_side=6),
         lambda d, s: B.JPEGChannel(quality=10 + s % 90),
@@ -437,3 +457,10 @@ def test_the_luma_initialisation_maps_gray_to_gray():
     assert torch.allclose(gray, luma[:, None].expand(-1, 3, -1, -1))
     with pytest.raises(ValueError, match="groups of 3 channels"):
         B.InvConv1x1(channels=4, init="luma")
+
+
+@given(data=st.data(), dtype=dtypes(), seed=seeds())
+def test_concat_contract(data, dtype, seed):
+    shape = data.draw(image_shapes(max_side=5))
+    other = (data.draw(st.integers(1, 4)), *shape[1:])
+    check_block(B.Concat([shape, other]), [shape, other], dtype=dtype, seed=seed)

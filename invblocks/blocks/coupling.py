@@ -124,7 +124,7 @@ class AffineCoupling(Block):
         x1 = y1 - self.F(x2)
         return torch.cat((x1, x2), dim=1), -s.sum(dim=(1, 2, 3))
 
-    def _backward_from_output(
+    def backward_from_output(
         self, out: Tensor, grad_out: Tensor, grad_log_det: Tensor, rev: bool
     ) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor | None]]]:
         """Memory-saving backward: rebuild the input from ``out`` and take the VJP at once.

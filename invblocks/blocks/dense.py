@@ -98,15 +98,15 @@ class DenseBlock(nn.Module):
     When the block's weights are channels-last, its input is brought to that layout first
     (one small copy instead of one per convolution). On the CPU in channels-last layout the
     last two convolutions are split along their inputs instead of reading the two widest
-    concatenations (same function up to float rounding; with it the st-01 training step's
-    peak memory drops to 0.77-0.79x, see the benchmarks page).
+    concatenations (same function up to float rounding, less peak memory: see the benchmarks
+    page).
 
     ``compact = True`` (attribute; :func:`set_compact_dense` sets it on a whole network)
     trains with one feature buffer kept for the backward pass instead of every concatenation:
-    3.6-4x less saved activation memory per block, the same results, 1.02-1.17x the time
-    (contiguous layout) or 1.2-1.35x the split-tail channels-last path (where each convolution
-    copies its prefix of the buffer; ``python -m benchmarks.dense_block`` measures every
-    path). Double backward is not supported in that mode.
+    several times less saved activation memory per block, the same results, a little more
+    time (each convolution copies its prefix of the buffer in the channels-last path;
+    ``python -m benchmarks.dense_block`` measures every path, the benchmarks page has the
+    figures). Double backward is not supported in that mode.
 
     Arguments:
         c_in: Input channels.

@@ -17,8 +17,8 @@ from torch import Tensor
 
 from ..block import Block, Inversion, as_dims
 from ..data import Source
-from ..graph import Sequence
 from ..ricnet import RICNet
+from ..sequence import Sequence
 from ..task import Task
 
 __all__ = [
@@ -141,6 +141,31 @@ def _check_shapes(block: Block, dims: list, xs: list[Tensor], ys: tuple, log_det
         raise _fail(block, f"input_dims({expected}) gives {back}, expected {dims}")
 
 
+def _check_rebuild(block: Block, xs: list[Tensor], ys: tuple) -> str | None:
+    """The block rebuilds from its JSON config and its state dict, and then computes the
+    same; the reason when it cannot be exported (unregistered, non-JSON arguments)."""
+    import json
+
+    from ..registry import block_from_config
+
+    try:
+        config = json.loads(json.dumps(block.get_config()))
+    except ValueError as err:
+        return f"the config round trip ({err})"
+    try:
+        # Cast before loading: ``load_state_dict`` copies into the existing dtype.
+        again = block_from_config(config).to(device=xs[0].device, dtype=xs[0].dtype)
+        again.load_state_dict(block.state_dict())
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        raise _fail(block, f"does not rebuild from its config and state dict: {err}") from err
+    again.eval()
+    with torch.no_grad():
+        outs, _ = _run(again, xs)
+    if not all(torch.allclose(a, b, rtol=0, atol=0) for a, b in zip(outs, ys, strict=True)):
+        raise _fail(block, "rebuilt from its config and state dict, it computes something else")
+    return None
+
+
 def _check_aux(block: Block, dims: list, xs: list[Tensor], ys: tuple) -> None:
     """``forward_with_aux`` returns the forward outputs and the declared auxiliary outputs."""
     declared = block.aux_dims(dims)
@@ -249,7 +274,9 @@ def check_block(
     of ``forward_with_aux`` with the shapes ``aux_dims`` declares (and its outputs those of
     ``forward``), outputs on ``device``,
     inputs left unmodified, deterministic eval output, the global RNGs (the CPU's and the
-    device's) untouched, and (optionally) a gradient reaching every trainable parameter.
+    device's) untouched, (optionally) a gradient reaching every trainable parameter, and a
+    rebuild from its JSON config and state dict that computes the same (reported as not run
+    for a block that cannot be exported: unregistered, or with non-JSON arguments).
     Then, by kind:
 
     * ``EXACT``: ``inverse(forward(x)) == x`` within :func:`tolerance`, the inverse's log-det
@@ -266,7 +293,7 @@ def check_block(
       reference initialises it);
     * ``AUGMENTED``: the common checks only.
 
-    A :class:`~invblocks.graph.Sequence` is checked as a whole (the kind checks only when it is
+    A :class:`~invblocks.sequence.Sequence` is checked as a whole (the kind checks only when it is
     EXACT or LEFT throughout) and then node by node at the shapes it infers; a
     :class:`~invblocks.ricnet.RICNet` as a whole, then its body and its channel.
 
@@ -371,6 +398,10 @@ def check_block(
         raise _fail(block, "the block touched torch's global random generator")
     if check_gradients:
         _check_gradients(block.train(), [x.clone() for x in xs], gen)
+    block.eval()
+    reason = _check_rebuild(block, xs, ys)
+    if reason:
+        skipped.append(reason)
     for what in skipped:
         warnings.warn(
             f"check_block: {block._name()}: {what} not checked", CheckNotRun, stacklevel=2

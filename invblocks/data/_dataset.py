@@ -1,0 +1,50 @@
+"""A task's samples as a PyTorch data set: :class:`TaskDataset`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+# --------------------------------------------------------------------------- dataset
+SampleFn = Callable[[Sequence[Any], int, int, int | None, torch.Generator, bool], list[Tensor]]
+
+
+class TaskDataset(Dataset):
+    """Samples of a task: ``dataset[i]`` is a ``(N*C, H, W)`` float tensor, slots in task order.
+
+    Training samples are random (item, crop, flips) from a generator seeded with
+    ``seed`` and the index, so they are reproducible and independent of worker processes;
+    validation samples are deterministic (item ``i``, centre crop).
+    """
+
+    def __init__(
+        self,
+        task: Any,
+        items: Sequence[Any],
+        *,
+        n_inputs: int,
+        crop: int,
+        train: bool,
+        length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not items:
+            raise ValueError(f"task {task.name!r}: no data items")
+        task.check_inputs(n_inputs)
+        self.task, self.items, self.n_inputs = task, list(items), n_inputs
+        self.crop, self.train, self.seed = crop, train, seed
+        self.length = length if length is not None else (10_000 if train else len(self.items))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
+        images = self.task.sample(self.items, index, self.n_inputs, self.crop, g, self.train)
+        return self.task.stack(images)

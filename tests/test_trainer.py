@@ -1,0 +1,48 @@
+"""invblocks.trainer: the schedules, the step sampler, the recipes' resolution."""
+
+import math
+
+import pytest
+
+import invblocks
+from invblocks.config import TrainConfig
+from invblocks.trainer import StepSampler, learning_rate, resolved
+
+
+def test_the_iicnet_schedule_halves_at_20_40_60_80_percent():
+    rates = [learning_rate("iicnet", 1.0, step, 100) for step in range(100)]
+    assert rates[0] == rates[19] == 1.0 and rates[20] == 0.5 and rates[40] == 0.25
+    assert rates[60] == 0.125 and rates[80] == rates[99] == 0.0625
+
+
+def test_the_win_schedule_is_a_cosine_to_1e_6():
+    assert learning_rate("win", 1e-3, 0, 100) == pytest.approx(1e-3)
+    assert learning_rate("win", 1e-3, 50, 100) == pytest.approx((1e-3 + 1e-6) / 2)
+    assert learning_rate("win", 1e-3, 100, 100) == pytest.approx(1e-6)
+    assert learning_rate("win", 1e-3, 0, 100, progress=2.0) == pytest.approx(1e-6)  # clamped
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_the_step_sampler_resumes_where_it_stopped_and_splits_the_ranks(world):
+    batch, steps = 2, 7
+    whole = [list(StepSampler(0, steps, batch, r, world)) for r in range(world)]
+    resumed = [list(StepSampler(3, steps, batch, r, world)) for r in range(world)]
+    for r in range(world):
+        assert whole[r][3 * batch :] == resumed[r] and len(whole[r]) == steps * batch
+    every = sorted(i for indices in whole for i in indices)
+    assert every == list(range(steps * batch * world))  # each sample once, across ranks
+
+
+def test_a_recipe_fills_what_the_config_leaves_unset():
+    task = invblocks.get_task("rescaling-x2")
+    default = resolved(TrainConfig(task="rescaling-x2"), task)
+    assert default.crop == task.train.crop and default.lr == task.train.lr
+    assert default.network["init"] == "trivial" and default.autocast == "float32"
+    paper = resolved(TrainConfig(task="rescaling-x2", recipe="reference"), task)
+    assert paper.crop == 144 and paper.lr == 2e-4 and paper.network == {}
+    mine = resolved(TrainConfig(task="rescaling-x2", crop=32, network={"blocks": 2}), task)
+    assert mine.crop == 32 and mine.network["blocks"] == 2 and mine.network["init"] == "trivial"
+    chosen = resolved(TrainConfig(task="rescaling-x2", network={"preset": "win"}), task)
+    assert chosen.network == {"preset": "win"}  # a preset chosen: the run's network alone
+    assert resolved(default, task) == default  # resolving twice changes nothing
+    assert not math.isnan(default.lr)
