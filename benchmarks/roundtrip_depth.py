@@ -16,7 +16,8 @@ import torch
 
 from invblocks import Sequence
 from invblocks import blocks as B
-from invblocks.io import photo_path, read_image
+from invblocks.data import default_file
+from invblocks.io import read_image
 from invblocks.testing import perturb_parameters
 
 
@@ -35,7 +36,7 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 4, 8, 16, 30])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/roundtrip_depth.json"))
     args = parser.parse_args()
-    x = read_image(photo_path("astronaut"))[:, 100:228, 150:278][None]
+    x = read_image(default_file("astronaut"))[:, 100:228, 150:278][None]
     rows = []
     for depth in args.depths:
         net = chain(depth)

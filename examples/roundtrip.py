@@ -19,7 +19,8 @@ import torch
 
 from invblocks import Sequence, presets
 from invblocks import blocks as B
-from invblocks.io import photo_path, read_image, write_png
+from invblocks.data import default_file
+from invblocks.io import read_image, write_png
 from invblocks.testing import perturb_parameters
 
 
@@ -41,7 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
-    photo = read_image(photo_path(args.photo))
+    photo = read_image(default_file(args.photo))
     s = args.size
     x = photo[:, :s, 100 : 100 + s][None]
     print(f"photo {args.photo}: {tuple(photo.shape)}, crop {tuple(x.shape)}")

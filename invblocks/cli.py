@@ -126,12 +126,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     model = Model.load(args.model, device=args.device)
     task, n, meta = model.task, model.n_inputs, model.meta
-    if args.data:
-        if task.open_data is None:
-            raise UserError(f"task {task.name!r} cannot read a data folder")
-        source = task.open_data(Path(args.data))
-    else:
-        source = task.default_data()
+    source = task.source(args.data or None)
     if args.crop is None:  # whole held-out images, as a user's files go
         metrics = evaluate_images(model, source.val, limit=args.samples)
     else:

@@ -1,5 +1,8 @@
-"""Image files: read to tensors, write 8-bit PNGs and JPEGs atomically, carry metadata,
-find the bundled photographs."""
+"""Image files: read to tensors, write 8-bit PNGs and JPEGs atomically, carry metadata.
+
+The bundled photographs are found by :func:`invblocks.data.default_file`; ``PHOTOS`` and
+``photo_path`` here are deprecated aliases kept for one release.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,13 +21,11 @@ from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
 __all__ = [
-    "PHOTOS",
     "atomic_write",
     "ensure_folder",
     "file_mode",
     "folder_mode",
     "json_safe",
-    "photo_path",
     "read_image",
     "read_metadata",
     "read_png_text",
@@ -38,35 +38,26 @@ __all__ = [
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 """File endings written as JPEG by :func:`write_image` (anything else is refused there)."""
 
-PHOTOS = {
-    "astronaut": ("scikit-image", "skimage/data/astronaut.png"),
-    "coffee": ("scikit-image", "skimage/data/coffee.png"),
-    "chelsea": ("scikit-image", "skimage/data/chelsea.png"),
-    "rocket": ("scikit-image", "skimage/data/rocket.jpg"),
-}
-"""Real photographs shipped inside installed packages, by name, with the distribution and file."""
+_MOVED = {"PHOTOS", "photo_path"}
 
 
-def photo_path(name: str) -> Path:
-    """Path of a bundled photograph (see :data:`PHOTOS`), found through package metadata.
+def __getattr__(name: str) -> Any:
+    """The deprecated bundled-photo lookup, now :func:`invblocks.data.default_file`."""
+    if name not in _MOVED:
+        raise AttributeError(f"module 'invblocks.io' has no attribute {name!r}")
+    import warnings
 
-    Raises:
-        KeyError: for an unknown name.
-        FileNotFoundError: when the package that ships the photo is not installed.
-    """
-    if name not in PHOTOS:
-        raise KeyError(f"unknown photo {name!r}; known: {sorted(PHOTOS)}")
-    dist, rel = PHOTOS[name]
-    try:
-        path = Path(str(metadata.distribution(dist).locate_file(rel)))
-    except metadata.PackageNotFoundError as err:
-        raise FileNotFoundError(
-            f"photo {name!r} ships with {dist}, which is not installed: "
-            "pip install 'invblocks[data]'"
-        ) from err
-    if not path.is_file():
-        raise FileNotFoundError(f"photo {name!r} not found at {path} ({dist} installed?)")
-    return path
+    from .data import _bundled  # lazily: data is the layer above io
+
+    warnings.warn(
+        f"invblocks.io.{name} is deprecated and will be removed in 0.3: "
+        "use invblocks.data.default_file(name)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    if name == "PHOTOS":
+        return {k: v[:2] for k, v in _bundled._PHOTOS.items()}
+    return _bundled.default_file
 
 
 def read_image(

@@ -29,6 +29,7 @@ from .ops import to_float
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet
 from .runtime import resolve_device
+from .sampling import SampleRequest
 from .task import Task
 
 __all__ = ["Model", "evaluate_images", "load_for_eval"]
@@ -489,10 +490,15 @@ def evaluate_images(
 
     reference_slot = task.order(n)[0]
     for index in range(count):
-        generator = torch.Generator().manual_seed(index)
-        images = [
-            _as_image(im, "images") for im in task.sample(items, index, n, None, generator, False)
-        ]
+        request = SampleRequest(
+            items=items,
+            index=index,
+            n_inputs=n,
+            crop=None,
+            generator=torch.Generator().manual_seed(index),
+            train=False,
+        )
+        images = [_as_image(im, "images") for im in task.sample(request)]
         embedding, meta = model.embed(images)
         received = transport(embedding[None])[0] if transport is not None else embedding
         restored = model.restore(received.clamp(0, 1), meta)

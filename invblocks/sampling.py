@@ -1,8 +1,10 @@
-"""What task samplers share: picking items, aligned crops and flips, common sizes, slots.
+"""What task samplers share: the request a sampler answers, picking items, aligned crops and
+flips, common sizes, slots.
 
-Built on :mod:`invblocks.ops`; the built-in tasks and third-party plugins use the same
-helpers. Data sets keep 8-bit images; :func:`crop_window` returns its crops as floats in
-``[0, 1]`` (:func:`invblocks.ops.to_float`).
+A task's sampler is ``f(request: SampleRequest) -> list[Tensor]``: the task's ``n`` input
+images for sample ``request.index``. Built on :mod:`invblocks.ops`; the built-in tasks and
+third-party plugins use the same helpers. Data sets keep 8-bit images; :func:`crop_window`
+returns its crops as floats in ``[0, 1]`` (:func:`invblocks.ops.to_float`).
 """
 
 from __future__ import annotations
@@ -10,12 +12,65 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor
 
 from .ops import center_crop, random_flips, random_window, to_float
 
-__all__ = ["common_size", "crop_window", "large_enough", "pick", "slot", "slot_reference"]
+__all__ = [
+    "SampleRequest",
+    "common_size",
+    "crop_window",
+    "large_enough",
+    "pick",
+    "slot",
+    "slot_reference",
+]
+
+
+@attrs.frozen(kw_only=True)
+class SampleRequest:
+    """What a task's sampler is asked for: the ``n_inputs`` images of sample ``index``.
+
+    Attributes:
+        items: The split's data items (images ``(C, H, W)``, clips ``(T, C, H, W)``, pairs or
+            layers, as the task's reader keeps them).
+        index: The sample's number; validation samples are deterministic in it.
+        n_inputs: How many images the sample holds (``n``).
+        crop: The side of the square crop, or ``None`` for whole images (evaluation).
+        generator: The sample's own random source (seeded from the run's seed and ``index``).
+        train: Random item, crop and flips when true; item ``index``, centred crop when false.
+
+    The methods are the common steps, drawn from :attr:`generator`::
+
+        def sample_pair(request):
+            left, right = request.pick()
+            return request.crop_window([left, right], flip=False)
+    """
+
+    items: Sequence[Any]
+    index: int
+    n_inputs: int
+    crop: int | None
+    generator: torch.Generator
+    train: bool
+
+    def pick(self, items: Sequence[Any] | None = None) -> Any:
+        """One of ``items`` (default :attr:`items`): see :func:`pick`."""
+        return pick(self.items if items is None else items, self.index, self.generator, self.train)
+
+    def crop_window(
+        self, images: Sequence[Tensor], size: int | None = -1, *, flip: bool = True
+    ) -> list[Tensor]:
+        """The same crop of aligned images, of side :attr:`crop` unless ``size`` is given
+        (``None``: whole images): see :func:`crop_window`."""
+        side = self.crop if size == -1 else size
+        return crop_window(images, side, self.generator, self.train, flip=flip)
+
+    def randint(self, high: int) -> int:
+        """A number in ``[0, high)`` from :attr:`generator`."""
+        return int(torch.randint(0, high, (1,), generator=self.generator))
 
 
 def slot(x: Tensor, index: int = 0, channels: int = 3) -> Tensor:

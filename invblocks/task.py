@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +19,7 @@ from .blocks.quantize import TRAIN_MODES, TrainMode
 from .data import SampleFn, Source, TaskDataset
 from .losses import LossConfig, LossTerm, Objective
 from .ricnet import RICNet, as_ricnet
+from .sampling import SampleRequest
 
 __all__ = [
     "Task",
@@ -66,6 +69,37 @@ def repeat_reference(reference: Tensor, n: int, size: tuple[int, int], channels:
 
 def _terms(value: Iterable[LossTerm]) -> tuple[LossTerm, ...]:
     return tuple(value)
+
+
+def _request_style(fn: Callable[..., list[Tensor]]) -> SampleFn:
+    """A sampler of one :class:`~invblocks.sampling.SampleRequest`; one written for the six
+    positional arguments of 0.1 (``items, index, n, crop, generator, train``) is wrapped, with a
+    ``DeprecationWarning`` (removed in 0.3)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # builtins without a signature: the new style
+        return fn
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if len(positional) < 6:
+        return fn
+    warnings.warn(
+        f"sampler {getattr(fn, '__name__', fn)!r} takes (items, index, n, crop, generator, "
+        "train), the 0.1 signature; take one invblocks.sampling.SampleRequest instead "
+        "(the old signature is removed in 0.3)",
+        DeprecationWarning,
+        stacklevel=4,
+    )
+
+    def sample(request: SampleRequest) -> list[Tensor]:
+        r = request
+        return fn(r.items, r.index, r.n_inputs, r.crop, r.generator, r.train)
+
+    sample.__wrapped__ = fn  # type: ignore[attr-defined]
+    return sample
 
 
 def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
@@ -125,10 +159,11 @@ class Task:
             needs, including ``scale``.
         min_crop: The smallest image side the default network accepts: training crops must
             be at least this, and :meth:`invblocks.model.Model.embed` pads smaller images up to it.
-        sample: ``f(items, index, n, crop, generator, train) -> [image, ...]``: one sample's
-            ``n`` images ``(C, H, W)`` in natural order (e.g. frames in time order). Training
-            samples are random; validation samples are ``items[index]``, centre-cropped;
-            ``crop=None`` (validation) asks for the whole item (full-image evaluation).
+        sample: ``f(request) -> [image, ...]``: for one
+            :class:`~invblocks.sampling.SampleRequest`, the sample's ``n`` images ``(C, H, W)``
+            in natural order (e.g. frames in time order). Training samples are random;
+            validation samples are ``items[index]``, centre-cropped; ``crop=None`` (validation)
+            asks for the whole item (full-image evaluation).
         default_data: ``f() -> Source``: the built-in default data (installed files only).
         open_data: ``f(path) -> Source``: read a user's data folder (a dataset layout).
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
@@ -163,7 +198,7 @@ class Task:
     scale: int = attrs.field(default=1, validator=v.gt(0))
     multiple: int = attrs.field(default=1, validator=v.gt(0))
     min_crop: int = attrs.field(default=16, validator=v.gt(0))
-    sample: SampleFn
+    sample: SampleFn = attrs.field(converter=_request_style)
     default_data: Callable[[], Source]
     open_data: Callable[[Path], Source] | None = None
     reference: Callable[[Tensor, int], Tensor]
@@ -226,6 +261,22 @@ class Task:
         for slot, index in enumerate(self.order(n)):
             out[index] = slots[slot]
         return out
+
+    def source(self, folder: str | Path | None = None) -> Source:
+        """The data a run or an evaluation uses: ``folder`` read by :attr:`open_data`, or the
+        task's default data when ``folder`` is ``None``.
+
+        Raises:
+            ValueError: a folder for a task that cannot read one.
+        """
+        if folder is None:
+            return self.default_data()
+        if self.open_data is None:
+            raise ValueError(
+                f"task {self.name!r} cannot read a data folder (received {str(folder)!r}); "
+                "leave the folder out to use its default data"
+            )
+        return self.open_data(Path(folder))
 
     def dataset(
         self,

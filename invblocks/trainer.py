@@ -470,11 +470,8 @@ def _resume(run: _Run, resume: bool) -> None:
 def _data(run: _Run, source: Source | None) -> tuple[DataLoader, TaskDataset]:
     """The training loader (from the resumed step on) and the validation samples."""
     config, task = run.config, run.task
-    if config.data and task.open_data is None:
-        raise ValueError(f"task {task.name!r} cannot read a data folder")
     if source is None:
-        source = task.open_data(Path(config.data)) if config.data and task.open_data else None
-    source = source or task.default_data()
+        source = task.source(config.data or None)
     batch, crop = int(config.batch or 0), int(config.crop or 0)  # resolved
     kw = {"n_inputs": run.n, "crop": crop, "seed": config.seed}
     train_set = task.dataset(source, "train", length=config.steps * batch * run.world, **kw)

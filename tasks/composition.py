@@ -21,7 +21,7 @@ from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import adobe_matting, default_photos
-from invblocks.sampling import common_size, crop_window, slot_reference
+from invblocks.sampling import SampleRequest, common_size, slot_reference
 
 from ._common import SEVERAL_IMAGES, cpu_recipe
 
@@ -40,34 +40,27 @@ def soft_ellipse(size: int | Sequence[int], generator: torch.Generator, train: b
     return ((1 - d) / edge).clamp(0, 1)[None]
 
 
-def sample_layers(
-    items: Sequence[Any],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
-    if train:
-        i = int(torch.randint(0, len(items), (1,), generator=generator))
-    else:
-        i = index % len(items)
+def sample_layers(request: SampleRequest) -> list[Tensor]:
+    """Composite, background and foreground of one matting item, or of two photographs and a
+    synthetic matte."""
+    items, crop = request.items, request.crop
+    i = request.randint(len(items)) if request.train else request.index % len(items)
     item = items[i]
     if isinstance(item, tuple):  # (fg, alpha, bg) from a matting folder
         fg_image, alpha_image, bg_image = item
         if crop is None:  # full images: the size all three have
             fg_image, alpha_image, bg_image = common_size([fg_image, alpha_image, bg_image])
-        fg, alpha = crop_window([fg_image, alpha_image], crop, generator, train)
-        bg = crop_window([bg_image], crop, generator, train)[0]  # another photograph
+        fg, alpha = request.crop_window([fg_image, alpha_image])
+        bg = request.crop_window([bg_image])[0]  # another photograph
     else:  # derived: two different photographs and a synthetic matte
         other = items[(i + 1) % len(items)]
         if crop is None:  # full images: the size both have
             item, other = common_size([item, other])
-        fg = crop_window([item], crop, generator, train)[0]
-        bg = crop_window([other], crop, generator, train)[0]
-        alpha = soft_ellipse(fg.shape[-2:], generator, train)
+        fg = request.crop_window([item])[0]
+        bg = request.crop_window([other])[0]
+        alpha = soft_ellipse(fg.shape[-2:], request.generator, request.train)
     composite = alpha * fg + (1 - alpha) * bg
-    return [composite, bg, fg * (alpha > 0)][:n]
+    return [composite, bg, fg * (alpha > 0)][: request.n_inputs]
 
 
 composite = slot_reference(0)  # Slot 0, the composite.

@@ -9,7 +9,6 @@ reference's DIV2K set-up; the default photographs are those scikit-image ships.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -20,31 +19,21 @@ from torch import Tensor
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, center_crop
-from invblocks.sampling import crop_window, large_enough, pick, slot_reference
+from invblocks.sampling import SampleRequest, large_enough, slot_reference
 
 from ._common import SEVERAL_IMAGES, cpu_recipe, open_photos
 
 
-def sample_views(
-    items: Sequence[Tensor],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-    *,
-    zoom: int,
-) -> list[Tensor]:
-    photo = pick(
-        large_enough(items, None if crop is None else crop * zoom, f"dual-view-x{zoom}"),
-        index,
-        generator,
-        train,
-    )
+def sample_views(request: SampleRequest, *, zoom: int) -> list[Tensor]:
+    """The normal view (the photograph downscaled ``zoom`` times) and the zoomed view (its
+    centre at full resolution)."""
+    crop = request.crop
+    side = None if crop is None else crop * zoom
+    photo = request.pick(large_enough(request.items, side, f"dual-view-x{zoom}"))
     if crop is None:  # the whole photograph, trimmed to whole LR pixels
         h, w = photo.shape[-2:]
         photo = photo[..., : h // zoom * zoom, : w // zoom * zoom]
-    (view,) = crop_window([photo], None if crop is None else crop * zoom, generator, train)
+    (view,) = request.crop_window([photo], side)
     normal = bicubic_downscale(view[None], zoom)[0].clamp(0, 1)
     return [normal, center_crop(view, (int(normal.shape[-2]), int(normal.shape[-1])))]
 

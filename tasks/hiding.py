@@ -7,7 +7,6 @@ folder of photographs (:func:`invblocks.data.flickr2w`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,28 +14,23 @@ from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
-from invblocks.sampling import common_size, crop_window, slot_reference
+from invblocks.sampling import SampleRequest, common_size, slot_reference
 
 from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
-def sample_cover_and_secrets(
-    items: Sequence[Tensor],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
-    if train:
-        order = torch.randperm(len(items), generator=generator).tolist()
+def sample_cover_and_secrets(request: SampleRequest) -> list[Tensor]:
+    """A cover and ``n - 1`` secrets: different photographs, each with its own crop."""
+    items, index = request.items, request.index
+    if request.train:
+        order = torch.randperm(len(items), generator=request.generator).tolist()
     else:
         order = [(index + k) % len(items) for k in range(len(items))]
-    picks = [items[order[k % len(order)]] for k in range(n)]
-    if crop is None:  # full images: the size they all have, centred
-        return [crop_window([im], None, generator, train)[0] for im in common_size(picks)]
+    picks = [items[order[k % len(order)]] for k in range(request.n_inputs)]
+    if request.crop is None:  # full images: the size they all have, centred
+        picks = common_size(picks)
     # each image gets its own crop window (different photographs are not aligned)
-    return [crop_window([im], crop, generator, train)[0] for im in picks]
+    return [request.crop_window([im])[0] for im in picks]
 
 
 cover = slot_reference(0)  # Slot 0, the cover.

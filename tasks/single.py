@@ -9,30 +9,22 @@ VOC2012 or DIV2K folder, or any folder of photographs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, rgb_to_gray
-from invblocks.sampling import crop_window, pick
+from invblocks.sampling import SampleRequest
 
 from ._common import cpu_recipe, open_photos
 
 
-def sample_image(
-    items: Sequence[Tensor],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
-    return crop_window([pick(items, index, generator, train)], crop, generator, train)
+def sample_image(request: SampleRequest) -> list[Tensor]:
+    """One photograph, cropped."""
+    return request.crop_window([request.pick()])
 
 
 def gray(x: Tensor, n: int) -> Tensor:

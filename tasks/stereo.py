@@ -10,30 +10,22 @@ folders or side-by-side images (:func:`invblocks.data.read_stereo`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
-from invblocks.sampling import crop_window, pick, slot_reference
+from invblocks.sampling import SampleRequest, slot_reference
 
 from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
-def sample_pair(
-    items: Sequence[tuple[Tensor, Tensor]],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
-    left, right = pick(items, index, generator, train)
-    return crop_window([left, right], crop, generator, train, flip=False)
+def sample_pair(request: SampleRequest) -> list[Tensor]:
+    """Both views of one pair, cropped alike and not flipped (a flip swaps the disparity)."""
+    left, right = request.pick()
+    return request.crop_window([left, right], flip=False)
 
 
 left_view = slot_reference(0)  # Slot 0, the left view.

@@ -12,16 +12,14 @@ and frame folders (:func:`invblocks.data.clip_folder`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
-from invblocks.sampling import crop_window, pick, slot, slot_reference
+from invblocks.sampling import SampleRequest, slot, slot_reference
 from invblocks.task import middle_first_order
 
 from ._common import SEVERAL_IMAGES, cpu_recipe, open_clips
@@ -29,28 +27,18 @@ from ._common import SEVERAL_IMAGES, cpu_recipe, open_clips
 TRAIN_STEP, VAL_STEP = 5, 1
 
 
-def sample_frames(
-    items: Sequence[Tensor],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
+def sample_frames(request: SampleRequest) -> list[Tensor]:
     """``n`` frames of one clip, ``step`` apart, in time order, cropped alike."""
-    clip = pick(items, index, generator, train)
-    step = TRAIN_STEP if train else VAL_STEP
+    clip, n = request.pick(), request.n_inputs
+    step = TRAIN_STEP if request.train else VAL_STEP
     span = (n - 1) * step + 1
     if clip.shape[0] < span:
         step = max(1, (clip.shape[0] - 1) // max(1, n - 1))
         span = (n - 1) * step + 1
         if clip.shape[0] < span:
             raise ValueError(f"a clip has {clip.shape[0]} frames; {n} frames are needed")
-    start = (
-        int(torch.randint(0, clip.shape[0] - span + 1, (1,), generator=generator)) if train else 0
-    )
-    frames = clip[start : start + span : step].float().div(255.0)
-    return crop_window(list(frames), crop, generator, train)
+    start = request.randint(clip.shape[0] - span + 1) if request.train else 0
+    return request.crop_window(list(clip[start : start + span : step]))
 
 
 middle_frame = slot_reference(0)  # Slot 0, the middle frame.

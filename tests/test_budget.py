@@ -11,6 +11,7 @@ from invblocks.cli import main
 from invblocks.config import TrainConfig
 from invblocks.io import json_safe
 from invblocks.model import Model, evaluate_images
+from invblocks.sampling import SampleRequest
 from invblocks.trainer import learning_rate, train
 
 TINY = {"blocks": 1, "width": 4, "growth": 4}
@@ -82,7 +83,15 @@ def test_whole_held_out_items_are_evaluated_against_the_trivial_baseline(name):
     task = invblocks.get_task(name)
     source = task.default_data()
     n = task.default_inputs
-    images = task.sample(source.val, 0, n, None, torch.Generator().manual_seed(0), False)
+    request = SampleRequest(
+        items=source.val,
+        index=0,
+        n_inputs=n,
+        crop=None,
+        generator=torch.Generator().manual_seed(0),
+        train=False,
+    )
+    images = task.sample(request)
     assert len(images) == n and len({tuple(im.shape) for im in images}) == 1
     assert min(images[0].shape[-2:]) > 64  # whole items, not training crops
     net = task.build_network(n, **TINY)

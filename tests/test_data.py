@@ -9,7 +9,7 @@ from PIL import Image
 
 from invblocks import data
 from invblocks.data import _bundled as bundled
-from invblocks.io import write_png
+from invblocks.io import read_image, write_png
 from invblocks.ops import to_float
 
 
@@ -192,6 +192,18 @@ def test_default_data_are_real_and_licensed():
     licenses = data.default_data_licenses()
     assert {d["name"] for d in licenses} >= {"astronaut", "bikes", "motorcycle_left"}
     assert all(d["license"] for d in licenses)
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "rocket", "retina"])
+def test_default_files_are_real_photographs(name):
+    img = read_image(data.default_file(name))
+    assert img.shape[0] == 3 and min(img.shape[1:]) >= 256
+    assert float(img.std()) > 0.05  # a photograph, not a blank
+
+
+def test_unknown_default_file_lists_the_known_ones():
+    with pytest.raises(KeyError, match=r"unknown default file 'nope'.*astronaut"):
+        data.default_file("nope")
 
 
 def test_task_dataset_is_reproducible_and_indexed():

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from invblocks import blocks as B
-from invblocks.io import PHOTOS, atomic_write, photo_path, read_image, write_png
+from invblocks.io import atomic_write, read_image, write_png
 from invblocks.testing.strategies import image_shapes, seeds
 
 
@@ -71,16 +71,16 @@ def test_modes_are_converted(tmp_path):
     assert read_image(tmp_path / "p.png").shape == (3, 4, 5)
 
 
-@pytest.mark.parametrize("name", sorted(PHOTOS))
-def test_bundled_photos_are_real_images(name):
-    img = read_image(photo_path(name))
-    assert img.shape[0] == 3 and min(img.shape[1:]) >= 256
-    assert float(img.std()) > 0.05  # a photograph, not a blank
+def test_the_deprecated_photo_lookup_still_finds_the_default_files():
+    import invblocks.io
 
-
-def test_unknown_photo():
-    with pytest.raises(KeyError, match="unknown photo 'nope'"):
-        photo_path("nope")
+    with pytest.warns(DeprecationWarning, match="default_file"):
+        path = invblocks.io.photo_path("astronaut")
+    with pytest.warns(DeprecationWarning, match="default_file"):
+        photos = invblocks.io.PHOTOS
+    assert path.name == "astronaut.png" and "astronaut" in photos
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        invblocks.io.nope  # noqa: B018
 
 
 def test_16_bit_grayscale_is_scaled_not_clipped(tmp_path):

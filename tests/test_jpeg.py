@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import invblocks
+import invblocks.data
 from invblocks import blocks as B
 from invblocks.cli import main
 from invblocks.io import read_image, read_metadata, write_jpeg, write_png
@@ -45,7 +46,7 @@ def test_eval_is_the_real_codec(quality, seed, gray):
 
 def test_training_is_differentiable_and_close_to_the_codec():
     g = torch.Generator().manual_seed(0)
-    photo = read_image(invblocks.io.photo_path("astronaut"))[None, :, 100:164, 200:264]
+    photo = read_image(invblocks.data.default_file("astronaut"))[None, :, 100:164, 200:264]
     channel = B.JPEGChannel(quality=90, generator=g).train()
     x = photo.clone().requires_grad_(True)
     (y,), _ = channel([x])

@@ -31,7 +31,7 @@ def make_task(name):
         description="test",
         inputs=1,
         default_inputs=1,
-        sample=lambda items, i, n, crop, g, train: [items[0]],
+        sample=lambda request: [request.items[0]],
         default_data=lambda: invblocks.data.Source(
             train=[torch.rand(3, 8, 8)], val=[torch.rand(3, 8, 8)], description="noise"
         ),

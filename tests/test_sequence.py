@@ -5,7 +5,8 @@ import torch
 
 from invblocks import Inversion, Sequence, presets
 from invblocks import blocks as B
-from invblocks.io import photo_path, read_image
+from invblocks.data import default_file
+from invblocks.io import read_image
 from invblocks.testing import check_block, perturb_parameters
 
 
@@ -36,7 +37,7 @@ def test_st01_in_a_few_lines():
 
 @pytest.fixture(scope="module")
 def photo():
-    img = read_image(photo_path("astronaut"))
+    img = read_image(default_file("astronaut"))
     return img[:, 64:128, 200:264][None]
 
 

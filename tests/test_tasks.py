@@ -166,3 +166,64 @@ def test_composition_samples_matting_layers_of_other_sizes_and_channels():
     b = bg[:, 9:41, 14:46].float() / 255
     torch.testing.assert_close(composite, a * f + (1 - a) * b)
     torch.testing.assert_close(background, b)
+
+
+def test_source_reads_a_folder_or_gives_the_default_data(tmp_path):
+    import attrs
+
+    from invblocks.data import Source
+
+    task = invblocks.get_task("grayscale")
+    seen = []
+    reader = attrs.evolve(
+        task, open_data=lambda p: seen.append(p) or Source(train=[1], val=[2], description="mine")
+    )
+    assert reader.source(tmp_path).description == "mine" and seen == [tmp_path]
+    assert reader.source(str(tmp_path)).description == "mine" and seen[-1] == tmp_path
+    assert reader.source(None).description == task.default_data().description
+    folderless = attrs.evolve(task, open_data=None)
+    with pytest.raises(ValueError, match=r"cannot read a data folder \(received '.*'\)"):
+        folderless.source(tmp_path)
+
+
+def test_a_sampler_of_the_old_six_arguments_still_works_with_a_warning():
+    import attrs
+
+    from invblocks.sampling import SampleRequest
+
+    task = invblocks.get_task("grayscale")
+    calls = []
+
+    def old(items, index, n, crop, generator, train):
+        calls.append((index, n, crop, train))
+        return [items[index % len(items)][:, :crop, :crop].float() / 255]
+
+    with pytest.warns(DeprecationWarning, match="SampleRequest"):
+        legacy = attrs.evolve(task, sample=old)
+    source = task.default_data()
+    x = legacy.dataset(source, "val", crop=16, length=1)[0]
+    assert calls == [(0, 1, 16, False)] and x.shape == (3, 16, 16)
+    request = SampleRequest(
+        items=source.val, index=0, n_inputs=1, crop=16, generator=torch.Generator(), train=False
+    )
+    assert torch.equal(legacy.sample(request)[0], x)
+    assert task.sample is attrs.evolve(task).sample  # a new-style sampler is kept as it is
+
+
+def test_sample_request_draws_from_its_own_generator():
+    from invblocks.sampling import SampleRequest
+
+    items = [torch.full((3, 20, 20), k, dtype=torch.uint8) for k in range(5)]
+
+    def request(seed, train):
+        g = torch.Generator().manual_seed(seed)
+        return SampleRequest(items=items, index=7, n_inputs=1, crop=8, generator=g, train=train)
+
+    assert int(request(0, False).pick()[0, 0, 0]) == 7 % 5  # validation: item index
+    picks = {int(request(seed, True).pick()[0, 0, 0]) for seed in range(40)}
+    assert picks == set(range(5))  # training: any item
+    a, b = request(3, True), request(3, True)
+    assert torch.equal(a.crop_window([items[1]])[0], b.crop_window([items[1]])[0])
+    assert a.crop_window([items[2]])[0].shape == (3, 8, 8)
+    assert a.crop_window([items[2]], None)[0].shape == (3, 20, 20)
+    assert 0 <= a.randint(3) < 3

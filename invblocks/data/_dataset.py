@@ -9,8 +9,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-# --------------------------------------------------------------------------- dataset
-SampleFn = Callable[[Sequence[Any], int, int, int | None, torch.Generator, bool], list[Tensor]]
+from ..sampling import SampleRequest
+
+SampleFn = Callable[[SampleRequest], list[Tensor]]
+"""A task's sampler: the ``n`` images ``(C, H, W)`` of one :class:`SampleRequest`."""
 
 
 class TaskDataset(Dataset):
@@ -46,5 +48,13 @@ class TaskDataset(Dataset):
         if not 0 <= index < self.length:
             raise IndexError(index)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
-        images = self.task.sample(self.items, index, self.n_inputs, self.crop, g, self.train)
+        request = SampleRequest(
+            items=self.items,
+            index=index,
+            n_inputs=self.n_inputs,
+            crop=self.crop,
+            generator=g,
+            train=self.train,
+        )
+        images = self.task.sample(request)
         return self.task.stack(images)

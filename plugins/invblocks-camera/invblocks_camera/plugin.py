@@ -2,41 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, div2k
 from invblocks.losses import RICBatch, charbonnier_loss, loss_term
-from invblocks.ops import center_crop, random_crop, random_flip, to_float
 from invblocks.ricnet import RICResult
+from invblocks.sampling import SampleRequest
 
 from .pipeline import render, unprocess
 
 
-def sample_raw(
-    items: Sequence[Tensor],
-    index: int,
-    n: int,
-    crop: int | None,
-    generator: torch.Generator,
-    train: bool,
-) -> list[Tensor]:
+def sample_raw(request: SampleRequest) -> list[Tensor]:
     """A ``(4, crop, crop)`` packed RAW made from a ``2*crop`` sRGB photo crop (``crop=None``:
     the whole photo, trimmed to whole 4x4 blocks)."""
-    if train and crop is not None:
-        photo = items[int(torch.randint(0, len(items), (1,), generator=generator))]
-        region = random_flip(random_crop(photo, 2 * crop, generator), generator)
-    elif crop is None:
-        photo = items[index % len(items)]
+    photo = request.pick()  # a random photo in training, photo ``index`` in validation
+    if request.crop is None:
         h, w = photo.shape[-2:]
-        region = photo[..., : h // 4 * 4, : w // 4 * 4]
-    else:
-        region = center_crop(items[index % len(items)], 2 * crop)
-    return [unprocess(to_float(region)[None])[0]]  # data sets keep uint8
+        photo = photo[..., : h // 4 * 4, : w // 4 * 4]
+        (region,) = request.crop_window([photo], None)
+    else:  # a random (flipped) window in training, the centre in validation
+        (region,) = request.crop_window([photo], 2 * request.crop)
+    return [unprocess(region[None])[0]]
 
 
 def rendered_srgb(x: Tensor, n: int) -> Tensor:
