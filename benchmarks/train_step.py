@@ -188,7 +188,7 @@ def make_step(
     from torch import nn
 
     import invblocks
-    from invblocks.training import ric_step
+    from invblocks.step import ric_step
 
     torch.manual_seed(0)
     if variant in ("cli", "cli_bf16", "cli_split_all", "cli_compiled"):

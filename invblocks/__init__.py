@@ -80,7 +80,7 @@ _SUBMODULES = {
     "autograd", "block", "checkpoint", "cli", "config", "container", "freia", "graph", "hookspecs",
     "initializers", "io", "losses", "memory", "mixing",
     "metrics", "model", "plugins", "published", "registry", "report", "ricnet", "runtime",
-    "sampling", "sequence", "task", "testing", "trainer", "training",
+    "sampling", "sequence", "step", "task", "testing", "trainer", "training",
 }  # fmt: skip
 """Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
 

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from .block import Block, Dims
 
-__all__ = ["Container", "NodeInfo"]
+__all__ = ["Container", "NodeInfo", "NodeRow"]
 
 
 def _count(module: nn.Module) -> int:
@@ -78,7 +79,7 @@ def _cell(key: str, value: Any) -> str:
     return f"{value:,}" if key == "params" else str(value)
 
 
-def _text_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> list[str]:
+def _text_table(head: list[str], keys: list[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """Aligned text rows: the header, a rule, one row per node (the summaries' table)."""
     table = [head] + [[_cell(k, r[k]) for k in keys] for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
@@ -90,7 +91,7 @@ def _text_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> list[
     return lines
 
 
-def _html_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> str:
+def _html_table(head: list[str], keys: list[str], rows: Sequence[Mapping[str, Any]]) -> str:
     """The same table as HTML (notebooks)."""
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join(
@@ -99,6 +100,25 @@ def _html_table(head: list[str], keys: list[str], rows: list[NodeInfo]) -> str:
     return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class NodeInfo(dict):
-    """One row of :meth:`~invblocks.sequence.Sequence.summary_rows`: index, name, kind,
-    shapes, parameters."""
+class NodeRow(TypedDict, total=False):
+    """One row of a container's ``summary_rows()`` (a plain dict with these keys).
+
+    :meth:`Sequence.summary_rows <invblocks.sequence.Sequence.summary_rows>` gives ``index``,
+    ``name`` (the block), ``inversion``, ``input``, ``output``, ``params``;
+    :meth:`Graph.summary_rows <invblocks.graph.Graph.summary_rows>` gives ``name`` (the
+    node), ``block``, ``inversion``, ``inputs`` (its references), ``input``, ``output``,
+    ``params``. Shapes are text, e.g. ``"(12, 64, 64)"``.
+    """
+
+    index: int
+    name: str
+    block: str
+    inversion: str
+    inputs: str
+    input: str
+    output: str
+    params: int
+
+
+NodeInfo = NodeRow
+"""Deprecated name of :class:`NodeRow` (removed in 0.3)."""

@@ -3,8 +3,9 @@ names that moved to :mod:`invblocks.sequence` and :mod:`invblocks.container`).""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from .block import Block, Dims, Inversion, as_dims
 from .container import (
     Container,
-    NodeInfo,
+    NodeRow,
     _count,
     _dims_str,
     _html_table,
@@ -26,6 +27,9 @@ from .registry import block_from_config, config_fields, register_block
 from .sequence import Sequence  # noqa: F401  (re-exported: invblocks.graph.Sequence moved)
 
 __all__ = ["Graph", "GraphError"]
+
+_Plan: TypeAlias = tuple[list[str], dict[str, Block], dict[str, tuple[int, ...]], dict[str, int]]
+"""A graph's build: execution order, nodes, output shapes, output counts."""
 
 
 class GraphError(ValueError):
@@ -114,13 +118,49 @@ class Graph(Container):
     def output(self, *refs: str) -> Graph:
         """Declare the graph outputs, then build; raises :class:`GraphError` on any problem."""
         self.output_refs = [f"{n}:{i}" for n, i in map(_ref, refs)]
-        problems = self.validate()
-        if problems:
-            raise GraphError(problems)
+        self.build()
         return self
 
+    def problems(self) -> list[str]:
+        """Every problem in the graph as declared so far (empty when it would build); the
+        graph is not changed."""
+        return self._plan()[0]
+
+    def build(self) -> None:
+        """Build the declared graph (:meth:`output` does this): infer the shapes, construct
+        the nodes, fix the execution order.
+
+        Raises:
+            GraphError: listing every problem found, when there is any.
+        """
+        problems, plan = self._plan()
+        if problems or plan is None:
+            raise GraphError(problems)
+        order, built, shapes, n_out = plan
+        self.nodes = nn.ModuleDict({n: built[n] for n in order})
+        if self._memory_saving:
+            _set_memory_saving(self, True)
+        self.node_inputs = {n: self._specs[n][2] for n in order}
+        self.node_outputs = {n: [f"{n}:{i}" for i in range(n_out[n])] for n in order}
+        self.order, self.shapes, self.built = order, shapes, True
+        self.inversion = Inversion.combine([b.inversion for b in built.values()])
+
     def validate(self) -> list[str]:
-        """Check and build the graph; return every problem found (empty when it is valid)."""
+        """Deprecated (removed in 0.3): :meth:`problems` checks, :meth:`build` builds."""
+        warnings.warn(
+            "Graph.validate() is deprecated: use Graph.problems() to check and Graph.build() "
+            "(or Graph.output(...)) to build",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        problems = self.problems()
+        if not problems:
+            self.build()
+        return problems
+
+    def _plan(self) -> tuple[list[str], _Plan | None]:
+        """The problems, and when there are none the build: execution order, constructed
+        nodes, the shape of every output, the output count of every node."""
         problems: list[str] = []
         known = set(self.input_names) | set(self._specs)
         for name, (_, _, refs) in self._specs.items():
@@ -206,16 +246,8 @@ class Graph(Container):
                     f"dangling output {ref!r}: no node reads it and it is not a graph output"
                 )
         if problems:
-            return problems
-
-        self.nodes = nn.ModuleDict({n: built[n] for n in order})
-        if self._memory_saving:
-            _set_memory_saving(self, True)
-        self.node_inputs = {n: self._specs[n][2] for n in order}
-        self.node_outputs = {n: [f"{n}:{i}" for i in range(n_out[n])] for n in order}
-        self.order, self.shapes, self.built = order, shapes, True
-        self.inversion = Inversion.combine([b.inversion for b in built.values()])
-        return []
+            return problems, None
+        return [], (order, built, shapes, n_out)
 
     # ------------------------------------------------------------ the block
     def run_members(self, rev: bool) -> list[Block] | None:
@@ -358,14 +390,14 @@ class Graph(Container):
         return [self.shapes[r] for r in self.output_refs]
 
     # ----------------------------------------------------------- inspection
-    def summary_rows(self) -> list[NodeInfo]:
+    def summary_rows(self) -> list[NodeRow]:
         """Per node: name, block, inversion, inputs (references), input, output, params."""
         self._require_built()
         rows = []
         for name in self.order:
             node = self._named[name]
             rows.append(
-                NodeInfo(
+                NodeRow(
                     name=name,
                     block=node._name(),
                     inversion=node.inversion.name,

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .block import Block, Dims, Inversion, as_dims
 from .container import (
     Container,
-    NodeInfo,
+    NodeRow,
     _count,
     _dims_str,
     _html_table,
@@ -227,10 +227,10 @@ class Sequence(Container):
         return dims
 
     # ------------------------------------------------------------ inspection
-    def summary_rows(self) -> list[NodeInfo]:
+    def summary_rows(self) -> list[NodeRow]:
         """Per node: ``index``, ``name``, ``inversion``, ``input``, ``output``, ``params``."""
         return [
-            NodeInfo(
+            NodeRow(
                 index=i,
                 name=node._name(),
                 inversion=node.inversion.name,

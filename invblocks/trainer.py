@@ -52,8 +52,8 @@ from .model import load_for_eval
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet, build_channel
 from .runtime import resolve_device
+from .step import ric_step
 from .task import Task, default_display
-from .training import ric_step
 
 __all__ = ["StepSampler", "evaluate", "learning_rate", "load_for_eval", "train"]
 

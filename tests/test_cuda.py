@@ -12,9 +12,9 @@ import invblocks
 from invblocks import Model
 from invblocks.cli import main
 from invblocks.config import TrainConfig
+from invblocks.step import ric_step
 from invblocks.testing import perturb_parameters
 from invblocks.trainer import train
-from invblocks.training import ric_step
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU")
 

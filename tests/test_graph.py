@@ -94,7 +94,8 @@ def test_all_problems_reported_at_once():
     g.add("c", B.Concat, ["s:1", "s:1"])  # reuse
     g.add("loop1", B.Concat, ["loop2", "c"], sections=[8, 4])  # cycle
     g.add("loop2", B.Split, "loop1", sections=[8, 4])
-    problems = g.validate()
+    problems = g.problems()
+    assert not g.built  # checking builds nothing
     text = "\n".join(problems)
     assert "node 'bad' (InvConv1x1)" in text
     assert "'s:1' is used 2 times" in text
@@ -103,6 +104,23 @@ def test_all_problems_reported_at_once():
     assert len(problems) >= 4
     with pytest.raises(RuntimeError, match="not built"):
         g(torch.rand(1, 4, 6, 6))
+    with pytest.raises(GraphError) as info:
+        g.build()
+    assert info.value.problems == problems
+
+
+def test_problems_then_build_and_the_deprecated_validate():
+    g = Graph({"x": (4, 6, 6)})
+    g.add("s", B.Split, "x", sections=[2, 2])
+    g.add("c", B.Concat, ["s:1", "s:0"])
+    assert "the graph has no outputs: call Graph.output(...)" in g.problems()
+    g.output_refs = ["c:0"]  # declared, not yet built
+    assert g.problems() == [] and not g.built
+    with pytest.warns(DeprecationWarning, match="Graph.problems"):
+        assert g.validate() == []
+    assert g.built
+    x = torch.rand(2, 4, 6, 6)
+    assert torch.equal(g(x), torch.cat([x[:, 2:], x[:, :2]], 1))
 
 
 def test_names_are_checked():
@@ -215,3 +233,19 @@ def test_summary_mermaid_repr():
     assert 'n_halves -->|"(3, 6, 6)"| out_0' in mermaid
     assert "(flow) AffineCoupling" in repr(g)
     assert g._repr_html_().count("<tr>") == 1 + len(g.order)
+
+
+def test_summary_rows_have_the_documented_keys():
+    from invblocks.container import NodeInfo, NodeRow
+
+    g = Graph({"x": (4, 6, 6)})
+    g.add("s", B.Split, "x", sections=[2, 2])
+    g.add("c", B.Concat, ["s:1", "s:0"])
+    g.output("c")
+    seq = Sequence((3, 6, 6)).append(B.InvConv1x1).append(B.HaarDownscale)
+    keys = set(NodeRow.__annotations__)
+    for rows in (g.summary_rows(), seq.summary_rows()):
+        assert rows and all(set(r) <= keys for r in rows)
+    assert [r["name"] for r in g.summary_rows()] == ["s", "c"]
+    assert seq.summary_rows()[1]["output"] == "(12, 3, 3)"
+    assert NodeInfo is NodeRow  # the old name, for one release

@@ -15,8 +15,8 @@ import invblocks
 from invblocks import RICNet, Sequence, presets
 from invblocks import blocks as B
 from invblocks.losses import LossConfig, Objective, RICBatch
+from invblocks.step import ric_step
 from invblocks.testing import check_block, perturb_parameters
-from invblocks.training import ric_step
 
 FIXTURES = Path(__file__).parent / "fixtures"
 sys.path.insert(0, str(FIXTURES))

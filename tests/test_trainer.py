@@ -46,3 +46,15 @@ def test_a_recipe_fills_what_the_config_leaves_unset():
     assert chosen.network == {"preset": "win"}  # a preset chosen: the run's network alone
     assert resolved(default, task) == default  # resolving twice changes nothing
     assert not math.isnan(default.lr)
+
+
+def test_the_old_step_module_is_a_deprecated_alias():
+    import importlib
+    import sys
+
+    import invblocks.step
+
+    sys.modules.pop("invblocks.training", None)
+    with pytest.warns(DeprecationWarning, match="invblocks.step"):
+        old = importlib.import_module("invblocks.training")
+    assert old.ric_step is invblocks.step.ric_step

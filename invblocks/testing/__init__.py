@@ -489,7 +489,7 @@ def check_task(
         AssertionError: naming the task and the broken property; data errors propagate.
     """
     from ..ricnet import as_ricnet
-    from ..training import ric_step
+    from ..step import ric_step
 
     def fail(what: str) -> AssertionError:
         return AssertionError(f"task {task.name!r}: {what}")
