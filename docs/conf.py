@@ -42,7 +42,7 @@ _EXTERNAL = "torch|numpy|np|pluggy|attrs|attr|pathlib|typing|collections|os|enum
 _ALIASES = (
     "Tensor|Path|Any|Callable|Iterable|Iterator|Sequence|Literal|Dims|Item|T|SampleFn"
     "|SubnetConstructor|Order|TrainMode|Reduction|DataLoader|Dataset|Sampler|Generator|Module"
-    "|Enum|Source|Task|Block|Inversion|ChannelOrder|TermFn"
+    "|Enum|DataSplit|Task|Block|Inversion|ChannelOrder|TermFn"
 )
 nitpick_ignore_regex = [
     (r"py:.*", rf"({_EXTERNAL}|hypothesis|st)(\..*)?"),

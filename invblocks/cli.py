@@ -126,7 +126,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     model = Model.load(args.model, device=args.device)
     task, n, meta = model.task, model.n_inputs, model.meta
-    source = task.source(args.data or None)
+    source = task.load_data(args.data or None)
     if args.crop is None:  # whole held-out images, as a user's files go
         metrics = evaluate_images(model, source.val, limit=args.samples)
     else:

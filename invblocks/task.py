@@ -16,7 +16,7 @@ from torch import Tensor
 
 from .block import Block
 from .blocks.quantize import TRAIN_MODES, TrainMode
-from .data import SampleFn, Source, TaskDataset
+from .data import DataSplit, SampleFn, TaskDataset
 from .losses import LossConfig, LossTerm, Objective
 from .ricnet import RICNet, as_ricnet
 from .sampling import SampleRequest
@@ -164,8 +164,8 @@ class Task:
             in natural order (e.g. frames in time order). Training samples are random;
             validation samples are ``items[index]``, centre-cropped; ``crop=None`` (validation)
             asks for the whole item (full-image evaluation).
-        default_data: ``f() -> Source``: the built-in default data (installed files only).
-        open_data: ``f(path) -> Source``: read a user's data folder (a dataset layout).
+        default_data: ``f() -> DataSplit``: the built-in default data (installed files only).
+        open_data: ``f(path) -> DataSplit``: read a user's data folder (a dataset layout).
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
             stacked batch ``(B, n*C, H, W)`` (slot 0 is the reference input): ``(B, embed_channels,
             H/scale, W/scale)``.
@@ -199,8 +199,8 @@ class Task:
     multiple: int = attrs.field(default=1, validator=v.gt(0))
     min_crop: int = attrs.field(default=16, validator=v.gt(0))
     sample: SampleFn = attrs.field(converter=_request_style)
-    default_data: Callable[[], Source]
-    open_data: Callable[[Path], Source] | None = None
+    default_data: Callable[[], DataSplit]
+    open_data: Callable[[Path], DataSplit] | None = None
     reference: Callable[[Tensor, int], Tensor]
     network: Callable[..., Block]
     order: Callable[[int], list[int]] = identity_order
@@ -262,7 +262,7 @@ class Task:
             out[index] = slots[slot]
         return out
 
-    def source(self, folder: str | Path | None = None) -> Source:
+    def load_data(self, folder: str | Path | None = None) -> DataSplit:
         """The data a run or an evaluation uses: ``folder`` read by :attr:`open_data`, or the
         task's default data when ``folder`` is ``None``.
 
@@ -280,7 +280,7 @@ class Task:
 
     def dataset(
         self,
-        source: Source,
+        source: DataSplit,
         split: Literal["train", "val"],
         *,
         n_inputs: int | None = None,

@@ -44,7 +44,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .data import Source, TaskDataset
+from .data import DataSplit, TaskDataset
 from .io import atomic_write, ensure_folder, json_safe, write_png
 from .losses import Objective
 from .metrics import psnr, ssim
@@ -467,11 +467,11 @@ def _resume(run: _Run, resume: bool) -> None:
         _clean_leftovers(run.out, run.start)
 
 
-def _data(run: _Run, source: Source | None) -> tuple[DataLoader, TaskDataset]:
+def _data(run: _Run, source: DataSplit | None) -> tuple[DataLoader, TaskDataset]:
     """The training loader (from the resumed step on) and the validation samples."""
     config, task = run.config, run.task
     if source is None:
-        source = task.source(config.data or None)
+        source = task.load_data(config.data or None)
     batch, crop = int(config.batch or 0), int(config.crop or 0)  # resolved
     kw = {"n_inputs": run.n, "crop": crop, "seed": config.seed}
     train_set = task.dataset(source, "train", length=config.steps * batch * run.world, **kw)
@@ -489,7 +489,7 @@ def _data(run: _Run, source: Source | None) -> tuple[DataLoader, TaskDataset]:
     return loader, val_set
 
 
-def _say_split(source: Source, folder: str) -> None:
+def _say_split(source: DataSplit, folder: str) -> None:
     """Tell how a user's folder was split (on stderr): few items make the split matter."""
     import sys
 
@@ -622,7 +622,7 @@ def train(
     *,
     resume: bool = False,
     progress: bool = True,
-    source: Source | None = None,
+    source: DataSplit | None = None,
     on_step: Callable[[int, dict[str, Any], RICNet], None] | None = None,
     task: Task | None = None,
 ) -> Path:

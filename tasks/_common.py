@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from invblocks import TrainDefaults
-from invblocks.data import Source, clip_folder, davis, div2k, photo_folder, voc2012
+from invblocks.data import DataSplit, clip_folder, davis, div2k, photo_folder, voc2012
 
 CPU_NETWORK = {"blocks": 4, "width": 16, "growth": 16}
 """The default recipe's network: 4 couplings, dense blocks of growth 16, relation width 16
@@ -28,13 +28,13 @@ def cpu_recipe(network: dict[str, Any] | None = None, **changes: Any) -> TrainDe
     return TrainDefaults(network={**CPU_NETWORK, **(network or {})}, **fields)
 
 
-def open_clips(path: Path) -> Source:
+def open_clips(path: Path) -> DataSplit:
     """A user's clips: the DAVIS 2017 layout when ``path`` has it (``JPEGImages/``), else a
     folder of videos, GIFs and frame folders (:func:`invblocks.data.clip_folder`)."""
     return davis(path) if (Path(path) / "JPEGImages").is_dir() else clip_folder(path)
 
 
-def open_photos(path: Path) -> Source:
+def open_photos(path: Path) -> DataSplit:
     """A user's photographs: the DIV2K layout (``DIV2K_train_HR/``) or the VOC 2012 layout
     (``JPEGImages/``) when ``path`` has one, else a folder of images
     (:func:`invblocks.data.photo_folder`)."""

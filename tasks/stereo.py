@@ -16,7 +16,7 @@ from typing import Any
 from torch import Tensor
 
 from invblocks import Task, TrainDefaults, hookimpl, presets
-from invblocks.data import Source, default_stereo, flickr1024, read_stereo, split_items
+from invblocks.data import DataSplit, default_stereo, flickr1024, read_stereo, split_items
 from invblocks.sampling import SampleRequest, slot_reference
 
 from ._common import SEVERAL_IMAGES, cpu_recipe
@@ -31,12 +31,12 @@ def sample_pair(request: SampleRequest) -> list[Tensor]:
 left_view = slot_reference(0)  # Slot 0, the left view.
 
 
-def open_stereo(path: Path) -> Source:
+def open_stereo(path: Path) -> DataSplit:
     """Flickr1024 (``Train/``) if present, else left/right folders or side-by-side images."""
     if (Path(path) / "Train").is_dir():
         return flickr1024(path)
     train, val = split_items(read_stereo(path))
-    return Source(train=train, val=val, description=f"stereo pairs at {path}")
+    return DataSplit(train=train, val=val, description=f"stereo pairs at {path}")
 
 
 def _network(n: int, **kw: Any) -> Any:

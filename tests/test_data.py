@@ -235,3 +235,11 @@ def test_derived_stereo_pairs_shift_the_way_the_real_pair_does():
     assert real > 0  # the Middlebury pair: right[x] = left[x + d]
     for left, right in source.train[1:3]:
         assert best_shift(left, right) == 12
+
+
+def test_the_old_name_of_data_split_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="DataSplit"):
+        old = data.Source
+    assert old is data.DataSplit
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        data.nope  # noqa: B018

@@ -32,7 +32,7 @@ def make_task(name):
         inputs=1,
         default_inputs=1,
         sample=lambda request: [request.items[0]],
-        default_data=lambda: invblocks.data.Source(
+        default_data=lambda: invblocks.data.DataSplit(
             train=[torch.rand(3, 8, 8)], val=[torch.rand(3, 8, 8)], description="noise"
         ),
         reference=lambda x, n: x,

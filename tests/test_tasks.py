@@ -131,28 +131,28 @@ def test_bad_input_counts_and_crops():
 
 
 def test_items_smaller_than_the_crop_are_refused_up_front():
-    from invblocks.data import Source
+    from invblocks.data import DataSplit
 
     big, small = torch.rand(3, 40, 40), torch.rand(3, 40, 24)
     stereo = invblocks.get_task("mononizing")
-    pairs = Source(train=[(big, big), (big, small)], val=[(big, big)], description="pairs")
+    pairs = DataSplit(train=[(big, big), (big, small)], val=[(big, big)], description="pairs")
     with pytest.raises(ValueError, match=r"1 of 2 train items of pairs .*side is 24"):
         stereo.dataset(pairs, "train", crop=32)
     assert len(stereo.dataset(pairs, "train", crop=24, length=3)) == 3  # 24 fits
     assert stereo.dataset(pairs, "val", crop=32)[0].shape == (6, 32, 32)
-    clips = Source(train=[torch.zeros(5, 3, 30, 40, dtype=torch.uint8)], val=[], description="c")
+    clips = DataSplit(train=[torch.zeros(5, 3, 30, 40, dtype=torch.uint8)], val=[], description="c")
     with pytest.raises(ValueError, match=r"1 of 1 train items of c .*32x32 crop .*side is 30"):
         invblocks.get_task("video").dataset(clips, "train", crop=32)
 
 
 def test_composition_samples_matting_layers_of_other_sizes_and_channels():
-    from invblocks.data import Source
+    from invblocks.data import DataSplit
 
     g = torch.Generator().manual_seed(0)
     fg = (torch.rand(3, 40, 44, generator=g) * 255).to(torch.uint8)
     alpha = (torch.rand(1, 40, 44, generator=g) * 255).to(torch.uint8)
     bg = (torch.rand(3, 50, 60, generator=g) * 255).to(torch.uint8)  # another photograph
-    layers = Source(train=[(fg, alpha, bg)], val=[(fg, alpha, bg)], description="matting")
+    layers = DataSplit(train=[(fg, alpha, bg)], val=[(fg, alpha, bg)], description="matting")
     task = invblocks.get_task("composition")
     for split in ("train", "val"):
         x = task.dataset(layers, split, crop=32, length=2)[0]
@@ -171,19 +171,20 @@ def test_composition_samples_matting_layers_of_other_sizes_and_channels():
 def test_source_reads_a_folder_or_gives_the_default_data(tmp_path):
     import attrs
 
-    from invblocks.data import Source
+    from invblocks.data import DataSplit
 
     task = invblocks.get_task("grayscale")
     seen = []
     reader = attrs.evolve(
-        task, open_data=lambda p: seen.append(p) or Source(train=[1], val=[2], description="mine")
+        task,
+        open_data=lambda p: seen.append(p) or DataSplit(train=[1], val=[2], description="mine"),
     )
-    assert reader.source(tmp_path).description == "mine" and seen == [tmp_path]
-    assert reader.source(str(tmp_path)).description == "mine" and seen[-1] == tmp_path
-    assert reader.source(None).description == task.default_data().description
+    assert reader.load_data(tmp_path).description == "mine" and seen == [tmp_path]
+    assert reader.load_data(str(tmp_path)).description == "mine" and seen[-1] == tmp_path
+    assert reader.load_data(None).description == task.default_data().description
     folderless = attrs.evolve(task, open_data=None)
     with pytest.raises(ValueError, match=r"cannot read a data folder \(received '.*'\)"):
-        folderless.source(tmp_path)
+        folderless.load_data(tmp_path)
 
 
 def test_a_sampler_of_the_old_six_arguments_still_works_with_a_warning():

@@ -12,6 +12,8 @@ package metadata. :func:`default_data_licenses` lists their sources and licenses
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._bundled import (
     default_clips,
     default_data_licenses,
@@ -24,12 +26,12 @@ from ._dataset import TaskDataset
 from ._folders import clip_folder, photo_folder
 from ._layouts import adobe_matting, davis, div2k, flickr2w, flickr1024, voc2012
 from ._readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_images, read_clip, read_stereo
-from ._source import Source, split_items
+from ._source import DataSplit, split_items
 
 __all__ = [
     "IMAGE_SUFFIXES",
     "VIDEO_SUFFIXES",
-    "Source",
+    "DataSplit",
     "TaskDataset",
     "adobe_matting",
     "clip_folder",
@@ -49,3 +51,18 @@ __all__ = [
     "split_items",
     "voc2012",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Source``, the 0.1 name of :class:`DataSplit` (removed in 0.3)."""
+    if name != "Source":
+        raise AttributeError(f"module 'invblocks.data' has no attribute {name!r}")
+    import warnings
+
+    warnings.warn(
+        "invblocks.data.Source is deprecated and will be removed in 0.3: use "
+        "invblocks.data.DataSplit",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return DataSplit

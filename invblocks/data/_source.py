@@ -1,4 +1,4 @@
-"""A task's data: training and validation items (:class:`Source`), and the split."""
+"""A task's data: training and validation items (:class:`DataSplit`), and the split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import attrs
 
 
 @attrs.frozen(kw_only=True)
-class Source:
+class DataSplit:
     """Loaded data for a task: training and validation items and a description of their origin.
 
     What an item is depends on the reader: an image ``(C, H, W)``, a clip ``(T, C, H, W)``, a

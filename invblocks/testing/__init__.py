@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Inversion, as_dims
-from ..data import Source
+from ..data import DataSplit
 from ..ricnet import RICNet
 from ..sequence import Sequence
 from ..task import Task
@@ -468,7 +468,7 @@ def check_task(
     steps: int = 2,
     batch: int = 2,
     seed: int = 0,
-    source: Source | None = None,
+    source: DataSplit | None = None,
     device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """Validate a task end to end on small crops of its default data (or ``source``).
