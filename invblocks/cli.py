@@ -191,33 +191,7 @@ def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> Non
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser (``invblocks --help``)."""
-    parser = argparse.ArgumentParser(
-        prog="invblocks", description="Invertible networks for reversible image conversion."
-    )
-    from importlib.metadata import PackageNotFoundError, version
-
-    from ._version import VERSION as __version__
-
-    try:
-        torch_version = version("torch")
-    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
-        torch_version = "not installed"
-
-    parser.add_argument(
-        "--version",
-        action="version",
-        version=f"invblocks {__version__} (torch {torch_version})",
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    p = sub.add_parser("tasks", help="list the registered tasks and their plugins")
-    p.set_defaults(func=_cmd_tasks)
-    p = sub.add_parser("blocks", help="list the registered block types")
-    p.set_defaults(func=_cmd_blocks)
-
-    p = sub.add_parser("train", help="train a task (on its default data unless data=PATH)")
+def _args_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="task name (see `invblocks tasks`)")
     p.add_argument("--config", help="a JSON or TOML training config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
@@ -225,11 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(p, default=None)
-    p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser(
-        "eval", help="PSNR/SSIM of a model on whole held-out images, against the trivial baseline"
-    )
+
+def _args_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("--data", help="a dataset folder (default: the task's default data)")
     p.add_argument("--samples", type=_count(1), default=4, help="held-out items (at most 4)")
@@ -237,9 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--crop", type=_count(1), help="evaluate centre crops of this size instead of whole images"
     )
     _add_device(p)
-    p.set_defaults(func=_cmd_eval)
 
-    p = sub.add_parser("embed", help="embed image files (or a clip) into one PNG or JPEG")
+
+def _args_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
     p.add_argument("-o", "--output", required=True, help="the file to write: .png or .jpg")
@@ -250,9 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_device(p)
-    p.set_defaults(func=_cmd_embed)
 
-    p = sub.add_parser("restore", help="restore the images from an embedding PNG or JPEG")
+
+def _args_restore(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("embedding", help="the PNG or JPEG written by `invblocks embed`")
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
@@ -265,22 +237,73 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task", help="the task the embedding is of (checked against the model's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_device(p)
-    p.set_defaults(func=_cmd_restore)
 
-    p = sub.add_parser(
-        "import-weights", help="turn a checkpoint of the IICNet or WIN authors into a model folder"
-    )
+
+def _args_import_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", choices=["iicnet", "win", "win-naive"], help="whose checkpoint")
     p.add_argument("file", help="the authors' .pth file (a state dict; never unpickled as code)")
     p.add_argument("-o", "--output", required=True, help="the model folder to write")
     p.add_argument(
         "--config", help="IICNet configuration (st-01, hide-04, ...) where the file is ambiguous"
     )
-    p.set_defaults(func=_cmd_import_weights)
 
-    p = sub.add_parser("report", help="(re)write a run's HTML report")
+
+def _args_report(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run folder")
-    p.set_defaults(func=_cmd_report)
+
+
+def _args_none(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+Command = Callable[[argparse.Namespace], None]
+
+_COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Command]] = [
+    ("tasks", "list the registered tasks and their plugins", _args_none, _cmd_tasks),
+    ("blocks", "list the registered block types", _args_none, _cmd_blocks),
+    ("train", "train a task (on its default data unless data=PATH)", _args_train, _cmd_train),
+    (
+        "eval",
+        "PSNR/SSIM of a model on whole held-out images, against the trivial baseline",
+        _args_eval,
+        _cmd_eval,
+    ),
+    ("embed", "embed image files (or a clip) into one PNG or JPEG", _args_embed, _cmd_embed),
+    ("restore", "restore the images from an embedding PNG or JPEG", _args_restore, _cmd_restore),
+    (
+        "import-weights",
+        "turn a checkpoint of the IICNet or WIN authors into a model folder",
+        _args_import_weights,
+        _cmd_import_weights,
+    ),
+    ("report", "(re)write a run's HTML report", _args_report, _cmd_report),
+]
+"""Every command: name, help line, its arguments, what runs it."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (``invblocks --help``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ._version import VERSION as __version__
+
+    try:
+        torch_version = version("torch")
+    except PackageNotFoundError:  # pragma: no cover - torch is a dependency
+        torch_version = "not installed"
+    parser = argparse.ArgumentParser(
+        prog="invblocks", description="Invertible networks for reversible image conversion."
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"invblocks {__version__} (torch {torch_version})",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_line, add_arguments, command in _COMMANDS:
+        p = sub.add_parser(name, help=help_line)
+        add_arguments(p)
+        p.set_defaults(func=command)
     return parser
 
 

@@ -392,11 +392,9 @@ def _out_channels(task: str, m: int, c: int) -> int:
     return out
 
 
-def _win_network(state: Mapping[str, Tensor], method: str) -> tuple[RICNet, str, int, dict]:
-    ops = _ops(state)
+def _win_layout(ops: dict[int, dict[str, Tensor]], method: str) -> tuple[list[int], int, int]:
+    """The indices of the WICMs (WIN) or Flows (WIN-Naive), the scale, the input channels."""
     last = max(ops)
-    fusion_m, fusion_c = _wic_shape(ops[last], f"operations.{last}")
-    body: Sequence
     if method == "win":
         stages = sorted(i for i, op in ops.items() if any(k.startswith("transform.") for k in op))
         if not stages:
@@ -407,44 +405,62 @@ def _win_network(state: Mapping[str, Tensor], method: str) -> tuple[RICNet, str,
         if scale == 1 and len(stages) != 1:
             raise ValueError(f"a WIN layout this version does not know: WICMs at {stages}")
         c_in = _wic_shape(ops[stages[0] - 1], f"operations.{stages[0] - 1}")[1] // 4
-    else:
-        flows = sorted(i for i, op in ops.items() if "F.conv1.weight" in op)
-        if not flows:
-            raise ValueError("no Flow (operations.<i>.F.conv1.weight): is this a WIN file?")
-        scale = 1 if last == flows[-1] + 2 else 2 ** flows[0]
-        channels = _flow_channels(ops[flows[0]], "", f"operations.{flows[0]}")
-        c_in = channels // 4 if scale == 1 else 3
+        return stages, scale, c_in
+    flows = sorted(i for i, op in ops.items() if "F.conv1.weight" in op)
+    if not flows:
+        raise ValueError("no Flow (operations.<i>.F.conv1.weight): is this a WIN file?")
+    scale = 1 if last == flows[-1] + 2 else 2 ** flows[0]
+    channels = _flow_channels(ops[flows[0]], "", f"operations.{flows[0]}")
+    return flows, scale, channels // 4 if scale == 1 else 3
+
+
+def _win_task(scale: int, c_in: int) -> str:
+    """The invblocks task of a WIN model of this scale and input channel count."""
     if scale == 1:
-        task = "grayscale" if c_in == 3 else "hiding"
         if c_in % 3 or not 1 <= c_in // 3 <= 5:
             raise ValueError(f"a scale-1 WIN model of {c_in} input channels is no task here")
-    else:
-        task = {2: "rescaling-x2", 4: "rescaling-x4"}.get(scale, "")
-        if not task:
-            raise ValueError(f"a x{scale} WIN rescaling model is no task here (x2 and x4 are)")
+        return "grayscale" if c_in == 3 else "hiding"
+    task = {2: "rescaling-x2", 4: "rescaling-x4"}.get(scale, "")
+    if not task:
+        raise ValueError(f"a x{scale} WIN rescaling model is no task here (x2 and x4 are)")
+    return task
+
+
+def _win_body(
+    ops: dict[int, dict[str, Tensor]], stages: list[int], c_in: int, out: int, scale: int
+) -> Sequence:
+    """WIN's body: per WICM a channel squeeze, a reducing WIC and the WICM; the fusion WIC."""
+    body = Sequence(c_in, 64, 64)
+    for s in stages:
+        op = ops[s]
+        modules = len({k.split(".")[1] for k in op if k.startswith("transform.")})
+        blocks = len({k.split(".")[1] for k in op if k.startswith("feature.0_")})
+        n, short = _wic_shape(
+            {"iConv2d.weight": op["transform.0.iConv2d.weight"]}, f"operations.{s}.transform.0"
+        )
+        body.append(B.Squeeze, order="channel")
+        body.append(B.WIC, out_channels=short)
+        _, h, w = body.dims_out[0]
+        ratio = short / n
+        if int(n * ratio) != short:
+            raise ValueError(f"operations.{s}: a WICM of {n} channels with {short} short-term")
+        body.append(presets.wicm(n, modules, blocks, ratio, size=(h, w)))
+    if scale == 1:
+        body.append(B.Unsqueeze, order="channel")
+    return body.append(B.WIC, out_channels=out)
+
+
+def _win_network(state: Mapping[str, Tensor], method: str) -> tuple[RICNet, str, int, dict]:
+    ops = _ops(state)
+    last = max(ops)
+    fusion_m, fusion_c = _wic_shape(ops[last], f"operations.{last}")
+    stages, scale, c_in = _win_layout(ops, method)
+    task = _win_task(scale, c_in)
     out = _out_channels(task, fusion_m, fusion_c)
-    size = (64, 64)
     if method == "win":
-        body = Sequence(c_in, *size)
-        for s in stages:
-            op = ops[s]
-            modules = len({k.split(".")[1] for k in op if k.startswith("transform.")})
-            blocks = len({k.split(".")[1] for k in op if k.startswith("feature.0_")})
-            n, short = _wic_shape(
-                {"iConv2d.weight": op["transform.0.iConv2d.weight"]}, f"operations.{s}.transform.0"
-            )
-            body.append(B.Squeeze, order="channel")
-            body.append(B.WIC, out_channels=short)
-            _, h, w = body.dims_out[0]
-            ratio = short / n
-            if int(n * ratio) != short:
-                raise ValueError(f"operations.{s}: a WICM of {n} channels with {short} short-term")
-            body.append(presets.wicm(n, modules, blocks, ratio, size=(h, w)))
-        if scale == 1:
-            body.append(B.Unsqueeze, order="channel")
-        body.append(B.WIC, out_channels=out)
+        body = _win_body(ops, stages, c_in, out, scale)
     else:
-        body = presets.win_naive(c_in, out, scale=scale, blocks=len(flows), size=size).body
+        body = presets.win_naive(c_in, out, scale=scale, blocks=len(stages), size=(64, 64)).body
     if out == 12:  # WIN x4: four copies of the LR image, averaged (and repeated back) as WIN tests
         body.append(B.ChannelSqueeze, out_channels=3)
     net = RICNet(body, B.Quantizer(body.dims_out, train_mode="identity"))
