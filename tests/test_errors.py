@@ -81,6 +81,16 @@ def frames(folder, n=3, size=(20, 24)):
     return paths
 
 
+class Payload:
+    """Unpickling this writes ``marker``: a stand-in for code in a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
 def limit_memory(nbytes):
     def apply():
         import resource
@@ -115,6 +125,14 @@ def inputs(tmp_path_factory, model):
         json.dumps({k: v for k, v in meta.items() if k != "network"})
     )
     (nonet / "model.safetensors").write_bytes((checkpoint / "model.safetensors").read_bytes())
+    pickled = folder / "pickled"  # the weights file is a pickle whose loading runs code
+    pickled.mkdir()
+    (pickled / "config.json").write_text(json.dumps(meta))
+    torch.save({"w": torch.zeros(1), "x": Payload(folder / "payload-ran")}, pickled / "model.pt")
+    (pickled / "model.safetensors").write_bytes((pickled / "model.pt").read_bytes())
+    readonly = folder / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
     for i in range(3):  # large and plain (a PNG of one colour is small on disk)
         write_png(torch.full((3, 3000, 3000), 0.5), folder / f"big{i}.png")
     from invblocks import Model
@@ -148,6 +166,13 @@ def catalogue(inputs, out, model):
          "is missing 'network'", {}),
         ("not a checkpoint", ["embed", "--model", inputs / "notes.txt", *f, "-o", e_png],
          "no checkpoint at", {}),
+        ("pickled checkpoint", ["embed", "--model", inputs / "pickled", *f, "-o", e_png],
+         "model.safetensors", {}),
+        ("pickled published file",
+         ["import-weights", "iicnet", inputs / "pickled" / "model.pt", "-o", out / "imported"],
+         "would run code from the file", {}),
+        ("read-only folder", [*embed, "-o", inputs / "readonly" / "e.png"],
+         "Permission denied", {}),
         ("damaged config", ["train", "--config", inputs / "bad.toml", "--out", out / "run"],
          "cannot parse config", {}),
         ("unknown key", [*train, *base, "--set", "stepz=3"], "unknown training config key", {}),
@@ -174,7 +199,8 @@ def catalogue(inputs, out, model):
 
 CASES = [
     "bomb", "oversized", "output under a file", "restore under a file", "damaged checkpoint",
-    "foreign checkpoint", "checkpoint without a network", "not a checkpoint", "damaged config",
+    "foreign checkpoint", "checkpoint without a network", "not a checkpoint",
+    "pickled checkpoint", "pickled published file", "read-only folder", "damaged config",
     "unknown key", "wrong type", "bad choice", "bad autocast", "unknown network key",
     "bad network value", "unknown loss", "bad loss weight", "unknown channel",
     "bad channel argument", "bad device",
@@ -183,6 +209,8 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_sentence_with_exit_code_2(case, model, inputs, tmp_path):
+    if case == "read-only folder" and os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders")
     out = tmp_path / "out"
     cases = {name: rest for name, *rest in catalogue(inputs, out, model)}
     argv, needle, extra = cases[case]
