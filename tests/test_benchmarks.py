@@ -287,3 +287,32 @@ def test_jpeg_robustness_runs_at_toy_size(tmp_path):
     # a JPEG at quality 50 moves the received embedding further from the sent one than 90
     assert plain["jpeg50"]["received_psnr"] < plain["jpeg90"]["received_psnr"]
     assert "| jpeg90 |" in (tmp_path / "video" / "table.md").read_text()
+
+
+def test_budget_table_judges_each_task_against_its_targets(tmp_path):
+    from benchmarks.budget_table import rows, table
+
+    def write(task, restored, baseline, embedding):
+        summary = {
+            "final": restored,
+            "final_cpu_s": 600.0,
+            "steps": 10,
+            "baseline": baseline,
+            "embedding_psnr": embedding,
+        }
+        result = {
+            "key": "restored_psnr",
+            "summary": {"default": summary},
+            "curves": {"default": [{"png": {"items": 2.0}}]},
+        }
+        (tmp_path / task).mkdir()
+        (tmp_path / task / "results.json").write_text(json.dumps(result))
+
+    write("a", 31.0, 29.5, 30.5)  # met
+    write("b", 30.0, 29.5, 35.0)  # margin too small
+    write("c", 35.0, 29.5, 29.0)  # embedding too far from the reference
+    found = rows([tmp_path], "default")
+    assert [r["task"] for r in found] == ["a", "b", "c"]
+    lines = table(found).splitlines()[2:]
+    assert [line.rsplit("|", 2)[1].strip() for line in lines] == ["met", "not met", "not met"]
+    assert "+1.50" in lines[0] and rows([tmp_path], "reference") == []
