@@ -81,16 +81,6 @@ def frames(folder, n=3, size=(20, 24)):
     return paths
 
 
-class Payload:
-    """Unpickling this writes ``marker``: a stand-in for code in a malicious checkpoint."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "ran"))
-
-
 def limit_memory(nbytes):
     def apply():
         import resource
@@ -101,7 +91,7 @@ def limit_memory(nbytes):
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory, model):
+def inputs(tmp_path_factory, model, payload):
     """The files the bad commands read (they must never change)."""
     folder = tmp_path_factory.mktemp("inputs")
     f = frames(folder)
@@ -128,7 +118,7 @@ def inputs(tmp_path_factory, model):
     pickled = folder / "pickled"  # the weights file is a pickle whose loading runs code
     pickled.mkdir()
     (pickled / "config.json").write_text(json.dumps(meta))
-    torch.save({"w": torch.zeros(1), "x": Payload(folder / "payload-ran")}, pickled / "model.pt")
+    torch.save({"w": torch.zeros(1), "x": payload(folder / "payload-ran")}, pickled / "model.pt")
     (pickled / "model.safetensors").write_bytes((pickled / "model.pt").read_bytes())
     readonly = folder / "readonly"
     readonly.mkdir()

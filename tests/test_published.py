@@ -269,24 +269,16 @@ def test_ambiguous_and_wrong_configurations_are_one_sentence(tmp_path):
         convert(state, "win")
 
 
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "ran"))
-
-
-def test_pickles_with_code_and_unknown_files_are_refused_in_one_sentence(tmp_path):
+def test_pickles_with_code_and_unknown_files_are_refused_in_one_sentence(tmp_path, payload):
     marker = tmp_path / "payload-ran"
-    torch.save({"weight": torch.zeros(1), "x": Payload(marker)}, tmp_path / "evil.pth")
+    torch.save({"weight": torch.zeros(1), "x": payload(marker)}, tmp_path / "evil.pth")
     with pytest.raises(ValueError) as info:
         read_state_dict(tmp_path / "evil.pth")
     assert "would run code from the file (refused; nothing in it was run)" in str(info.value)
     assert not marker.exists()
     for protocol, needle in ((2, "refused"), (4, "neither a torch.save file nor a pickle")):
         with open(tmp_path / "plain.pkl", "wb") as f:
-            pickle.dump(Payload(marker), f, protocol=protocol)
+            pickle.dump(payload(marker), f, protocol=protocol)
         with pytest.raises(ValueError, match=needle):
             read_state_dict(tmp_path / "plain.pkl")
         assert not marker.exists()
