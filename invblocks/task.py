@@ -169,9 +169,10 @@ class Task:
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
             stacked batch ``(B, n*C, H, W)`` (slot 0 is the reference input): ``(B, embed_channels,
             H/scale, W/scale)``.
-        network: ``f(n, **overrides) -> RICNet``: the default network for ``n`` inputs (a
+        network: ``f(n, /, **overrides) -> RICNet``: the default network for ``n`` inputs (a
             plain invertible network is wrapped in a :class:`~invblocks.ricnet.RICNet` with
-            the default 8-bit channel).
+            the default 8-bit channel). Take ``n`` positional-only, so that a setting of the
+            same name (WIN's width ``n``) reaches the preset.
         order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
         loss_terms: The task's own loss terms (:class:`~invblocks.losses.LossTerm`, e.g. a
             loss in another colour space), weighted in ``losses`` by their names.

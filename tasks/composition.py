@@ -66,7 +66,7 @@ def sample_layers(request: SampleRequest) -> list[Tensor]:
 composite = slot_reference(0)  # Slot 0, the composite.
 
 
-def _network(n: int, **kw: Any) -> Any:
+def _network(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 

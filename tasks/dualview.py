@@ -50,7 +50,7 @@ def zoomed_baseline(reference: Tensor, n: int, size: tuple[int, int], *, zoom: i
 normal_view = slot_reference(0)  # Slot 0, the normal (downscaled) view.
 
 
-def _network(n: int, **kw: Any) -> Any:
+def _network(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 

@@ -36,7 +36,7 @@ def sample_cover_and_secrets(request: SampleRequest) -> list[Tensor]:
 cover = slot_reference(0)  # Slot 0, the cover.
 
 
-def _network(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+def _network(n: int, /, preset: str = "iicnet", **kw: Any) -> Any:
     """IICNet (default), or WIN / WIN-Naive (``preset="win"`` / ``"win_naive"``)."""
     if preset == "win":
         return presets.win(3 * n, 3, **kw)

@@ -44,7 +44,7 @@ def _check_preset(task: str, preset: str) -> None:
         )
 
 
-def _gray_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+def _gray_net(n: int, /, preset: str = "iicnet", **kw: Any) -> Any:
     """IICNet (default), or WIN's decolourisation network (``preset="win"``/``"win_naive"``)."""
     _check_preset("grayscale", preset)
     if preset != "iicnet":
@@ -54,7 +54,7 @@ def _gray_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-def _x2_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
+def _x2_net(n: int, /, preset: str = "iicnet", **kw: Any) -> Any:
     """IICNet (default), or WIN's x2 rescaling network (``preset="win"``/``"win_naive"``)."""
     _check_preset("rescaling-x2", preset)
     if preset != "iicnet":
@@ -65,7 +65,7 @@ def _x2_net(n: int, preset: str = "iicnet", **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-def _x4_net(n: int, preset: str = "win", **kw: Any) -> Any:
+def _x4_net(n: int, /, preset: str = "win", **kw: Any) -> Any:
     """WIN's x4 rescaling network (default), WIN-Naive's, or IICNet with two downscales."""
     _check_preset("rescaling-x4", preset)
     if preset != "iicnet":

@@ -39,7 +39,7 @@ def open_stereo(path: Path) -> DataSplit:
     return DataSplit(train=train, val=val, description=f"stereo pairs at {path}")
 
 
-def _network(n: int, **kw: Any) -> Any:
+def _network(n: int, /, **kw: Any) -> Any:
     kw.setdefault("blocks", 16)
     return presets.iicnet(n, **kw)
 

@@ -49,11 +49,11 @@ def middle_frame_half(x: Tensor, n: int) -> Tensor:
     return bilinear_downscale(slot(x, 0), 2)
 
 
-def _iicnet(n: int, **kw: Any) -> Any:
+def _iicnet(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-def _iicnet_x2(n: int, **kw: Any) -> Any:
+def _iicnet_x2(n: int, /, **kw: Any) -> Any:
     kw.setdefault("downscale", "haar")
     return presets.iicnet(n, **kw)
 

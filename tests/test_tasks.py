@@ -228,3 +228,12 @@ def test_sample_request_draws_from_its_own_generator():
     assert a.crop_window([items[2]])[0].shape == (3, 8, 8)
     assert a.crop_window([items[2]], None)[0].shape == (3, 20, 20)
     assert 0 <= a.randint(3) < 3
+
+
+@pytest.mark.parametrize("name", ["hiding", "grayscale", "rescaling-x2", "rescaling-x4"])
+def test_a_win_network_takes_its_width_n(name):
+    task = invblocks.get_task(name)
+    net = task.build_network(task.default_inputs, preset="win", n=32, modules=1, blocks=1)
+    wide = task.build_network(task.default_inputs, preset="win", n=64, modules=1, blocks=1)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert 0 < count(net) < count(wide)

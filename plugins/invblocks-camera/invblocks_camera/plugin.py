@@ -44,7 +44,7 @@ def display_raw(raw: Tensor) -> Tensor:
     return render(raw[None].clamp(0, 1))[0]
 
 
-def _network(n: int, **kw: Any) -> Any:
+def _network(n: int, /, **kw: Any) -> Any:
     kw.setdefault("blocks", 4)
     return presets.win_naive(4 * n, 3, image_channels=4, **kw)
 
