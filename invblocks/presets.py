@@ -33,10 +33,11 @@ def iicnet(
     quantizer: TrainMode = "noise",
     init: Literal["reference", "trivial"] = "reference",
     levels: int = 1,
+    prior: int | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
-    quantiser as the channel.
+    quantiser as the channel; optionally a fixed reference prior first.
 
     The channel bookkeeping follows the reference: ``C = image_channels * n_images`` input
     channels, ``4C`` after a downscale; the couplings' first half (the reference image's slot,
@@ -67,6 +68,11 @@ def iicnet(
             The 1x1 convolution starts at the identity (a YCbCr mix for gray), and the
             channel squeeze keeps its first group (``mode="first"``).
         levels: Downscaling levels (``2``: x4), each a Haar or squeeze step.
+        prior: ``None`` (IICNet), or the zoom of a
+            :class:`~invblocks.blocks.prior.ReferencePrior` put first: the other slots enter
+            the network as their difference from the reference slot (``1``) or from its
+            centre zoomed ``prior`` times (dual-view). With ``init="trivial"`` the untrained
+            network then restores that prediction, the task's trivial baseline.
         generator: Random source for every initialisation.
 
     Returns:
@@ -92,6 +98,8 @@ def iicnet(
         )
     channels = image_channels * n_images
     net = Sequence(channels, *size)
+    if prior is not None:
+        net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
     if relation:
         net.append(
             B.RelationModule,
@@ -108,8 +116,10 @@ def iicnet(
     trivial = init == "trivial"
     squeeze: dict[str, Any] = {}
     if trivial:
-        squeeze = {"mode": "first", "fill": _trivial_fill(n_images, image_channels, out_channels,
-                                                           downscale, order, levels)}  # fmt: skip
+        fill = _trivial_fill(n_images, image_channels, out_channels, downscale, order, levels)
+        if prior is not None:  # the other slots hold residuals, restored as zeros
+            fill = [0]
+        squeeze = {"mode": "first", "fill": fill}
         if out_channels != image_channels:  # gray from colour: each image's luma comes first
             net.append(B.InvConv1x1, parameterization=conv1x1, init="luma")
     split = out_channels

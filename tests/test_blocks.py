@@ -100,6 +100,10 @@ FAMILIES = {
         image_shapes(channels=st.sampled_from([4, 8]), max_side=4),
         lambda d, s: B.Unsqueeze(order="channel"),
     ),
+    "reference-prior": (
+        image_shapes(channels=st.sampled_from([3, 6, 9]), max_side=8),
+        lambda d, s: B.ReferencePrior(d, channels=3, zoom=1 + s % 4),
+    ),
     "jpeg": (
         image_shapes(channels=st.sampled_from([1, 3]), max_side=6),
         lambda d, s: B.JPEGChannel(quality=10 + s % 90),
@@ -464,3 +468,17 @@ def test_concat_contract(data, dtype, seed):
     shape = data.draw(image_shapes(max_side=5))
     other = (data.draw(st.integers(1, 4)), *shape[1:])
     check_block(B.Concat([shape, other]), [shape, other], dtype=dtype, seed=seed)
+
+
+def test_the_reference_prior_subtracts_the_zoomed_centre_from_the_other_slots():
+    x = torch.rand(2, 9, 8, 12, generator=gen(0))
+    prior = B.ReferencePrior([(9, 8, 12)], channels=3, zoom=2)
+    y = prior(x)
+    centre = x[:, :3, 2:6, 3:9]
+    up = torch.nn.functional.interpolate(centre, size=(8, 12), mode="bicubic").clamp(0, 1)
+    assert torch.equal(y[:, :3], x[:, :3])
+    assert torch.allclose(y[:, 3:6], x[:, 3:6] - up) and torch.allclose(y[:, 6:], x[:, 6:] - up)
+    assert torch.allclose(prior.inverse()(y), x, atol=1e-6)
+    assert torch.equal(B.ReferencePrior(channels=3)(x[:, :3]), x[:, :3])  # one slot: nothing
+    with pytest.raises(ValueError, match="divisible by channels=3"):
+        B.ReferencePrior([(4, 8, 8)], channels=3)

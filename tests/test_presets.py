@@ -83,6 +83,11 @@ def test_seeded_presets_are_identical():
         ("grayscale", {"out_channels": 1}),
         ("rescaling-x2", {"downscale": "haar", "order": "hl"}),
         ("rescaling-x4", {"downscale": "haar", "order": "hl", "levels": 2}),
+        ("video", {"prior": 1}),
+        ("hiding", {"prior": 1}),
+        ("dual-view-x2", {"prior": 2}),
+        ("dual-view-x4", {"prior": 4}),
+        ("dual-view-x8", {"prior": 8}),
     ],
 )
 def test_the_trivial_initialisation_starts_at_the_trivial_solution(task_name, kwargs):

@@ -5,6 +5,7 @@ from .coupling import AffineCoupling
 from .dense import DenseBlock, set_compact_dense
 from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .jpeg import JPEGChannel, jpeg
+from .prior import ReferencePrior, reference_prediction
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
 from .split import Concat, Split
@@ -21,6 +22,7 @@ __all__ = [
     "InvConv1x1",
     "JPEGChannel",
     "Quantizer",
+    "ReferencePrior",
     "RelationBlock",
     "RelationModule",
     "Split",
@@ -28,6 +30,7 @@ __all__ = [
     "Unsqueeze",
     "jpeg",
     "quantize",
+    "reference_prediction",
     "set_compact_dense",
     "shift",
     "shift_offsets",

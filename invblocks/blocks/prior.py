@@ -1,0 +1,90 @@
+"""A fixed prediction of the other slots from the reference slot, subtracted: the network
+learns residuals, and its untrained inverse restores the trivial baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..block import Block, Dims, Inversion
+from ..registry import register_block
+
+__all__ = ["ReferencePrior", "reference_prediction"]
+
+
+def reference_prediction(reference: Tensor, zoom: int = 1) -> Tensor:
+    """What the other slots are predicted to be from the reference slot ``(B, C, H, W)``:
+    the slot itself (``zoom=1``), or its centre, a ``1/zoom`` of each side, upscaled ``zoom``
+    times (bicubic, clamped to ``[0, 1]``: the zoomed view of a dual-view pair). Same shape."""
+    if zoom == 1:
+        return reference
+    h, w = reference.shape[-2:]
+    th, tw = max(1, h // zoom), max(1, w // zoom)
+    i, j = (h - th) // 2, (w - tw) // 2
+    centre = reference[..., i : i + th, j : j + tw]
+    return F.interpolate(centre, size=(h, w), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+class ReferencePrior(Block):
+    """Subtract a fixed prediction from the reference slot from every other slot (``EXACT``).
+
+    ``y_0 = x_0`` and ``y_k = x_k - p(x_0)`` for the slots ``k >= 1`` (``p`` is
+    :func:`reference_prediction`); the inverse adds ``p(y_0)`` back. The log-determinant is
+    zero (a shear by a function of the slot it leaves alone). Placed first in a body, the
+    network sees residuals: with the rest of the body starting at the identity and a channel
+    squeeze that keeps the reference slot, the untrained network embeds the reference and
+    restores the prediction, which is the task's trivial baseline (the reference repeated, or
+    its centre zoomed), so training starts there.
+
+    Arguments:
+        dims_in: Input shapes (optional).
+        channels: Channels of one slot (3 for RGB).
+        zoom: ``1`` predicts the reference itself; ``z > 1`` its centre zoomed ``z`` times.
+
+    Shapes:
+        ``(B, n*channels, H, W) -> same``
+    """
+
+    inversion = Inversion.EXACT
+
+    def __init__(self, dims_in: Any = None, *, channels: int = 3, zoom: int = 1) -> None:
+        super().__init__(dims_in)
+        if channels < 1 or zoom < 1:
+            raise ValueError(
+                f"ReferencePrior: channels and zoom must be >= 1; received {channels}, {zoom}"
+            )
+        self.channels, self.zoom = channels, zoom
+        if self.dims_in:
+            self.output_dims(self.dims_in)
+
+    def _shift(self, x: Tensor, sign: float) -> Tensor:
+        c = self.channels
+        slots = x.shape[1] // c
+        if slots == 1:
+            return x
+        reference = x[:, :c]
+        p = reference_prediction(reference, self.zoom)
+        return torch.cat([reference, x[:, c:] + sign * p.repeat(1, slots - 1, 1, 1)], dim=1)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._shift(xs[0], -1.0), None
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._shift(ys[0], 1.0), None
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        ch = dims[0][0]
+        if ch % self.channels:
+            raise self._shape_error(f"a channel count divisible by channels={self.channels}", dims)
+        return [tuple(dims[0])]
+
+    _input_dims = _output_dims
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, zoom={self.zoom}, {super().extra_repr()}"
+
+
+register_block(ReferencePrior)
