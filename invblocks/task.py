@@ -264,7 +264,7 @@ class Task:
         return out
 
     def load_data(self, folder: str | Path | None = None) -> DataSplit:
-        """The data a run or an evaluation uses: ``folder`` read by :attr:`open_data`, or the
+        """The data a run or an evaluation uses: ``folder`` read by ``open_data``, or the
         task's default data when ``folder`` is ``None``.
 
         Raises:
