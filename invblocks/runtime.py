@@ -36,9 +36,10 @@ def tune_malloc(threshold: int = 2**31 - 1) -> bool:
     Sets glibc's ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` (the same as the environment
     variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``). Peak memory stays
     about the same (the heap is reused instead of remapped), but memory freed after a peak is
-    not returned to the system until the process ends. Whether glibc can then reuse freed
-    blocks depends on the heap's layout: it was measured (and is tested) called after the
-    library's plugins module is imported, as the command line calls it.
+    not returned to the system until the process ends. Freed blocks are reused once the heap
+    has settled (a training loop's steady state: the same sizes step after step); in the first
+    few allocations small blocks made meanwhile can hold a freed block apart. Measured (and
+    tested) called after the library's plugins module is imported, as the command line does.
 
     Arguments:
         threshold: Bytes; blocks below it come from the heap (glibc caps it near 2 GiB).
