@@ -258,7 +258,7 @@ def test_data_parallel_summary_skips_failed_rounds():
     assert summarise(failed)["ddp"] == {"error": ["x"]}
 
 
-def test_time_to_quality_and_jpeg_robustness_run_at_toy_sizes(tmp_path):
+def test_time_to_quality_runs_at_toy_size(tmp_path):
     tiny = ["network.blocks=1", "network.width=4", "network.growth=4", "crop=16", "batch=1"]
     sets = [a for s in tiny for r in ("fast", "default") for a in ("--set", f"{r}:{s}")]
     run_module(

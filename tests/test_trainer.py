@@ -58,3 +58,21 @@ def test_the_old_step_module_is_a_deprecated_alias():
     with pytest.warns(DeprecationWarning, match="invblocks.step"):
         old = importlib.import_module("invblocks.training")
     assert old.ric_step is invblocks.step.ric_step
+
+
+@pytest.mark.parametrize("name", ["video", "hiding", "dual-view-x2", "dual-view-x4", "grayscale"])
+def test_a_default_recipe_that_starts_trivial_restores_the_baseline_untrained(name):
+    import torch
+
+    task = invblocks.get_task(name)
+    config = resolved(TrainConfig(task=name), task)
+    assert config.network["init"] == "trivial"
+    n = task.default_inputs
+    net = task.build_network(n, generator=torch.Generator().manual_seed(0), **config.network)
+    net = net.double().eval()
+    x = torch.rand(1, task.image_channels * n, 32, 32, dtype=torch.float64,
+                   generator=torch.Generator().manual_seed(1))  # fmt: skip
+    with torch.no_grad():
+        back = net.restore(net.round_trip(x).embedding)
+    expected = task.trivial_restoration(x, n)
+    assert torch.allclose(back, expected, atol=1e-9), (back - expected).abs().max()
