@@ -15,7 +15,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["psnr", "ssim", "to_8bit"]
+__all__ = ["PSNR_CAP", "mean_psnr", "psnr", "ssim", "to_8bit"]
+
+PSNR_CAP = 100.0
+"""The PSNR (dB) identical images count as in a mean: an infinite PSNR averages to nothing
+useful, and JSON has no infinity."""
 
 
 def to_8bit(x: Tensor) -> np.ndarray:
@@ -41,6 +45,19 @@ def psnr(a: Tensor, b: Tensor, *, shave: int = 0) -> float:
         raise ValueError(f"psnr: shapes differ: {tuple(a.shape)} and {tuple(b.shape)}")
     mse = float(np.mean((_shave(to_8bit(a), shave) - _shave(to_8bit(b), shave)) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def mean_psnr(values: list[float]) -> float:
+    """The mean of PSNRs in dB, identical images (``inf``) counting as :data:`PSNR_CAP`;
+    a NaN stays NaN.
+
+    Example:
+        >>> mean_psnr([30.0, float("inf")])
+        65.0
+    """
+    if not values:
+        raise ValueError("mean_psnr: no values")
+    return sum(min(v, PSNR_CAP) for v in values) / len(values)
 
 
 def ssim(a: Tensor, b: Tensor, *, shave: int = 0) -> float:

@@ -474,7 +474,7 @@ def evaluate_images(
     alone, :meth:`~invblocks.task.Task.trivial_restoration`) and ``items``. SSIM is NaN for
     images under 11 pixels; identical images count as 100 dB.
     """
-    from .metrics import psnr, ssim
+    from .metrics import PSNR_CAP, mean_psnr, psnr, ssim
 
     task, n = model.task, model.n_inputs
     count = len(items) if limit is None else min(limit, len(items))
@@ -516,7 +516,7 @@ def evaluate_images(
         for name, outs in (("restored", restored), ("baseline", baseline)):
             if outs is None:
                 continue
-            per = [min(psnr(o, im), 100.0) for o, im in zip(outs, images, strict=True)]
+            per = [min(psnr(o, im), PSNR_CAP) for o, im in zip(outs, images, strict=True)]
             add(f"{name}_psnr", sum(per) / n)
             add(f"{name}_ssim", sum(map(ssim_or_nan, outs, images)) / n)
             for i, value in enumerate(per):
@@ -524,15 +524,10 @@ def evaluate_images(
             if n > 1:
                 others = [v for i, v in enumerate(per) if i != reference_slot]
                 add(f"{name}_psnr_no_ref", sum(others) / len(others))
-    means = {k: _finite_mean(v) for k, v in rows.items()}
+    means = {k: mean_psnr(v) if "psnr" in k else sum(v) / len(v) for k, v in rows.items()}
     means["items"] = float(count)
     return means
 
-
-def _finite_mean(values: list[float]) -> float:
-    """The mean; ``inf`` (identical images) counts as 100 dB, NaN stays NaN."""
-    clipped = [min(v, 100.0) for v in values]
-    return sum(clipped) / len(clipped)
 
 
 def available_memory() -> int | None:

@@ -47,7 +47,7 @@ from .config import TrainConfig
 from .data import DataSplit, TaskDataset
 from .io import atomic_write, ensure_folder, json_safe, write_png
 from .losses import Objective
-from .metrics import psnr, ssim
+from .metrics import PSNR_CAP, psnr, ssim
 from .model import load_for_eval
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet, build_channel
@@ -194,7 +194,8 @@ def evaluate(
     channel in eval mode (8-bit rounding by default), then the inverse. Returns mean
     PSNR/SSIM of the received embedding against the reference, of every restored image
     against its original, and of the restored images without the reference slot
-    (``no_ref``). SSIM needs 11x11 pixels; it is NaN below. With ``out``, writes each
+    (``no_ref``). SSIM needs 11x11 pixels; it is NaN below. Identical images count as
+    :data:`~invblocks.metrics.PSNR_CAP` dB. With ``out``, writes each
     sample's images there (inputs through ``Task.display``). Runs where
     the network's parameters are (the samples are moved there).
     """
@@ -213,9 +214,9 @@ def evaluate(
         (restored,), _ = net([received], rev=True)
         q, ref = received[0], task.reference(xb, n)[0]
         originals, backs = task.unstack(x, n), task.unstack(restored[0].cpu().clamp(0, 1), n)
-        per = [psnr(b, o) for b, o in zip(backs, originals, strict=True)]
+        per = [min(psnr(b, o), PSNR_CAP) for b, o in zip(backs, originals, strict=True)]
         values = {
-            "embedding_psnr": psnr(q, ref),
+            "embedding_psnr": min(psnr(q, ref), PSNR_CAP),
             "embedding_ssim": ssim_or_nan(q, ref),
             "restored_psnr": sum(per) / n,
             "restored_ssim": sum(map(ssim_or_nan, backs, originals)) / n,

@@ -53,3 +53,14 @@ def test_errors():
         psnr(torch.zeros(3, 4, 4), torch.zeros(3, 4, 5))
     with pytest.raises(ValueError, match="at least 11x11"):
         ssim(torch.zeros(3, 8, 8), torch.zeros(3, 8, 8))
+
+
+def test_identical_images_count_as_the_cap_in_a_mean():
+    from invblocks.metrics import PSNR_CAP, mean_psnr
+
+    x = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert psnr(x, x) == math.inf
+    assert mean_psnr([psnr(x, x), 20.0]) == (PSNR_CAP + 20.0) / 2
+    assert math.isnan(mean_psnr([float("nan"), 20.0]))
+    with pytest.raises(ValueError, match="no values"):
+        mean_psnr([])
