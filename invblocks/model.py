@@ -529,7 +529,6 @@ def evaluate_images(
     return means
 
 
-
 def available_memory() -> int | None:
     """Bytes this process can still allocate, about: the smallest of the memory the system
     has available, what is left under this process's address-space limit (``ulimit -v``)
