@@ -60,7 +60,7 @@ def test_the_old_step_module_is_a_deprecated_alias():
     assert old.ric_step is invblocks.step.ric_step
 
 
-@pytest.mark.parametrize("name", ["video", "hiding", "dual-view-x2", "dual-view-x4", "grayscale"])
+@pytest.mark.parametrize("name", ["hiding", "dual-view-x2", "dual-view-x4", "grayscale"])
 def test_a_default_recipe_that_starts_trivial_restores_the_baseline_untrained(name):
     import torch
 
