@@ -18,8 +18,8 @@ from torch import Tensor
 __all__ = ["PSNR_CAP", "mean_psnr", "psnr", "ssim", "to_8bit"]
 
 PSNR_CAP = 100.0
-"""The PSNR (dB) identical images count as in a mean: an infinite PSNR averages to nothing
-useful, and JSON has no infinity."""
+"""The PSNR in dB that identical images count as in a mean (an infinite PSNR averages to
+nothing useful, and JSON has no infinity)."""
 
 
 def to_8bit(x: Tensor) -> np.ndarray:
