@@ -7,6 +7,7 @@ folder of photographs (:func:`invblocks.data.flickr2w`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -19,9 +20,33 @@ from invblocks.sampling import SampleRequest, common_size, slot_reference
 from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
+def distinct_pieces(items: Sequence[Tensor], n: int, min_side: int = 1) -> list[Tensor]:
+    """``items`` when there are at least ``n``; else the photographs cut into halves across
+    their longer side (the largest first) until there are ``n`` pieces, so that a sample's
+    images are different pictures (two held-out photographs give a cover and three secrets
+    as four halves), never the cover repeated as a secret. A half keeps both sides at least
+    ``min_side`` (the crop); when no cut does, the pieces are fewer and a sample repeats
+    them."""
+    pieces = list(items)
+    while len(pieces) < n:
+        k = max(range(len(pieces)), key=lambda i: pieces[i].shape[-2] * pieces[i].shape[-1])
+        h, w = pieces[k].shape[-2:]
+        if min(min(h, w), max(h, w) // 2) < min_side:
+            break
+        im = pieces.pop(k)
+        if w >= h:
+            pieces[k:k] = [im[..., : w // 2], im[..., w // 2 : w // 2 * 2]]
+        else:
+            pieces[k:k] = [im[..., : h // 2, :], im[..., h // 2 : h // 2 * 2, :]]
+    return pieces
+
+
 def sample_cover_and_secrets(request: SampleRequest) -> list[Tensor]:
-    """A cover and ``n - 1`` secrets: different photographs, each with its own crop."""
-    items, index = request.items, request.index
+    """A cover and ``n - 1`` secrets: different photographs (or, in a split with fewer
+    photographs than images per sample, different halves of them: :func:`distinct_pieces`),
+    each with its own crop."""
+    items = distinct_pieces(request.items, request.n_inputs, request.crop or 1)
+    index = request.index
     if request.train:
         order = torch.randperm(len(items), generator=request.generator).tolist()
     else:

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -114,6 +116,35 @@ def test_hiding_uses_different_photographs():
     cover, s1, _s2 = task.unstack(x, 3)
     assert not torch.equal(cover, s1)
     assert torch.equal(task.reference(x[None], 3)[0], cover)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(2, 5),
+    sides=st.lists(st.tuples(st.integers(40, 90), st.integers(40, 90)), min_size=1, max_size=3),
+    crop=st.sampled_from([None, 16, 32]),
+)
+def test_hiding_samples_different_pictures_from_a_split_of_few_photographs(n, sides, crop):
+    """Fewer photographs than images per sample: halves of them, never a repeated image
+    while there are halves of at least the crop's side to give."""
+    from invblocks.data import TaskDataset
+    from invblocks_tasks.hiding import distinct_pieces
+
+    task = invblocks.get_task("hiding")
+    gen = torch.Generator().manual_seed(0)
+    photos = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen) for h, w in sides]
+    pieces = distinct_pieces(photos, n, crop or 1)
+    assert sum(p.numel() for p in pieces) <= sum(p.numel() for p in photos)
+    assert all(min(p.shape[-2:]) >= (crop or 1) for p in pieces)
+    if crop is None:  # any photograph can be halved
+        assert len(pieces) == max(n, len(photos))
+    data = TaskDataset(task, photos, n_inputs=n, crop=crop, train=False)
+    for x in data:
+        images = task.unstack(x[None], n)
+        distinct = {img.numpy().tobytes() for img in images}
+        assert len(distinct) == min(n, len(pieces))
+        if len(pieces) >= n:
+            assert len(distinct) == n
 
 
 def test_bad_input_counts_and_crops():
