@@ -10,6 +10,7 @@ under its name and their sum as ``"total"``. Built-in terms (:data:`LOSS_TERMS`)
 ``embedding_charbonnier``  the same with Charbonnier (WIN's hiding); weight 0 by default
 ``frequency``              IICNet's FFT loss of the embedding against the reference
 ``restoration``            Charbonnier of the restored inputs, divided by their number
+``restoration_l2``         the same with L2 (what PSNR measures); weight 0 by default
 ``gram_det``, ``shift``    the WIC constraints, summed over the network's blocks
 ========================== ===========================================================
 
@@ -201,6 +202,10 @@ def _restoration(result: RICResult, batch: RICBatch) -> Tensor:
     return value / batch.n_images
 
 
+def _restoration_l2(result: RICResult, batch: RICBatch) -> Tensor:
+    return l2_loss(result.restored, batch.inputs, reduction=batch.reduction) / batch.n_images
+
+
 for _term in (
     LossTerm("embedding", _embedding, "L2 of the pre-channel embedding against the reference"),
     LossTerm(
@@ -210,6 +215,7 @@ for _term in (
     ),
     LossTerm("frequency", _frequency, "IICNet's FFT loss of the embedding"),
     LossTerm("restoration", _restoration, "Charbonnier of the restored inputs, per input"),
+    LossTerm("restoration_l2", _restoration_l2, "L2 of the restored inputs, per input"),
     constraint_term("gram_det"),
     constraint_term("shift"),
 ):

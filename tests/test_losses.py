@@ -73,6 +73,9 @@ def test_the_built_in_terms_compute_what_they_say():
         LOSS_TERMS["restoration"](result, batch),
         charbonnier_loss(result.restored, batch.inputs) / 2,
     )
+    expected = float((result.restored - batch.inputs).square().sum((1, 2, 3)).mean()) / 2
+    assert float(LOSS_TERMS["restoration_l2"](result, batch)) == pytest.approx(expected)
+    assert LossConfig().weights.get("restoration_l2", 0.0) == 0.0  # off unless asked for
     assert LOSS_TERMS["gram_det"](result, batch) is None  # no WIC: the term does not apply
 
 
