@@ -9,6 +9,10 @@ Each recipe trains in its own process for ``--budget`` seconds of that process's
 through Pillow's libjpeg at each ``--qualities`` value, and the restored PSNR, the embedding
 PSNR (as sent) and the received embedding's PSNR are recorded. Writes ``results.json``,
 ``table.md`` and ``jpeg.png`` under ``--out``.
+
+``--finetune F`` trains the JPEG variant as a user fine-tunes a model: the plain recipe for
+``(1 - F)`` of the budget, then through the JPEG channel from that model (``init``) for the
+other ``F`` at learning rate ``--finetune-lr``, the same CPU seconds in all.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="default", help="the recipe both variants share")
     parser.add_argument("--quality", default="70-95", help="the JPEG channel's training range")
     parser.add_argument("--plain", type=float, default=0.0, help="JPEG channel: plain share")
+    parser.add_argument("--finetune", type=float, default=0.0, help="JPEG share of the budget")
+    parser.add_argument("--finetune-lr", type=float, default=1e-4)
     parser.add_argument("--items", type=int, default=2, help="held-out items")
     parser.add_argument("--qualities", default=",".join(map(str, QUALITIES)))
     parser.add_argument("--seed", type=int, default=0)
@@ -42,13 +48,23 @@ def main() -> None:
     base.pop("quantizer", None)
     jpeg.pop("quantizer", None)
     out = args.out / args.task
+    if not 0.0 <= args.finetune < 1.0:
+        parser.error(f"--finetune must be in [0, 1); received {args.finetune}")
+    budgets = {"plain": args.budget, "jpeg": args.budget}
+    if args.finetune:
+        start = args.budget * (1 - args.finetune)
+        run_recipe("jpeg-start", args.task, base, start, out / "jpeg-start", points=1,
+                   items=1, final_only=True)  # fmt: skip
+        jpeg = {k: v for k, v in jpeg.items() if k != "network"}
+        jpeg.update(init=str(out / "jpeg-start" / "run"), lr=args.finetune_lr)
+        budgets["jpeg"] = args.budget - start
     results = {}
     for name, fields in (("plain", base), ("jpeg", jpeg)):
         curve = run_recipe(
             name,
             args.task,
             fields,
-            args.budget,
+            budgets[name],
             out / name,
             points=1,
             items=args.items,

@@ -289,6 +289,21 @@ def test_jpeg_robustness_runs_at_toy_size(tmp_path):
     assert "| jpeg90 |" in (tmp_path / "video" / "table.md").read_text()
 
 
+def test_jpeg_robustness_fine_tunes_a_plain_model_within_the_same_budget(tmp_path):
+    run_module(
+        "jpeg_robustness", "--task", "video", "--recipe", "toy", "--budget", 4,
+        "--finetune", 0.5, "--qualities", "90", "--items", 1, "--out", tmp_path,
+    )  # fmt: skip
+    out = tmp_path / "video"
+    start = json.loads((out / "jpeg-start" / "spec.json").read_text())
+    tuned = json.loads((out / "jpeg" / "spec.json").read_text())
+    assert start["budget"] == tuned["budget"] == 2.0  # half each: the plain run's 4 in all
+    assert tuned["fields"]["init"] == start["run"] and "network" not in tuned["fields"]
+    assert tuned["fields"]["channel"]["type"] == "jpeg"
+    record = json.loads((out / "results.json").read_text())
+    assert record["results"]["jpeg"]["jpeg90"]["restored_psnr_no_ref"] > 0
+
+
 def test_budget_table_judges_each_task_against_its_targets(tmp_path):
     from benchmarks.budget_table import rows, table
 
