@@ -34,6 +34,7 @@ def iicnet(
     init: Literal["reference", "trivial"] = "reference",
     levels: int = 1,
     prior: int | None = None,
+    upscale_prior: bool | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
@@ -73,6 +74,10 @@ def iicnet(
             the network as their difference from the reference slot (``1``) or from its
             centre zoomed ``prior`` times (dual-view). With ``init="trivial"`` the untrained
             network then restores that prediction, the task's trivial baseline.
+        upscale_prior: Put an :class:`~invblocks.blocks.prior.UpscalePrior` first, so that
+            an untrained network restores the bicubic upscaling of its low band rather than
+            each low-band pixel repeated (``None``: with ``init="trivial"`` and a Haar
+            downscale; needs a downscale).
         generator: Random source for every initialisation.
 
     Returns:
@@ -98,6 +103,12 @@ def iicnet(
         )
     channels = image_channels * n_images
     net = Sequence(channels, *size)
+    if upscale_prior is None:
+        upscale_prior = init == "trivial" and downscale == "haar"
+    if upscale_prior:
+        if downscale is None:
+            raise ValueError("iicnet: upscale_prior needs a downscale")
+        net.append(B.UpscalePrior, factor=2**levels)
     if prior is not None:
         net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
     if relation:

@@ -104,6 +104,10 @@ FAMILIES = {
         image_shapes(channels=st.sampled_from([3, 6, 9]), max_side=8),
         lambda d, s: B.ReferencePrior(d, channels=3, zoom=1 + s % 4),
     ),
+    "upscale-prior": (
+        image_shapes(multiple=4, max_side=12),
+        lambda d, s: B.UpscalePrior(d, factor=2 + 2 * (s % 2)),
+    ),
     "jpeg": (
         image_shapes(channels=st.sampled_from([1, 3]), max_side=6),
         lambda d, s: B.JPEGChannel(quality=10 + s % 90),
@@ -482,3 +486,21 @@ def test_the_reference_prior_subtracts_the_zoomed_centre_from_the_other_slots():
     assert torch.equal(B.ReferencePrior(channels=3)(x[:, :3]), x[:, :3])  # one slot: nothing
     with pytest.raises(ValueError, match="divisible by channels=3"):
         B.ReferencePrior([(4, 8, 8)], channels=3)
+
+
+@given(shape=image_shapes(multiple=4, min_side=4, max_side=16), seed=seeds())
+def test_the_upscale_prior_keeps_the_block_means_and_removes_the_bicubic_detail(shape, seed):
+    x = torch.rand(2, *shape, generator=gen(seed), dtype=torch.float64)
+    for f in (2, 4):
+        prior = B.UpscalePrior([shape], factor=f)
+        y = prior(x)
+        means = F.avg_pool2d(x, f)
+        assert torch.allclose(F.avg_pool2d(y, f), means, atol=1e-12)
+        up = F.interpolate(means, scale_factor=f, mode="bicubic").clamp(0, 1)
+        assert torch.allclose(x - y, up - F.interpolate(F.avg_pool2d(up, f), scale_factor=f))
+        # the inverse of the block means alone (zero detail) is the corrected bicubic upscale
+        flat = F.interpolate(means, scale_factor=f)
+        assert torch.allclose(prior.inverse()(flat), up + flat - F.interpolate(
+            F.avg_pool2d(up, f), scale_factor=f))  # fmt: skip
+    with pytest.raises(ValueError, match="divisible by 4"):
+        B.UpscalePrior([(3, 6, 8)], factor=4)

@@ -110,13 +110,36 @@ def test_the_trivial_initialisation_starts_at_the_trivial_solution(task_name, kw
         factor = task.scale
         box = torch.nn.functional.avg_pool2d(x[:, :3], factor)
         assert torch.allclose(e, box, atol=1e-12)
-    # the restoration: the reference in every slot (low band up, zeros in the high bands)
+    # the restoration: the reference in every slot (with a downscale: the low band upscaled
+    # bicubically, corrected to keep its block means: the upscale prior, zeros in the high
+    # bands)
     if task.scale == 1:
         expected = task.trivial_restoration(x, n)
     else:
-        expected = torch.nn.functional.interpolate(e, scale_factor=task.scale, mode="nearest")
+        f = task.scale
+        up = torch.nn.functional.interpolate(e, scale_factor=f, mode="bicubic").clamp(0, 1)
+        means = torch.nn.functional.avg_pool2d(up, f)
+        expected = up + torch.nn.functional.interpolate(e - means, scale_factor=f)
         expected = expected.repeat(1, n, 1, 1)
     assert torch.allclose(back, expected, atol=1e-12)
+    if task.scale > 1:  # every slot keeps the embedding as its block means
+        assert torch.allclose(
+            torch.nn.functional.avg_pool2d(back, task.scale), e.repeat(1, n, 1, 1)
+        )
+
+
+def test_the_box_start_is_still_there_without_the_upscale_prior():
+    kw = {"blocks": 1, "width": 4, "growth": 4, "downscale": "haar", "order": "hl"}
+    net = presets.iicnet(1, init="trivial", upscale_prior=False, size=(8, 8), **kw)
+    net = net.double().eval()
+    x = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    with torch.no_grad():
+        e = net.round_trip(x).embedding
+        back = net.restore(e)
+    assert torch.allclose(back, torch.nn.functional.interpolate(e, scale_factor=2), atol=1e-12)
+    assert "UpscalePrior" not in repr(net)
+    with pytest.raises(ValueError, match="upscale_prior needs a downscale"):
+        presets.iicnet(1, upscale_prior=True, width=4, size=(8, 8))
 
 
 def test_the_trivial_initialisation_refuses_what_it_cannot_start():

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import invblocks
@@ -127,8 +127,9 @@ def test_hiding_uses_different_photographs():
 def test_hiding_samples_different_pictures_from_a_split_of_few_photographs(n, sides, crop):
     """Fewer photographs than images per sample: halves of them, never a repeated image
     while there are halves of at least the crop's side to give."""
-    from invblocks.data import TaskDataset
     from invblocks_tasks.hiding import distinct_pieces
+
+    from invblocks.data import TaskDataset
 
     task = invblocks.get_task("hiding")
     gen = torch.Generator().manual_seed(0)

@@ -76,3 +76,31 @@ def test_a_default_recipe_that_starts_trivial_restores_the_baseline_untrained(na
         back = net.restore(net.round_trip(x).embedding)
     expected = task.trivial_restoration(x, n)
     assert torch.allclose(back, expected, atol=1e-9), (back - expected).abs().max()
+
+
+@pytest.mark.parametrize("name", ["rescaling-x2", "rescaling-x4", "video-x2"])
+def test_a_default_recipe_that_downscales_restores_about_the_bicubic_baseline_untrained(name):
+    """On held-out data: the upscale prior puts the untrained network's restoration at the
+    bicubic baseline (repeating each low-band pixel is 1-2 dB below it)."""
+    import torch
+    import torch.nn.functional as F
+
+    from invblocks.data import TaskDataset
+    from invblocks.metrics import psnr
+
+    task = invblocks.get_task(name)
+    config = resolved(TrainConfig(task=name), task)
+    n, c = task.default_inputs, task.image_channels
+    net = task.build_network(n, generator=torch.Generator().manual_seed(0), **config.network)
+    net = net.eval()
+    x = TaskDataset(task, task.load_data().val[:1], n_inputs=n, crop=96, train=False)[0][None]
+    with torch.no_grad():
+        e = net.round_trip(x).embedding
+        back = net.restore(e).clamp(0, 1)
+    baseline = task.trivial_restoration(x, n)
+    box = F.interpolate(F.avg_pool2d(x[:, :c], task.scale), scale_factor=task.scale)
+    for k in range(1, n) if n > 1 else [0]:
+        image = x[0, k * c : (k + 1) * c]
+        got = psnr(back[0, k * c : (k + 1) * c], image)
+        assert got >= psnr(baseline[0, k * c : (k + 1) * c], image) - 0.5
+        assert got >= psnr(box[0], image) + 0.5

@@ -5,7 +5,7 @@ from .coupling import AffineCoupling
 from .dense import DenseBlock, set_compact_dense
 from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .jpeg import JPEGChannel, jpeg
-from .prior import ReferencePrior, reference_prediction
+from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
 from .split import Concat, Split
@@ -28,10 +28,12 @@ __all__ = [
     "Split",
     "Squeeze",
     "Unsqueeze",
+    "UpscalePrior",
     "jpeg",
     "quantize",
     "reference_prediction",
     "set_compact_dense",
     "shift",
     "shift_offsets",
+    "upscale_detail",
 ]

@@ -1,5 +1,7 @@
-"""A fixed prediction of the other slots from the reference slot, subtracted: the network
-learns residuals, and its untrained inverse restores the trivial baseline."""
+"""Fixed predictions subtracted before the learned blocks, so that an untrained network
+restores the trivial baseline: the other slots predicted from the reference slot
+(:class:`ReferencePrior`), and an image's detail predicted from its block means
+(:class:`UpscalePrior`)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from torch import Tensor
 from ..block import Block, Dims, Inversion
 from ..registry import register_block
 
-__all__ = ["ReferencePrior", "reference_prediction"]
+__all__ = ["ReferencePrior", "UpscalePrior", "reference_prediction", "upscale_detail"]
 
 
 def reference_prediction(reference: Tensor, zoom: int = 1) -> Tensor:
@@ -88,3 +90,68 @@ class ReferencePrior(Block):
 
 
 register_block(ReferencePrior)
+
+
+def upscale_detail(means: Tensor, factor: int) -> Tensor:
+    """The detail that bicubic upscaling adds to block means ``(B, C, h, w)``: the bicubic
+    upscale (``factor`` times, clamped to ``[0, 1]``) less its own ``factor x factor`` block
+    means, ``(B, C, factor*h, factor*w)``; its block means are zero."""
+    up = F.interpolate(means, scale_factor=factor, mode="bicubic", align_corners=False)
+    up = up.clamp(0, 1)
+    return up - F.interpolate(F.avg_pool2d(up, factor), scale_factor=factor, mode="nearest")
+
+
+class UpscalePrior(Block):
+    """Subtract from an image the detail that bicubic upscaling predicts from its block
+    means (``EXACT``).
+
+    With ``m = avgpool_f(x)`` the ``f x f`` block means, ``y = x - d(m)``, where ``d`` is
+    :func:`upscale_detail`. The detail has zero block means, so ``avgpool_f(y) = m`` and the
+    inverse adds ``d(avgpool_f(y))`` back; the log-determinant is zero (a shear of the
+    detail by a function of the means). Placed before a Haar downscale (whose low band is
+    the block means), an untrained network that restores zeros in the high bands restores
+    the bicubic upscaling of the low band, corrected to keep its block means, instead of
+    repeating each low-band pixel ``f x f`` times: on photographs that is the bicubic
+    baseline of rescaling (within about 0.5 dB either way) rather than 1.5-2 dB below it.
+
+    Arguments:
+        dims_in: Input shapes (optional).
+        factor: The downscale factor ``f`` (``2`` for one Haar level, ``4`` for two).
+
+    Shapes:
+        ``(B, C, H, W) -> same``, with ``H`` and ``W`` multiples of ``factor``.
+    """
+
+    inversion = Inversion.EXACT
+
+    def __init__(self, dims_in: Any = None, *, factor: int = 2) -> None:
+        super().__init__(dims_in)
+        if factor < 2:
+            raise ValueError(f"UpscalePrior: factor must be >= 2; received {factor}")
+        self.factor = factor
+        if self.dims_in:
+            self.output_dims(self.dims_in)
+
+    def _shift(self, x: Tensor, sign: float) -> Tensor:
+        means = F.avg_pool2d(x, self.factor)
+        return x + sign * upscale_detail(means, self.factor)
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._shift(xs[0], -1.0), None
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        return self._shift(ys[0], 1.0), None
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        _, h, w = dims[0]
+        if h % self.factor or w % self.factor:
+            raise self._shape_error(f"a height and width divisible by {self.factor}", dims)
+        return [tuple(dims[0])]
+
+    _input_dims = _output_dims
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, {super().extra_repr()}"
+
+
+register_block(UpscalePrior)
