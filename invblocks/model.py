@@ -32,11 +32,32 @@ from .runtime import resolve_device
 from .sampling import SampleRequest
 from .task import Task
 
-__all__ = ["Model", "evaluate_images", "load_for_eval"]
+__all__ = ["Model", "evaluate_images", "load_for_eval", "size_multiple"]
 
 META_KEY = "invblocks"
 EMBEDDING_FORMAT = 1
 """The version of an embedding file's metadata (files of invblocks 0.1 have none: 1)."""
+
+
+def size_multiple(net: RICNet, channels: int, base: int = 1, least: int = 64) -> int:
+    """The smallest of ``base``, ``2 base``, ``4 base``, ... (up to ``64 base``) that the
+    body's shape inference accepts as the multiple of both sides of a ``channels``-channel
+    input (probed at odd multiples of it of at least ``least`` pixels): ``base`` for the
+    task's own network, more for a network that downscales further than its task (WIN's
+    hiding network squeezes by 2 where hiding keeps the size)."""
+    infer = getattr(net.body, "output_dims", None)
+    if infer is None:
+        return base
+    for k in range(7):
+        m = base * 2**k
+        side = m * (2 * math.ceil(least / (2 * m)) + 1)  # an odd multiple of m
+        try:
+            for h, w in ((side, side + 2 * m), (side + 2 * m, side)):
+                infer([(channels, h, w)])
+        except (ValueError, TypeError):
+            continue
+        return m
+    return base
 
 
 class Model:
@@ -89,6 +110,9 @@ class Model:
         self.task, self.n_inputs, self.meta = task, n_inputs, meta
         self.net: RICNet = net.eval()
         self._probe_bytes_per_pixel: float | None = None
+        self.multiple = size_multiple(
+            self.net, task.image_channels * n_inputs, task.multiple, max(64, task.min_crop)
+        )
 
     def __repr__(self) -> str:
         params = sum(p.numel() for p in self.net.parameters())
@@ -121,9 +145,9 @@ class Model:
 
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H, W)`` the network runs ``height x width`` images at: each side padded up to
-        the task's ``multiple``, and to at least its ``min_crop`` (the smallest size its
-        network accepts)."""
-        m = self.task.multiple
+        :attr:`multiple` (the task's ``multiple``, or the network's where that is larger),
+        and to at least the task's ``min_crop`` (the smallest size its network accepts)."""
+        m = self.multiple
         least = math.ceil(self.task.min_crop / m) * m
 
         def side(n: int) -> int:

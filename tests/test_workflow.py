@@ -247,6 +247,26 @@ def test_embedding_size_is_what_restore_expects(size_model, h, w, seed):
     assert [im.shape for im in size_model.restore(embedding, meta)] == [(c, h, w)] * n
 
 
+@pytest.mark.parametrize("preset, multiple", [("iicnet", 1), ("win", 2), ("win_naive", 2)])
+def test_images_are_padded_to_what_the_network_needs_beyond_its_task(preset, multiple):
+    """Hiding keeps the size, but WIN's hiding networks squeeze by 2: an odd-sized cover
+    and secret are padded to even sides and cropped back."""
+    import invblocks
+
+    task = invblocks.get_task("hiding")
+    kw = {"blocks": 1} if preset == "iicnet" else {}
+    net = task.build_network(2, preset=preset, generator=torch.Generator().manual_seed(0), **kw)
+    model = Model(task, net, 2, {}, device="cpu")
+    assert model.multiple == multiple
+    assert model.padded_size(33, 45) == (33 + (multiple - 1), 45 + (multiple - 1))
+    gen = torch.Generator().manual_seed(1)
+    images = [torch.rand(3, 33, 45, generator=gen) for _ in range(2)]
+    embedding, meta = model.embed(images)
+    assert embedding.shape[-2:] == model.padded_size(33, 45)
+    restored = model.restore(embedding, meta)
+    assert [tuple(r.shape) for r in restored] == [(3, 33, 45)] * 2
+
+
 def test_images_below_the_networks_minimum_are_padded_up_to_it():
     import invblocks
 
