@@ -146,7 +146,8 @@ class Model:
     def padded_size(self, height: int, width: int) -> tuple[int, int]:
         """``(H, W)`` the network runs ``height x width`` images at: each side padded up to
         ``self.multiple`` (the task's ``multiple``, or the network's where that is larger:
-        :func:`size_multiple`), and to at least the task's ``min_crop`` (the smallest size its network accepts)."""
+        :func:`size_multiple`), and to at least the task's ``min_crop`` (the smallest size
+        its network accepts)."""
         m = self.multiple
         least = math.ceil(self.task.min_crop / m) * m
 
