@@ -20,13 +20,15 @@ from invblocks.sampling import SampleRequest, common_size, slot_reference
 from ._common import SEVERAL_IMAGES, cpu_recipe
 
 
-def distinct_pieces(items: Sequence[Tensor], n: int, min_side: int = 1) -> list[Tensor]:
+def distinct_pieces(items: Sequence[Tensor], n: int, min_side: int = 1) -> Sequence[Tensor]:
     """``items`` when there are at least ``n``; else the photographs cut into halves across
     their longer side (the largest first) until there are ``n`` pieces, so that a sample's
     images are different pictures (two held-out photographs give a cover and three secrets
     as four halves), never the cover repeated as a secret. A half keeps both sides at least
     ``min_side`` (the crop); when no cut does, the pieces are fewer and a sample repeats
     them."""
+    if len(items) >= n:  # the usual case, once per sample: no copy
+        return items
     pieces = list(items)
     while len(pieces) < n:
         k = max(range(len(pieces)), key=lambda i: pieces[i].shape[-2] * pieces[i].shape[-1])
