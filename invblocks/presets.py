@@ -35,6 +35,7 @@ def iicnet(
     levels: int = 1,
     prior: int | None = None,
     upscale_prior: bool | None = None,
+    hiding_levels: int | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
@@ -78,6 +79,16 @@ def iicnet(
             an untrained network restores the bicubic upscaling of its low band rather than
             each low-band pixel repeated (``None``: with ``init="trivial"`` and a Haar
             downscale; needs a downscale).
+        hiding_levels: Hide the other slots in the residue of the reference slot's 8-bit
+            image: a :class:`~invblocks.blocks.residue.ResidueHiding` with these levels comes
+            first, without the relation module (and not with ``prior``), and the couplings
+            keep the embedding slot (``keep_first``): they learn to predict, from the
+            embedding, what the channel squeeze drops (the cover's fine part, secret pixels
+            another secret carries). The embedding is fixed by the hiding, within
+            ``hiding_levels / 2`` grid steps of the reference, and the restoration starts
+            at the other slots to ``hiding_levels`` values (sampled in turn over ``2 x 2``
+            cells for two to four of them). Needs ``init="trivial"`` and a same-size
+            embedding of the slots' channels.
         generator: Random source for every initialisation.
 
     Returns:
@@ -109,9 +120,20 @@ def iicnet(
         if downscale is None:
             raise ValueError("iicnet: upscale_prior needs a downscale")
         net.append(B.UpscalePrior, factor=2**levels)
+    if hiding_levels is not None and (
+        prior is not None
+        or downscale is not None
+        or out_channels != image_channels
+        or init != "trivial"
+    ):
+        raise ValueError(
+            "iicnet: hiding_levels needs init='trivial', a same-size embedding of the slots' "
+            f"channels and no prior; received init={init!r}, prior={prior}, "
+            f"downscale={downscale!r}, out_channels={out_channels}"
+        )
     if prior is not None:
         net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
-    if relation:
+    if relation and hiding_levels is None:
         net.append(
             B.RelationModule,
             n_images=n_images,
@@ -128,7 +150,7 @@ def iicnet(
     squeeze: dict[str, Any] = {}
     if trivial:
         fill = _trivial_fill(n_images, image_channels, out_channels, downscale, order, levels)
-        if prior is not None:  # the other slots hold residuals, restored as zeros
+        if prior is not None or hiding_levels is not None:  # the other slots: zeros
             fill = [0]
         squeeze = {"mode": "first", "fill": fill}
         if out_channels != image_channels:  # gray from colour: each image's luma comes first
@@ -142,8 +164,17 @@ def iicnet(
         net.append(B.InvConv1x1, parameterization=conv1x1, init=init_conv, generator=generator)
         factor = 4**levels
         split = factor * out_channels if order == "ref" else channels * factor // 4
+    if hiding_levels is not None:  # the couplings predict, from the embedding, what it drops
+        net.append(B.ResidueHiding, channels=image_channels, levels=hiding_levels)
     for _ in range(blocks):
-        net.append(B.AffineCoupling, split=split, clamp=clamp, growth=growth, generator=generator)
+        net.append(
+            B.AffineCoupling,
+            split=split,
+            clamp=clamp,
+            growth=growth,
+            keep_first=hiding_levels is not None,
+            generator=generator,
+        )
     net.append(B.ChannelSqueeze, out_channels=out_channels, **squeeze)
     channel = B.Quantizer(net.dims_out, train_mode=quantizer)
     return RICNet(net, channel, image_channels=image_channels)

@@ -54,20 +54,13 @@ def _network(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-X8_LOSSES = {"embedding": 12.0, "frequency": 0.012}
-"""x8's loss weights: three times :data:`SEVERAL_IMAGES`' embedding terms, which take the
-embedding from 25.6 to 29.8 dB within 10 CPU-minutes and keep the zoomed view 1 dB above its
-baseline (docs/benchmarks.md)."""
-
-
 def _recipe(zoom: int) -> TrainDefaults:
-    """x2 and x4: the zoomed view enters as a residual from the normal view's centre zoomed
-    (the untrained network embeds the normal view and restores the trivial baseline, which
-    the mean squeeze stays below within minutes); x8, whose baseline is far blurrier, keeps
-    the mean squeeze, which beats it (docs/benchmarks.md)."""
-    if zoom < 8:
-        return cpu_recipe(network={"init": "trivial", "prior": zoom}, losses=SEVERAL_IMAGES)
-    return cpu_recipe(crop=32, losses=X8_LOSSES)
+    """Every zoom: the zoomed view starts hidden in the residue of the normal view's 8-bit
+    image (``hiding_levels``, :class:`~invblocks.blocks.residue.ResidueHiding`), so the
+    untrained network already embeds the normal view within 8 grid steps and restores the
+    zoomed view to 16 values, far above the zoomed centre of the normal view; training
+    teaches it what the embedding drops (docs/benchmarks.md)."""
+    return cpu_recipe(network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES)
 
 
 def _task(zoom: int) -> Task:

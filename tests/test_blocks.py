@@ -57,6 +57,16 @@ FAMILIES = {
             subnet_constructor=lambda i, o: B.DenseBlock(i, o, growth=4, generator=gen(s)),
         ),
     ),
+    "coupling-keep-first": (
+        image_shapes(channels=st.integers(2, 6), max_side=5),
+        lambda d, s: B.AffineCoupling(
+            d,
+            split=1 + s % (d[0] - 1),
+            keep_first=True,
+            growth=4,
+            generator=gen(s),
+        ),
+    ),
     "relation": (
         image_shapes(channels=st.sampled_from([3, 6, 9]), max_side=5),
         lambda d, s: B.RelationModule(d, width=4, generator=gen(s)),
@@ -107,6 +117,10 @@ FAMILIES = {
     "upscale-prior": (
         image_shapes(multiple=4, max_side=12),
         lambda d, s: B.UpscalePrior(d, factor=2 + 2 * (s % 2)),
+    ),
+    "residue-hiding": (
+        image_shapes(channels=st.sampled_from([6, 9, 12, 15]), multiple=2, max_side=8),
+        lambda d, s: B.ResidueHiding(d, channels=3, levels=8 + s % 121),
     ),
     "jpeg": (
         image_shapes(channels=st.sampled_from([1, 3]), max_side=6),
@@ -246,6 +260,17 @@ def test_coupling_matches_formula_and_is_identity_at_init():
     torch.testing.assert_close(y, torch.cat([y1, y2], 1))
     torch.testing.assert_close(log_det, s.sum((1, 2, 3)))
     assert float(s.detach().abs().max()) < 0.7
+
+
+def test_a_coupling_that_keeps_its_first_part_changes_only_the_second():
+    block = B.AffineCoupling(channels=5, split=2, keep_first=True, generator=gen(0)).double()
+    assert block.F is None and "keep_first=True" in repr(block)
+    perturb_parameters(block, 0.1, gen(1))
+    x = torch.rand(2, 5, 4, 4, dtype=torch.float64, generator=gen(2))
+    y = block(x)
+    assert torch.equal(y[:, :2], x[:, :2]) and not torch.allclose(y[:, 2:], x[:, 2:])
+    s = 1.0 * (2 * torch.sigmoid(block.H(x[:, :2])) - 1)
+    torch.testing.assert_close(y[:, 2:], x[:, 2:] * torch.exp(s) + block.G(x[:, :2]))
 
 
 def test_dense_block_and_coupling_parameter_counts():
@@ -486,6 +511,46 @@ def test_the_reference_prior_subtracts_the_zoomed_centre_from_the_other_slots():
     assert torch.equal(B.ReferencePrior(channels=3)(x[:, :3]), x[:, :3])  # one slot: nothing
     with pytest.raises(ValueError, match="divisible by channels=3"):
         B.ReferencePrior([(4, 8, 8)], channels=3)
+
+
+@given(
+    secrets=st.integers(1, 4),
+    levels=st.integers(2, 128),
+    side=st.integers(1, 6),
+    seed=seeds(),
+)
+def test_residue_hiding_restores_every_secret_from_the_8_bit_embedding_alone(
+    secrets, levels, side, seed
+):
+    """On 8-bit slots: the rounded embedding is within ``levels / 2`` steps of the cover
+    (``levels`` near black and white) and restores, with the other slots zero, the cover as
+    itself and each carried secret sample to the nearest of ``levels`` values; the other
+    pixels of a cell get the mean of the secret's carried samples there."""
+    h, w = 2 * side, 2 * side + 2
+    x = torch.randint(0, 256, (2, 3 * (1 + secrets), h, w), generator=gen(seed)) / 255.0
+    block = B.ResidueHiding(channels=3, levels=levels)
+    y = block(x)
+    e = B.quantize(y[:, :3])
+    steps, cover = (e - x[:, :3]).abs() * 255, x[:, :3] * 255
+    middle = (cover >= levels / 2) & (cover <= 255 - levels / 2)
+    assert float(torch.where(middle, steps, 0).max()) <= levels / 2 + 1e-3
+    assert float(steps.max()) < levels  # near black and white it folds back onto the grid
+    r = block.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
+    assert torch.equal(r[:, :3], e)
+    phases = B.secret_phases(secrets, h, w)
+    assert phases.sum(0).eq(1).all()  # every pixel carries one secret
+    for k in range(secrets):
+        s, got, mask = x[:, 3 * (k + 1) : 3 * (k + 2)], r[:, 3 * (k + 1) : 3 * (k + 2)], phases[k]
+        nearest = torch.round(s * (levels - 1)) / (levels - 1)
+        assert float((got - nearest)[..., mask].abs().max()) < 1e-4
+        if secrets > 1:  # filled from the cell's carried samples
+            cells = F.avg_pool2d(nearest * mask, 2) / F.avg_pool2d(mask[None, None].float(), 2)
+            fill = F.interpolate(cells, scale_factor=2)
+            assert float((got - fill)[..., ~mask].abs().max()) < 1e-4
+    with pytest.raises(ValueError, match="1-4 secrets"):
+        B.ResidueHiding([(3, 4, 4)], channels=3)
+    with pytest.raises(ValueError, match="even height and width"):
+        B.ResidueHiding([(9, 5, 4)], channels=3)
 
 
 @given(shape=image_shapes(multiple=4, min_side=4, max_side=16), seed=seeds())

@@ -138,15 +138,18 @@ def vjp(blocks, x, rev, mode, weight, ld_weight):
     data=st.data(),
 )
 def test_fused_coupling_backward_equals_plain_autograd(shape, seed, rev, data):
-    """The coupling's one-pass backward rebuilds the input and takes the exact VJP."""
+    """The coupling's one-pass backward rebuilds the input and takes the exact VJP (also
+    with ``keep_first``, which has no ``F``)."""
     c = shape[0]
     split = data.draw(st.integers(1, c - 1), label="split")
     depth = data.draw(st.integers(1, 3), label="depth")
+    keep = data.draw(st.booleans(), label="keep_first")
     g = gen(seed)
     blocks = []
     for _ in range(depth):
         sub = lambda i, o: B.DenseBlock(i, o, growth=4, generator=g)  # noqa: E731
-        blocks.append(B.AffineCoupling(channels=c, split=split, subnet_constructor=sub).double())
+        block = B.AffineCoupling(channels=c, split=split, subnet_constructor=sub, keep_first=keep)
+        blocks.append(block.double())
     for b in blocks:
         perturb_parameters(b, 0.1, g)
     x = torch.randn(2, *shape, generator=g, dtype=torch.float64)

@@ -5,6 +5,7 @@ import torch
 
 from invblocks import blocks as B
 from invblocks import presets
+from invblocks.testing import perturb_parameters
 
 
 def couplings(net):
@@ -140,6 +141,32 @@ def test_the_box_start_is_still_there_without_the_upscale_prior():
     assert "UpscalePrior" not in repr(net)
     with pytest.raises(ValueError, match="upscale_prior needs a downscale"):
         presets.iicnet(1, upscale_prior=True, width=4, size=(8, 8))
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_the_hiding_start_hides_and_training_cannot_move_the_embedding(n):
+    """``hiding_levels``: the untrained network embeds and restores as its ResidueHiding
+    (the other slots zero); with the couplings changed, the embedding stays the same and the
+    restoration changes by their prediction only."""
+    kw = {"blocks": 2, "width": 4, "growth": 4, "size": (8, 10)}
+    net = presets.iicnet(n, init="trivial", hiding_levels=16, **kw).double().eval()
+    assert "RelationModule" not in repr(net)
+    x = torch.randint(0, 256, (2, 3 * n, 8, 10), generator=torch.Generator().manual_seed(n))
+    x = x.double() / 255
+    hiding = B.ResidueHiding(channels=3, levels=16)
+    y = hiding(x)
+    e = B.quantize(y[:, :3])
+    expected = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
+    with torch.no_grad():
+        assert torch.allclose(net.embed(x), e, atol=1e-12)
+        assert torch.allclose(net.restore(e), expected, atol=1e-12)
+        perturb_parameters(net, 0.05, torch.Generator().manual_seed(1))
+        assert torch.allclose(net.embed(x), e, atol=1e-12)
+        moved = net.restore(e)
+    assert not torch.allclose(moved, expected, atol=1e-3)
+    for bad in ({"prior": 1}, {"downscale": "haar"}, {"init": "reference"}):
+        with pytest.raises(ValueError, match="hiding_levels needs"):
+            presets.iicnet(n, hiding_levels=16, **{"init": "trivial", **bad}, **kw)
 
 
 def test_the_trivial_initialisation_refuses_what_it_cannot_start():

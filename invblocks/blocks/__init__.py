@@ -8,6 +8,7 @@ from .jpeg import JPEGChannel, jpeg
 from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
+from .residue import ResidueHiding, secret_phases
 from .split import Concat, Split
 from .squeeze import ChannelSqueeze
 from .wic import WIC, shift, shift_offsets
@@ -25,6 +26,7 @@ __all__ = [
     "ReferencePrior",
     "RelationBlock",
     "RelationModule",
+    "ResidueHiding",
     "Split",
     "Squeeze",
     "Unsqueeze",
@@ -32,6 +34,7 @@ __all__ = [
     "jpeg",
     "quantize",
     "reference_prediction",
+    "secret_phases",
     "set_compact_dense",
     "shift",
     "shift_offsets",

@@ -46,7 +46,8 @@ class AffineCoupling(Block):
         y2 = x2 * exp(s) + G(y1)
 
     and the exact inverse ``x2 = (y2 - G(y1)) * exp(-s)``, ``x1 = y1 - F(x2)``. The
-    log-determinant is ``sum(s)`` over ``(C, H, W)``.
+    log-determinant is ``sum(s)`` over ``(C, H, W)``. With ``keep_first=True`` there is no
+    ``F``: ``y1 = x1``, and the block changes ``x2`` only, as a function of ``x1``.
 
     Arguments:
         dims_in: Input shapes; gives ``channels`` when that is not passed.
@@ -58,6 +59,8 @@ class AffineCoupling(Block):
             so the block is the identity at initialisation). A constructor that accepts a
             ``generator`` keyword receives the block's.
         growth: Growth of the default dense-block subnets (32 in IICNet and WIN).
+        keep_first: Leave ``x1`` as it is (no ``F``), e.g. an embedding fixed before the
+            block, on which the rest is predicted.
         generator: Random source for the subnets' initialisation.
 
     Shapes:
@@ -81,6 +84,7 @@ class AffineCoupling(Block):
         clamp: float = 1.0,
         subnet_constructor: SubnetConstructor | None = None,
         growth: int = 32,
+        keep_first: bool = False,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -103,7 +107,8 @@ class AffineCoupling(Block):
 
         ctor = subnet_constructor
         c1, c2 = split, channels - split
-        self.F = _build(ctor, c2, c1, generator)
+        self.keep_first = keep_first
+        self.F = None if keep_first else _build(ctor, c2, c1, generator)
         self.G = _build(ctor, c1, c2, generator)
         self.H = _build(ctor, c1, c2, generator)
 
@@ -112,7 +117,7 @@ class AffineCoupling(Block):
 
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         x1, x2 = xs[0].split((self.split, self.channels - self.split), dim=1)
-        y1 = x1 + self.F(x2)
+        y1 = x1 if self.F is None else x1 + self.F(x2)
         s = self._scale(y1)
         y2 = x2 * torch.exp(s) + self.G(y1)
         return torch.cat((y1, y2), dim=1), s.sum(dim=(1, 2, 3))
@@ -121,7 +126,7 @@ class AffineCoupling(Block):
         y1, y2 = ys[0].split((self.split, self.channels - self.split), dim=1)
         s = self._scale(y1)
         x2 = (y2 - self.G(y1)) * torch.exp(-s)
-        x1 = y1 - self.F(x2)
+        x1 = y1 if self.F is None else y1 - self.F(x2)
         return torch.cat((x1, x2), dim=1), -s.sum(dim=(1, 2, 3))
 
     def backward_from_output(
@@ -136,7 +141,9 @@ class AffineCoupling(Block):
         sizes = (self.split, self.channels - self.split)
         a, b = out.detach().split(sizes, dim=1)
         ga, gb = grad_out.split(sizes, dim=1)
-        f_params: list[Tensor] = [p for p in self.F.parameters() if p.requires_grad]
+        f_params: list[Tensor] = (
+            [] if self.F is None else [p for p in self.F.parameters() if p.requires_grad]
+        )
         gh_params: list[Tensor] = [
             p for p in (*self.G.parameters(), *self.H.parameters()) if p.requires_grad
         ]
@@ -151,15 +158,13 @@ class AffineCoupling(Block):
                     (gb, grad_log_det),
                 )
                 grad_y1 = ga + _or_zeros(found[0], y1)
-                f = self.F(x2)
-                found_f = _vjp((f,), (x2, *f_params), (grad_y1,))
+                f, found_f = self._f_vjp(x2, f_params, grad_y1)
                 x = torch.cat((a - f.detach(), x2.detach()), dim=1)
                 grad_x2 = _or_zeros(found[1], x2) + _or_zeros(found_f[0], x2)
                 grad_x = torch.cat((grad_y1, grad_x2), dim=1)
             else:  # out = (x1, x2): y1 = x1 + F(x2), y2 = x2 e^s + G(y1)
                 x2 = b.requires_grad_(True)
-                f = self.F(x2)
-                found_f = _vjp((f,), (x2, *f_params), (-ga,))
+                f, found_f = self._f_vjp(x2, f_params, -ga)
                 y1 = (a + f.detach()).requires_grad_(True)
                 s, g = self._scale(y1), self.G(y1)
                 y2 = (b * torch.exp(s) + g).detach().requires_grad_(True)
@@ -174,6 +179,16 @@ class AffineCoupling(Block):
         pairs += list(zip(f_params, found_f[1:], strict=True))
         return x, grad_x, pairs
 
+    def _f_vjp(
+        self, x2: Tensor, params: list[Tensor], grad: Tensor
+    ) -> tuple[Tensor, list[Tensor | None]]:
+        """``F(x2)`` and the VJP of ``grad`` with respect to ``x2`` and ``F``'s parameters
+        (zeros and ``None`` without ``F``)."""
+        if self.F is None:
+            return torch.zeros_like(grad), [None]
+        f = self.F(x2)
+        return f, _vjp((f,), (x2, *params), (grad,))
+
     def _output_dims(self, dims: Dims) -> Dims:
         self._check_channels(dims, self.channels)
         return [tuple(dims[0])]
@@ -181,7 +196,10 @@ class AffineCoupling(Block):
     _input_dims = _output_dims
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, split={self.split}, clamp={self.clamp}, {super().extra_repr()}"
+        keep = ", keep_first=True" if self.keep_first else ""
+        return (
+            f"{self.channels}, split={self.split}, clamp={self.clamp}{keep}, {super().extra_repr()}"
+        )
 
 
 register_block(AffineCoupling)

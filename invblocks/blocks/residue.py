@@ -1,0 +1,161 @@
+"""Secrets hidden in the residue of an 8-bit image: quantisation index modulation as an
+exact bijection, the start of a hiding network."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..block import Block, Dims, Inversion
+from ..registry import register_block
+
+__all__ = ["ResidueHiding", "secret_phases"]
+
+
+def secret_phases(secrets: int, height: int, width: int, device: Any = None) -> Tensor:
+    """Which secret each pixel carries, ``(secrets, height, width)`` booleans: every pixel
+    for one secret; for ``2-4`` the pixels of each ``2 x 2`` cell in turn (cell position
+    ``2*(i % 2) + j % 2``, secret ``position % secrets``), so that every secret is sampled in
+    every cell."""
+    if secrets == 1:
+        return torch.ones(1, height, width, dtype=torch.bool, device=device)
+    i = torch.arange(height, device=device)[:, None] % 2
+    j = torch.arange(width, device=device)[None, :] % 2
+    owner = (2 * i + j) % secrets
+    return torch.stack([owner == k for k in range(secrets)])
+
+
+class ResidueHiding(Block):
+    """Hide the secret slots in the residue, modulo ``levels``, of an 8-bit image of the
+    cover (``EXACT``): quantisation index modulation.
+
+    Slots ``[cover; secret_1; ...]`` of ``channels`` each, in ``[0, 1]``. Each pixel carries
+    one secret (all of them with one secret; with two to four, the pixels of each ``2 x 2``
+    cell in turn, :func:`secret_phases`). In units of the ``L = 2**bits - 1`` grid, with ``u =
+    L * cover`` and ``t = (levels - 1) * secret``, the first output slot is the ``y`` nearest
+    to ``u`` with ``y = t (mod levels)``, kept within ``[0, L]``: rounded to 8 bits it differs
+    from the cover by at most ``levels / 2`` grid steps (``levels`` near black and white) and
+    still holds the secret to one of ``levels`` values. The other slots hold what ``y`` does
+    not: at a pixel that carries secret ``k``, slot ``k`` holds ``u - y``; elsewhere it holds
+    secret ``k`` less the mean of its carried samples in the cell. The inverse reads ``t``
+    back from ``y`` modulo ``levels``; with those slots zero (as a channel squeeze that keeps
+    the first slot fills them) it restores the cover as the embedding itself and each secret
+    from its samples.
+
+    With ``levels = 16``, on photographs: the embedding is 34.8 dB from the cover (a uniform
+    error of +-8 steps), one secret restores to 16 values (34.4 dB), two to four secrets,
+    sampled once or twice per cell, to 23-39 dB (most near 27). It is a bijection of the
+    reals (a secret out of ``[0, 1]`` wraps, and the wrap count is kept in the other slots,
+    in steps of 4 that a predicted offset does not reach),
+    piecewise linear with log-determinant ``C H W log((levels - 1) / L)``.
+
+    Arguments:
+        dims_in: Input shapes (optional).
+        channels: Channels of one slot (3 for RGB).
+        levels: Values each secret keeps (``2`` to ``(L + 1) / 2``).
+        bits: Bits of the embedding's grid (8).
+
+    Shapes:
+        ``(B, (1 + k) * channels, H, W) -> same``, ``1 <= k <= 4``; ``H`` and ``W`` even
+        when ``k > 1``.
+
+    References:
+        Chen and Wornell, "Quantization index modulation: a class of provably good methods
+        for digital watermarking and information embedding", IEEE Trans. Inf. Theory 2001.
+    """
+
+    inversion = Inversion.EXACT
+
+    def __init__(
+        self, dims_in: Any = None, *, channels: int = 3, levels: int = 16, bits: int = 8
+    ) -> None:
+        super().__init__(dims_in)
+        grid = 2**bits - 1
+        if channels < 1 or not 1 <= bits <= 16 or not 2 <= levels <= (grid + 1) // 2:
+            raise ValueError(
+                f"ResidueHiding: need channels >= 1, bits in 1..16 and levels in 2.."
+                f"{(grid + 1) // 2}; received channels={channels}, bits={bits}, levels={levels}"
+            )
+        self.channels, self.levels, self.bits = channels, levels, bits
+        self.grid = float(grid)
+        if self.dims_in:
+            self.output_dims(self.dims_in)
+
+    def _split(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
+        c = self.channels
+        slots = [x[:, k * c : (k + 1) * c] for k in range(x.shape[1] // c)]
+        masks = secret_phases(len(slots) - 1, x.shape[-2], x.shape[-1], x.device).to(x.dtype)
+        return slots[0], slots[1:], masks
+
+    @staticmethod
+    def _cell_mean(values: Tensor, mask: Tensor) -> Tensor:
+        """The mean of ``values`` over ``mask`` in each ``2 x 2`` cell, back at full size."""
+        if bool(mask.all()):
+            return values
+        total = F.avg_pool2d(values * mask, 2)
+        count = F.avg_pool2d(mask[None, None], 2)
+        return F.interpolate(total / count, scale_factor=2, mode="nearest")
+
+    def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        cover, secrets, masks = self._split(xs[0])
+        k, grid = float(self.levels), self.grid
+        carried = sum(m * s for m, s in zip(masks, secrets, strict=True))
+        u, t = grid * cover, (k - 1) * carried
+        wraps = torch.floor((t + 0.5) / k)
+        residue = t - k * wraps  # in [-0.5, k - 0.5): away from the grid's rounding edges
+        y = residue + k * torch.round((u - residue) / k)
+        inside = (u >= 0) & (u <= grid)  # keep the embedding on the grid where the cover is
+        y = torch.where(
+            inside & (y < -0.5), y + k, torch.where(inside & (y > grid + 0.5), y - k, y)
+        )
+        # |u - y| < k; the wrap count, 0 for a secret in [0, 1], takes steps of 4 (in units
+        # of the image) that no prediction of the offset reaches
+        offset = (u - y) / grid + 4 * wraps
+        rest = [
+            m * offset + (1 - m) * (s - self._cell_mean(s, m))
+            for m, s in zip(masks, secrets, strict=True)
+        ]
+        log_det = cover[0].numel() * math.log((k - 1) / grid)
+        return torch.cat([y / grid, *rest], dim=1), cover.new_full((cover.shape[0],), log_det)
+
+    def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
+        embedding, rest, masks = self._split(ys[0])
+        k, grid = float(self.levels), self.grid
+        y = grid * embedding
+        offset = sum(m * r for m, r in zip(masks, rest, strict=True))
+        wraps = torch.floor((offset + 2) / 4)
+        u = y + grid * (offset - 4 * wraps)
+        residue = torch.remainder(y + 0.5, k) - 0.5
+        carried = (residue + k * wraps) / (k - 1)
+        secrets = [
+            m * carried + (1 - m) * (r + self._cell_mean(carried, m))
+            for m, r in zip(masks, rest, strict=True)
+        ]
+        log_det = embedding[0].numel() * math.log((k - 1) / grid)
+        return torch.cat([u / grid, *secrets], dim=1), y.new_full((y.shape[0],), -log_det)
+
+    def _output_dims(self, dims: Dims) -> Dims:
+        self._check_count(dims, 1, "input")
+        ch, h, w = dims[0]
+        if ch % self.channels or not 2 <= ch // self.channels <= 5:
+            raise self._shape_error(
+                f"a cover and 1-4 secrets of channels={self.channels} each", dims
+            )
+        if ch // self.channels > 2 and (h % 2 or w % 2):
+            raise self._shape_error("an even height and width for 2-4 secrets", dims)
+        return [tuple(dims[0])]
+
+    _input_dims = _output_dims
+
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.channels}, levels={self.levels}, bits={self.bits}, "
+            f"{super().extra_repr()}"
+        )
+
+
+register_block(ResidueHiding)
