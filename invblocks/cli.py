@@ -141,6 +141,12 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
     model = Model.load(args.model, device=args.device)
+    if Path(args.output).suffix.lower() in (".jpg", ".jpeg") and _hides_in_residue(model):
+        print(
+            "warning: this model hides its inputs in the residue of the 8-bit embedding "
+            "(ResidueHiding), which a JPEG destroys; write a .png to restore them",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     _say(args, f"embedding {len(args.inputs)} input(s) with {model.task.name} on {model.device}...")
     path = model.embed_files(
@@ -148,6 +154,12 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     )
     _say(args, f"done in {time.perf_counter() - started:.1f} s")
     print(f"embedding written to {path}")
+
+
+def _hides_in_residue(model: Any) -> bool:
+    from .blocks import ResidueHiding
+
+    return any(isinstance(m, ResidueHiding) for m in model.net.modules())
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:

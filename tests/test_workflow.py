@@ -684,3 +684,29 @@ def test_cli_version(capsys):
     assert capsys.readouterr().out.strip() == (
         f"invblocks {invblocks.__version__} (torch {torch.__version__})"
     )
+
+
+def test_a_hiding_model_restores_its_secret_from_a_png_and_warns_before_a_jpeg(
+    tmp_path, capsys
+):
+    """The default hiding recipe (residue hiding) after one step: a PNG restores the secret
+    far above the cover repeated; writing a JPEG warns that the residue will not survive."""
+    from invblocks.metrics import psnr
+
+    config = tiny_config(task="hiding", n_inputs=2, steps=1, network={"blocks": 1})
+    run = train(config, tmp_path / "hiding", progress=False)
+    gen = torch.Generator().manual_seed(3)
+    cover = torch.rand(3, 1, 1, generator=gen) * torch.ones(3, 24, 31)
+    secret = torch.linspace(0, 1, 31).expand(3, 24, 31).contiguous()
+    files = [tmp_path / "cover.png", tmp_path / "secret.png"]
+    for image, path in zip([cover, secret], files, strict=True):
+        write_png(image, path)
+    out_png, out_jpg = tmp_path / "stego.png", tmp_path / "stego.jpg"
+    assert main(["embed", "--model", str(run), *map(str, files), "-o", str(out_png)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["restore", "--model", str(run), str(out_png), "-o", str(tmp_path / "back")]) == 0
+    back = sorted((tmp_path / "back").glob("*.png"))
+    original = read_image(files[1])
+    assert psnr(read_image(back[1]), original) > psnr(read_image(files[0]), original) + 10
+    assert main(["embed", "--model", str(run), *map(str, files), "-o", str(out_jpg)]) == 0
+    assert "a JPEG destroys" in capsys.readouterr().err
