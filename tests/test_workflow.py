@@ -686,9 +686,7 @@ def test_cli_version(capsys):
     )
 
 
-def test_a_hiding_model_restores_its_secret_from_a_png_and_warns_before_a_jpeg(
-    tmp_path, capsys
-):
+def test_a_hiding_model_restores_its_secret_from_a_png_and_warns_before_a_jpeg(tmp_path, capsys):
     """The default hiding recipe (residue hiding) after one step: a PNG restores the secret
     far above the cover repeated; writing a JPEG warns that the residue will not survive."""
     from invblocks.metrics import psnr
