@@ -54,13 +54,12 @@ def _network(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-def _recipe(zoom: int) -> TrainDefaults:
-    """Every zoom: the zoomed view starts hidden in the residue of the normal view's 8-bit
-    image (``hiding_levels``, :class:`~invblocks.blocks.residue.ResidueHiding`), so the
-    untrained network already embeds the normal view within 8 grid steps and restores the
-    zoomed view to 16 values, far above the zoomed centre of the normal view; training
-    teaches it what the embedding drops (docs/benchmarks.md)."""
-    return cpu_recipe(network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES)
+HIDDEN_VIEW = cpu_recipe(network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES)
+"""Every zoom's default recipe: the zoomed view starts hidden in the residue of the normal
+view's 8-bit image (``hiding_levels``, :class:`~invblocks.blocks.residue.ResidueHiding`), so
+the untrained network already embeds the normal view within 8 grid steps and restores the
+zoomed view to 16 values, far above the zoomed centre of the normal view; training teaches it
+what the embedding drops (docs/benchmarks.md)."""
 
 
 def _task(zoom: int) -> Task:
@@ -75,7 +74,7 @@ def _task(zoom: int) -> Task:
         reference=normal_view,
         baseline=partial(zoomed_baseline, zoom=zoom),
         network=_network,
-        train=_recipe(zoom),
+        train=HIDDEN_VIEW,
         reference_train=TrainDefaults(crop=144 if zoom < 8 else 96),
     )
 
