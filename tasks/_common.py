@@ -28,6 +28,17 @@ def cpu_recipe(network: dict[str, Any] | None = None, **changes: Any) -> TrainDe
     return TrainDefaults(network={**CPU_NETWORK, **(network or {})}, **fields)
 
 
+def hidden_recipe() -> TrainDefaults:
+    """The default recipe of the tasks whose other images start hidden in the residue of
+    the reference's 8-bit image (hiding, dual-view: ``hiding_levels=16``,
+    :class:`~invblocks.blocks.residue.ResidueHiding`): the untrained network already hides
+    and restores them, and a warm-up over the first 5% of the run keeps the first updates
+    from throwing the restored reference off its start (docs/benchmarks.md)."""
+    return cpu_recipe(
+        network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES, warmup=0.05
+    )
+
+
 def open_clips(path: Path) -> DataSplit:
     """A user's clips: the DAVIS 2017 layout when ``path`` has it (``JPEGImages/``), else a
     folder of videos, GIFs and frame folders (:func:`invblocks.data.clip_folder`)."""

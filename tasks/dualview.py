@@ -21,7 +21,7 @@ from invblocks.data import default_photos
 from invblocks.ops import bicubic_downscale, center_crop
 from invblocks.sampling import SampleRequest, large_enough, slot_reference
 
-from ._common import SEVERAL_IMAGES, cpu_recipe, open_photos
+from ._common import hidden_recipe, open_photos
 
 
 def sample_views(request: SampleRequest, *, zoom: int) -> list[Tensor]:
@@ -54,14 +54,6 @@ def _network(n: int, /, **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
-HIDDEN_VIEW = cpu_recipe(network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES)
-"""Every zoom's default recipe: the zoomed view starts hidden in the residue of the normal
-view's 8-bit image (``hiding_levels``, :class:`~invblocks.blocks.residue.ResidueHiding`), so
-the untrained network already embeds the normal view within 8 grid steps and restores the
-zoomed view to 16 values, far above the zoomed centre of the normal view; training teaches it
-what the embedding drops (docs/benchmarks.md)."""
-
-
 def _task(zoom: int) -> Task:
     return Task(
         name=f"dual-view-x{zoom}",
@@ -74,7 +66,8 @@ def _task(zoom: int) -> Task:
         reference=normal_view,
         baseline=partial(zoomed_baseline, zoom=zoom),
         network=_network,
-        train=HIDDEN_VIEW,
+        # the zoomed view starts hidden in the residue of the normal view's 8-bit image
+        train=hidden_recipe(),
         reference_train=TrainDefaults(crop=144 if zoom < 8 else 96),
     )
 

@@ -17,7 +17,7 @@ from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
 from invblocks.sampling import SampleRequest, common_size, slot_reference
 
-from ._common import SEVERAL_IMAGES, cpu_recipe
+from ._common import hidden_recipe
 
 
 def distinct_pieces(items: Sequence[Tensor], n: int, min_side: int = 1) -> Sequence[Tensor]:
@@ -88,7 +88,7 @@ HIDING = Task(
     network=_network,
     # the secrets start hidden in the residue of the cover's 8-bit image (ResidueHiding):
     # the untrained network already hides and restores them; docs/benchmarks.md
-    train=cpu_recipe(network={"init": "trivial", "hiding_levels": 16}, losses=SEVERAL_IMAGES),
+    train=hidden_recipe(),
     reference_train=TrainDefaults(),
 )
 
