@@ -119,7 +119,7 @@ FAMILIES = {
         lambda d, s: B.UpscalePrior(d, factor=2 + 2 * (s % 2)),
     ),
     "residue-hiding": (
-        image_shapes(channels=st.sampled_from([6, 9, 12, 15]), multiple=2, max_side=8),
+        image_shapes(channels=st.sampled_from([6, 9, 12, 15]), min_side=2, max_side=8),
         lambda d, s: B.ResidueHiding(d, channels=3, levels=8 + s % 121),
     ),
     "jpeg": (
@@ -525,8 +525,8 @@ def test_residue_hiding_restores_every_secret_from_the_8_bit_embedding_alone(
     """On 8-bit slots: the rounded embedding is within ``levels / 2`` steps of the cover
     (``levels`` near black and white) and restores, with the other slots zero, the cover as
     itself and each carried secret sample to the nearest of ``levels`` values; the other
-    pixels of a cell get the mean of the secret's carried samples there."""
-    h, w = 2 * side, 2 * side + 2
+    pixels get the secret's carried neighbours interpolated (a 3 x 3 tent)."""
+    h, w = 2 * side, 2 * side + 1
     x = torch.randint(0, 256, (2, 3 * (1 + secrets), h, w), generator=gen(seed)) / 255.0
     block = B.ResidueHiding(channels=3, levels=levels)
     y = block(x)
@@ -543,14 +543,21 @@ def test_residue_hiding_restores_every_secret_from_the_8_bit_embedding_alone(
         s, got, mask = x[:, 3 * (k + 1) : 3 * (k + 2)], r[:, 3 * (k + 1) : 3 * (k + 2)], phases[k]
         nearest = torch.round(s * (levels - 1)) / (levels - 1)
         assert float((got - nearest)[..., mask].abs().max()) < 1e-4
-        if secrets > 1:  # filled from the cell's carried samples
-            cells = F.avg_pool2d(nearest * mask, 2) / F.avg_pool2d(mask[None, None].float(), 2)
-            fill = F.interpolate(cells, scale_factor=2)
+        if secrets > 1:  # the mean of the carried neighbours, the nearer ones counting more
+            pad = F.pad(nearest * mask, (1, 1, 1, 1))
+            weights = F.pad(mask.double(), (1, 1, 1, 1))
+            num, den = torch.zeros_like(nearest), torch.zeros(h, w, dtype=torch.float64)
+            for di in range(3):
+                for dj in range(3):
+                    wt = (2 - abs(di - 1)) * (2 - abs(dj - 1))
+                    num += wt * pad[..., di : di + h, dj : dj + w]
+                    den += wt * weights[di : di + h, dj : dj + w]
+            fill = num / den
             assert float((got - fill)[..., ~mask].abs().max()) < 1e-4
     with pytest.raises(ValueError, match="1-4 secrets"):
         B.ResidueHiding([(3, 4, 4)], channels=3)
-    with pytest.raises(ValueError, match="even height and width"):
-        B.ResidueHiding([(9, 5, 4)], channels=3)
+    with pytest.raises(ValueError, match="at least 2 for 2-4 secrets"):
+        B.ResidueHiding([(9, 1, 4)], channels=3)
 
 
 @given(shape=image_shapes(multiple=4, min_side=4, max_side=16), seed=seeds())

@@ -87,7 +87,7 @@ def test_a_default_hiding_recipe_hides_untrained_on_held_out_images(name, n):
         image = x[0, 3 * k : 3 * (k + 1)]
         got = psnr(back[0, 3 * k : 3 * (k + 1)], image)
         assert got >= psnr(baseline[0, 3 * k : 3 * (k + 1)], image) + 2
-        assert got >= (33 if n == 2 else 20)
+        assert got >= (33 if n == 2 else 25)
 
 
 @pytest.mark.parametrize("name", ["grayscale"])
