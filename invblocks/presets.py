@@ -129,7 +129,8 @@ def iicnet(
         raise ValueError(
             "iicnet: hiding_levels needs init='trivial', a same-size embedding of the slots' "
             f"channels and no prior; received init={init!r}, prior={prior}, "
-            f"downscale={downscale!r}, out_channels={out_channels}"
+            f"downscale={downscale!r}, out_channels={out_channels} (hiding_levels=None "
+            "leaves the hiding out)"
         )
     if prior is not None:
         net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
