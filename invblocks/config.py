@@ -77,6 +77,9 @@ class TrainConfig:
             (:class:`~invblocks.losses.LossConfig`; e.g. ``{"embedding": 2.0, "frequency":
             0.0}``; ``--set losses.restoration=1``), and ``reduction``. A name that is no
             term of the run is an error listing the known ones.
+        sampling: The task's sampling settings by name, over the recipe's
+            (:attr:`invblocks.task.Task.sampling`; ``--set sampling.frame_step=5``); a name
+            the task does not take is an error listing the ones it does.
         steps: Optimisation steps (at most, with a budget).
         cpu_budget: Train for this many seconds of the training process's CPU time (on a
             2-core machine about twice the wall time), counting the steps (data, forward,
@@ -151,6 +154,7 @@ class TrainConfig:
     n_inputs: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     losses: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
+    sampling: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     steps: int = attrs.field(default=1000, validator=_is("int", v.gt(0)))
     cpu_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     time_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))

@@ -36,6 +36,7 @@ def iicnet(
     prior: int | None = None,
     upscale_prior: bool | None = None,
     hiding_levels: int | None = None,
+    hiding_difference: float | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
@@ -87,8 +88,14 @@ def iicnet(
             another secret carries). The embedding is fixed by the hiding, within
             ``hiding_levels / 2`` grid steps of the reference, and the restoration starts
             at the other slots to ``hiding_levels`` values (sampled in turn over ``2 x 2``
-            cells for two to four of them). Needs ``init="trivial"`` and a same-size
-            embedding of the slots' channels.
+            cells for two to four of them). Needs ``init="trivial"`` and an embedding of the
+            slots' channels: the same size, or a Haar downscale with ``order="hl"``, where
+            the low bands are hidden (no 1x1 convolution after the downscale) and the
+            couplings also predict the high bands.
+        hiding_difference: With ``hiding_levels``, hide each other slot's difference from the
+            reference slot, companded with this scale (the ``difference`` of
+            :class:`~invblocks.blocks.residue.ResidueHiding`): for slots that resemble the
+            reference, as the frames of a clip.
         generator: Random source for every initialisation.
 
     Returns:
@@ -122,16 +129,20 @@ def iicnet(
         net.append(B.UpscalePrior, factor=2**levels)
     if hiding_levels is not None and (
         prior is not None
-        or downscale is not None
+        or downscale not in (None, "haar")
+        or (downscale is not None and (order != "hl" or levels != 1))
         or out_channels != image_channels
         or init != "trivial"
     ):
         raise ValueError(
-            "iicnet: hiding_levels needs init='trivial', a same-size embedding of the slots' "
-            f"channels and no prior; received init={init!r}, prior={prior}, "
-            f"downscale={downscale!r}, out_channels={out_channels} (hiding_levels=None "
-            "leaves the hiding out)"
+            "iicnet: hiding_levels needs init='trivial', an embedding of the slots' channels "
+            "(the same size, or one Haar level with order='hl') and no prior; received "
+            f"init={init!r}, prior={prior}, downscale={downscale!r}, order={order!r}, "
+            f"levels={levels}, out_channels={out_channels} (hiding_levels=None leaves the "
+            "hiding out)"
         )
+    if hiding_difference is not None and hiding_levels is None:
+        raise ValueError("iicnet: hiding_difference needs hiding_levels")
     if prior is not None:
         net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
     if relation and hiding_levels is None:
@@ -161,12 +172,20 @@ def iicnet(
         down = B.HaarDownscale if downscale == "haar" else B.Squeeze
         for _ in range(levels):
             net.append(down, order=order, group=image_channels)
-        init_conv = "identity" if trivial else "orthogonal"
-        net.append(B.InvConv1x1, parameterization=conv1x1, init=init_conv, generator=generator)
         factor = 4**levels
         split = factor * out_channels if order == "ref" else channels * factor // 4
+        if hiding_levels is None:  # a learnt mix before the hiding would move its embedding
+            init_conv = "identity" if trivial else "orthogonal"
+            net.append(B.InvConv1x1, parameterization=conv1x1, init=init_conv, generator=generator)
     if hiding_levels is not None:  # the couplings predict, from the embedding, what it drops
-        net.append(B.ResidueHiding, channels=image_channels, levels=hiding_levels)
+        net.append(
+            B.ResidueHiding,
+            channels=image_channels,
+            levels=hiding_levels,
+            secrets=None if downscale is None else n_images - 1,
+            difference=hiding_difference,
+        )
+        split = out_channels
     for _ in range(blocks):
         net.append(
             B.AffineCoupling,

@@ -9,7 +9,7 @@ returns its crops as floats in ``[0, 1]`` (:func:`invblocks.ops.to_float`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -41,6 +41,8 @@ class SampleRequest:
         crop: The side of the square crop, or ``None`` for whole images (evaluation).
         generator: The sample's own random source (seeded from the run's seed and ``index``).
         train: Random item, crop and flips when true; item ``index``, centred crop when false.
+        options: The task's sampling settings (:attr:`invblocks.task.Task.sampling`, with a
+            recipe's or a run's over them; e.g. a video task's ``frame_step``).
 
     The methods are the common steps, drawn from :attr:`generator`::
 
@@ -55,6 +57,7 @@ class SampleRequest:
     crop: int | None
     generator: torch.Generator
     train: bool
+    options: Mapping[str, Any] = attrs.field(factory=dict)
 
     def pick(self, items: Sequence[Any] | None = None) -> Any:
         """One of ``items`` (default :attr:`items`): see :func:`pick`."""

@@ -109,6 +109,10 @@ def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
     return (int(lo), int(hi))
 
 
+def _settings(value: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(value)
+
+
 @attrs.frozen(kw_only=True)
 class TrainDefaults:
     """A training recipe: a task's defaults for what the training config leaves unset.
@@ -124,6 +128,8 @@ class TrainDefaults:
             ``network`` settings are applied over them.
         autocast: ``"bfloat16"`` to train under bfloat16 autocast (``None``: float32).
         losses: Loss weights over the task's, by term name.
+        sampling: The task's sampling settings over its defaults (:attr:`Task.sampling`;
+            ``{"frame_step": 1}``).
     """
 
     crop: int = attrs.field(default=144, validator=v.gt(0))
@@ -141,6 +147,7 @@ class TrainDefaults:
         default=None, validator=v.optional(v.in_(("bfloat16",)))
     )
     losses: Mapping[str, float] = attrs.field(factory=dict, converter=dict, hash=False)
+    sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -187,6 +194,10 @@ class Task:
             the reference alone, which a useful model must beat (default
             :func:`repeat_reference`: the middle frame for every frame, the left view as the
             right, the cover as the secret, gray as colour, bicubic up for rescaling).
+        sampling: The settings the sampler reads from
+            :attr:`~invblocks.sampling.SampleRequest.options`, with their defaults (video:
+            ``{"frame_step": 5}``, the spacing of training frames); a recipe or a run sets
+            them by name (``--set sampling.frame_step=1``), and others are refused.
         plugin: Set by the registry to the registering plugin's name.
     """
 
@@ -211,6 +222,7 @@ class Task:
     reference_train: TrainDefaults | None = None
     display: Callable[[Tensor], Tensor] = default_display
     baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
+    sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
     plugin: str = ""
 
     @inputs.validator
@@ -232,6 +244,16 @@ class Task:
         if not lo <= n <= hi:
             want = str(lo) if lo == hi else f"{lo} to {hi}"
             raise ValueError(f"task {self.name!r} embeds {want} images; received {n}")
+
+    def check_sampling(self, options: Mapping[str, Any]) -> None:
+        """``ValueError`` unless the task's sampler takes every setting in ``options``."""
+        unknown = sorted(set(options) - set(self.sampling))
+        if unknown:
+            known = ", ".join(sorted(self.sampling)) or "none"
+            raise ValueError(
+                f"task {self.name!r} takes the sampling settings: {known}; received "
+                f"{', '.join(unknown)}"
+            )
 
     def stack(self, images: Sequence[Tensor]) -> Tensor:
         """``n`` images ``(C, H, W)`` (or batches ``(B, C, H, W)``) in natural order, stacked on
@@ -288,8 +310,11 @@ class Task:
         crop: int | None = None,
         length: int | None = None,
         seed: int = 0,
+        options: Mapping[str, Any] | None = None,
     ) -> TaskDataset:
-        """A :class:`~invblocks.data.TaskDataset` over ``source``'s ``split`` items."""
+        """A :class:`~invblocks.data.TaskDataset` over ``source``'s ``split`` items;
+        ``options`` are sampling settings over the task's :attr:`sampling`."""
+        self.check_sampling(options or {})
         crop = crop if crop is not None else self.train.crop
         if crop < self.min_crop:
             raise ValueError(
@@ -316,6 +341,7 @@ class Task:
             train=split == "train",
             length=length,
             seed=seed,
+            options=options,
         )
 
     def build_network(self, n_inputs: int | None = None, **overrides: Any) -> RICNet:

@@ -400,6 +400,7 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
         autocast=config.autocast or recipe.autocast or "float32",
         network=network,
         losses={**recipe.losses, **config.losses},
+        sampling={**recipe.sampling, **config.sampling},
     )
 
 
@@ -422,6 +423,7 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     torch.manual_seed(config.seed)
     net = _with_channel(_initial_network(task, n, config), config, task)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
+    task.check_sampling(config.sampling)
     if config.memory_saving:
         net.memory_saving = True
     if config.compact_dense:
@@ -474,7 +476,12 @@ def _data(run: _Run, source: DataSplit | None) -> tuple[DataLoader, TaskDataset]
     if source is None:
         source = task.load_data(config.data or None)
     batch, crop = int(config.batch or 0), int(config.crop or 0)  # resolved
-    kw = {"n_inputs": run.n, "crop": crop, "seed": config.seed}
+    kw: dict[str, Any] = {
+        "n_inputs": run.n,
+        "crop": crop,
+        "seed": config.seed,
+        "options": config.sampling,
+    }
     train_set = task.dataset(source, "train", length=config.steps * batch * run.world, **kw)
     val_set = task.dataset(source, "val", length=config.val_samples, **kw)
     if run.rank == 0 and config.data:

@@ -137,6 +137,19 @@ def test_block_contract(family, data, dtype, seed, device):
     check_block(factory(dims, seed), dims, dtype=dtype, seed=seed, device=device)
 
 
+@given(dims=image_shapes(channels=st.sampled_from([9, 12, 14]), min_side=2), seed=seeds())
+def test_block_contract_of_the_residue_hiding_of_differences(dims, seed, device):
+    """The frames' low bands hidden as differences, the high bands passed through. In
+    float64: the compander's fine levels near zero are coarse far from it, so in float32 a
+    large difference takes the embedding's rounding (``6e-8`` of its range) times its slope
+    ratio, up to about ``5e-5``, past the float32 tolerance."""
+    block = B.ResidueHiding(
+        dims, channels=3, levels=4 + seed % 125, secrets=1 + seed % 2,
+        difference=0.01 * (1 + seed % 30),
+    )  # fmt: skip
+    check_block(block, dims, dtype=torch.float64, seed=seed, device=device)
+
+
 def test_channel_mix_is_full_float32_on_every_device(device):
     """The invertible linear blocks' product: no TF32 on GPUs, where PyTorch would run a
     1x1 convolution in it by default."""
@@ -558,6 +571,52 @@ def test_residue_hiding_restores_every_secret_from_the_8_bit_embedding_alone(
         B.ResidueHiding([(3, 4, 4)], channels=3)
     with pytest.raises(ValueError, match="at least 2 for 2-4 secrets"):
         B.ResidueHiding([(9, 1, 4)], channels=3)
+
+
+@given(
+    secrets=st.integers(1, 4),
+    levels=st.integers(4, 64),
+    scale=st.floats(0.005, 0.5),
+    passed=st.integers(0, 4),
+    seed=seeds(),
+)
+def test_residue_hiding_of_differences_restores_each_to_its_nearest_level(
+    secrets, levels, scale, passed, seed
+):
+    """``difference``: on 8-bit slots, a carried secret restores as the restored cover plus
+    the companded level nearest to its difference from the cover, a secret equal to the
+    cover as the cover exactly; the channels after the hidden slots pass through."""
+    h, w = 6, 7
+    g = gen(seed)
+    cover = torch.randint(0, 256, (2, 3, h, w), generator=g)
+    steps = torch.randint(-40, 41, (2, 3 * secrets, h, w), generator=g)
+    same = torch.rand(2, 1, h, w, generator=g) < 0.3  # some secrets equal the cover
+    slots = (cover.repeat(1, secrets, 1, 1) + torch.where(same, 0, steps)).clamp(0, 255)
+    tail = torch.randn(2, passed, h, w, generator=g, dtype=torch.float64)
+    x = torch.cat([cover / 255.0, slots / 255.0, tail], dim=1)
+    block = B.ResidueHiding(channels=3, levels=levels, secrets=secrets, difference=scale)
+    y = block(x)
+    assert torch.equal(y[:, 3 * (1 + secrets) :], tail)
+    e = B.quantize(y[:, :3])
+    assert float((e - x[:, :3]).abs().max()) * 255 < levels
+    hidden = y[:, 3 : 3 * (1 + secrets)]
+    r = block.inverse()(torch.cat([e, torch.zeros_like(hidden), tail], dim=1))
+    assert torch.equal(r[:, :3], e) and torch.equal(r[:, 3 * (1 + secrets) :], tail)
+    phases = B.secret_phases(secrets, h, w)
+    for k in range(secrets):
+        s, got = x[:, 3 * (k + 1) : 3 * (k + 2)], r[:, 3 * (k + 1) : 3 * (k + 2)]
+        wanted = block._compand(s - x[:, :3])[0][..., phases[k]]
+        level = block._compand(got - e)[0][..., phases[k]]
+        assert float((level - torch.round(level)).abs().max()) < 1e-6  # a level
+        assert float((level - wanted).abs().max()) <= 0.5 + 1e-6  # the nearest one
+        zero = same.expand_as(s)[..., phases[k]]
+        assert torch.allclose(got[..., phases[k]][zero], e[..., phases[k]][zero], atol=1e-9)
+    with pytest.raises(ValueError, match=r"secrets in 1\.\.4"):
+        B.ResidueHiding(channels=3, secrets=5)
+    with pytest.raises(ValueError, match="levels in 4"):
+        B.ResidueHiding(channels=3, levels=3, difference=0.1)
+    with pytest.raises(ValueError, match="2 secrets of channels=3 each first"):
+        B.ResidueHiding([(6, 4, 4)], channels=3, secrets=2)
 
 
 @given(shape=image_shapes(multiple=4, min_side=4, max_side=16), seed=seeds())

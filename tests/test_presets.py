@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from invblocks import blocks as B
 from invblocks import presets
@@ -167,6 +168,36 @@ def test_the_hiding_start_hides_and_training_cannot_move_the_embedding(n):
     for bad in ({"prior": 1}, {"downscale": "haar"}, {"init": "reference"}):
         with pytest.raises(ValueError, match="hiding_levels needs"):
             presets.iicnet(n, hiding_levels=16, **{"init": "trivial", **bad}, **kw)
+    with pytest.raises(ValueError, match="hiding_difference needs hiding_levels"):
+        presets.iicnet(n, init="trivial", hiding_difference=0.1, **kw)
+
+
+def test_the_downscaling_hiding_start_hides_the_low_bands_and_upscales_them():
+    """``hiding_levels`` after a Haar downscale (``order="hl"``): the embedding is the hidden
+    low bands' cover, fixed whatever the couplings; the untrained network restores each slot
+    as the bicubic upscale of its hidden low band (the upscale prior, zero high bands)."""
+    kw = {"blocks": 2, "width": 4, "growth": 4, "size": (8, 10)}
+    net = presets.iicnet(
+        3, downscale="haar", order="hl", init="trivial", hiding_levels=10,
+        hiding_difference=0.03, **kw,
+    ).double().eval()  # fmt: skip
+    assert "InvConv1x1" not in repr(net)
+    x = torch.rand(2, 9, 8, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    hiding = B.ResidueHiding(channels=3, levels=10, difference=0.03)
+    y = hiding(F.avg_pool2d(x, 2))
+    e = B.quantize(y[:, :3])
+    lows = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
+    bands = torch.cat([lows, torch.zeros(2, 27, 4, 5, dtype=torch.float64)], dim=1)
+    haar = B.HaarDownscale([(9, 8, 10)], order="hl")
+    expected = B.UpscalePrior([(9, 8, 10)]).inverse()(haar.inverse()(bands))
+    with torch.no_grad():
+        assert torch.allclose(net.embed(x), e, atol=1e-12)
+        assert torch.allclose(net.restore(e), expected, atol=1e-12)
+        perturb_parameters(net, 0.05, torch.Generator().manual_seed(1))
+        assert torch.allclose(net.embed(x), e, atol=1e-12)
+        assert not torch.allclose(net.restore(e), expected, atol=1e-3)
+    with pytest.raises(ValueError, match="order='hl'"):
+        presets.iicnet(3, downscale="haar", init="trivial", hiding_levels=10, **kw)
 
 
 def test_the_trivial_initialisation_refuses_what_it_cannot_start():

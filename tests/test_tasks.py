@@ -57,6 +57,29 @@ def test_video_stacks_middle_frame_first_and_references_it():
     assert 0 < float((frames[1] - frames[0]).abs().mean()) < 0.2
 
 
+@pytest.mark.parametrize("frame_step", [1, 2, 5])
+def test_video_training_frames_are_frame_step_apart_and_other_settings_are_refused(frame_step):
+    """``sampling.frame_step``: training clips take frames that far apart (frame ``t`` of the
+    clip below has the value ``t``), validation clips adjacent frames; a setting the task's
+    sampler does not read is refused by name."""
+    from invblocks.data import DataSplit
+
+    task = invblocks.get_task("video")
+    clip = torch.arange(30, dtype=torch.uint8)[:, None, None, None].expand(30, 3, 16, 16)
+    source = DataSplit(train=[clip], val=[clip], description="a counting clip")
+    options = {"frame_step": frame_step}
+    train = task.dataset(source, "train", n_inputs=3, crop=16, length=4, options=options)
+    val = task.dataset(source, "val", n_inputs=3, crop=16, options=options)
+    for x, step in [(train[i], frame_step) for i in range(4)] + [(val[0], 1)]:
+        values = sorted(round(float(f.mean()) * 255) for f in task.unstack(x, 3))
+        assert values[1] - values[0] == values[2] - values[1] == step
+    with pytest.raises(ValueError, match="takes the sampling settings: frame_step; received sp"):
+        task.dataset(source, "train", n_inputs=3, crop=16, options={"spacing": 2})
+    assert task.train.sampling == {} and invblocks.get_task("video-x2").train.sampling == {
+        "frame_step": 1
+    }
+
+
 def test_video_x2_reference_is_the_2x2_mean_of_the_middle_frame():
     task, _n, x = sample("video-x2", 3)
     middle = task.unstack(x, 3)[1]

@@ -90,6 +90,33 @@ def test_a_default_hiding_recipe_hides_untrained_on_held_out_images(name, n):
         assert got >= (33 if n == 2 else 25)
 
 
+def test_the_default_video_x2_recipe_hides_the_other_frames_untrained_on_a_held_out_clip():
+    """Its start: the other frames' low bands hidden as differences from the middle frame's,
+    on the held-out clip: the embedding within 5 grid steps of the reference and the other
+    frames restored above the middle frame repeated (and upscaled)."""
+    import torch
+
+    from invblocks.data import TaskDataset
+    from invblocks.metrics import psnr
+
+    task = invblocks.get_task("video-x2")
+    config = resolved(TrainConfig(task="video-x2"), task)
+    net = task.build_network(3, generator=torch.Generator().manual_seed(0), **config.network)
+    net = net.eval()
+    x = TaskDataset(task, task.load_data().val, n_inputs=3, crop=None, train=False)[0][None]
+    with torch.no_grad():
+        e = net.embed(x)
+        back = net.restore(e).clamp(0, 1)
+    assert psnr(e[0], task.reference(x, 3)[0]) > 38
+    baseline = task.trivial_restoration(x, 3)
+    got = [psnr(back[0, 3 * k : 3 * (k + 1)], x[0, 3 * k : 3 * (k + 1)]) for k in (1, 2)]
+    base = [psnr(baseline[0, 3 * k : 3 * (k + 1)], x[0, 3 * k : 3 * (k + 1)]) for k in (1, 2)]
+    assert (
+        sum(got) / 2 >= sum(base) / 2 + 0.7
+        and min(g - b for g, b in zip(got, base, strict=True)) > 0.2
+    )
+
+
 @pytest.mark.parametrize("name", ["grayscale"])
 def test_a_default_recipe_that_starts_trivial_restores_the_baseline_untrained(name):
     import torch

@@ -411,6 +411,15 @@ def test_cli_embed_restore_and_errors(trained, frames, tmp_path, capsys):
         assert needle in err and "Traceback" not in err, (argv, err)
 
 
+def test_a_sampling_setting_the_task_does_not_take_is_refused_before_any_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--task", "video", "--set", "sampling.spacing=2", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "takes the sampling settings: frame_step; received spacing" in err, err
+    assert "Traceback" not in err and not out.exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_asking_for_a_gpu_without_one_is_a_clear_error_and_leaves_no_folder(tmp_path, capsys):
     out = tmp_path / "run"

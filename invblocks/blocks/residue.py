@@ -18,14 +18,14 @@ __all__ = ["ResidueHiding", "secret_phases"]
 
 def secret_phases(secrets: int, height: int, width: int, device: Any = None) -> Tensor:
     """Which secret each pixel carries, ``(secrets, height, width)`` booleans: every pixel
-    for one secret; for ``2-4`` the pixels of each ``2 x 2`` cell in turn (cell position
-    ``2*(i % 2) + j % 2``, secret ``position % secrets``), so that every secret is sampled in
-    every cell."""
+    for one secret; for two a checkerboard (secret ``(i + j) % 2``); for three and four the
+    pixels of each ``2 x 2`` cell in turn (cell position ``2*(i % 2) + j % 2``, secret
+    ``position % secrets``), so that every secret is sampled in every cell."""
     if secrets == 1:
         return torch.ones(1, height, width, dtype=torch.bool, device=device)
     i = torch.arange(height, device=device)[:, None] % 2
     j = torch.arange(width, device=device)[None, :] % 2
-    owner = (2 * i + j) % secrets
+    owner = (i + j) % 2 if secrets == 2 else (2 * i + j) % secrets
     return torch.stack([owner == k for k in range(secrets)])
 
 
@@ -54,15 +54,28 @@ class ResidueHiding(Block):
     the other slots, in steps of 4 that a predicted offset does not reach), piecewise linear
     with log-determinant ``C H W log((levels - 1) / L)``.
 
+    With ``difference=r`` each secret is hidden as its difference ``d`` from the cover (for
+    slots that resemble it: the frames of a clip), companded so that the small differences
+    keep the fine levels: ``t = m + m * asinh(d / r) / asinh(1 / r)`` with ``m = (levels -
+    1) // 2``, a level, so that ``d = 0`` is kept exactly and ``d = +-1`` maps to the levels
+    ``0`` and ``2 m``. The other pixels interpolate the difference, not the secret,
+    and the inverse adds the restored cover back. The log-determinant then depends on ``d``.
+
     Arguments:
         dims_in: Input shapes (optional).
         channels: Channels of one slot (3 for RGB).
-        levels: Values each secret keeps (``2`` to ``(L + 1) / 2``).
+        levels: Values each secret keeps (``2`` to ``(L + 1) / 2``; at least 4 with
+            ``difference``).
         bits: Bits of the embedding's grid (8).
+        secrets: The number ``k`` of secret slots after the cover; channels after them
+            pass through unchanged (the high bands after a Haar downscale). ``None``: every
+            slot after the cover.
+        difference: Hide each secret's difference from the cover, companded with this scale
+            (``None``: the secret itself, uniformly).
 
     Shapes:
-        ``(B, (1 + k) * channels, H, W) -> same``, ``1 <= k <= 4``; ``H`` and ``W`` at
-        least 2 when ``k > 1``.
+        ``(B, (1 + k) * channels + P, H, W) -> same``, ``1 <= k <= 4``, ``P`` channels passed
+        through (``0`` unless ``secrets`` is given); ``H`` and ``W`` at least 2 when ``k > 1``.
 
     References:
         Chen and Wornell, "Quantization index modulation: a class of provably good methods
@@ -72,25 +85,57 @@ class ResidueHiding(Block):
     inversion = Inversion.EXACT
 
     def __init__(
-        self, dims_in: Any = None, *, channels: int = 3, levels: int = 16, bits: int = 8
+        self,
+        dims_in: Any = None,
+        *,
+        channels: int = 3,
+        levels: int = 16,
+        bits: int = 8,
+        secrets: int | None = None,
+        difference: float | None = None,
     ) -> None:
         super().__init__(dims_in)
         grid = 2**bits - 1
-        if channels < 1 or not 1 <= bits <= 16 or not 2 <= levels <= (grid + 1) // 2:
+        lowest = 2 if difference is None else 4
+        if channels < 1 or not 1 <= bits <= 16 or not lowest <= levels <= (grid + 1) // 2:
             raise ValueError(
-                f"ResidueHiding: need channels >= 1, bits in 1..16 and levels in 2.."
+                f"ResidueHiding: need channels >= 1, bits in 1..16 and levels in {lowest}.."
                 f"{(grid + 1) // 2}; received channels={channels}, bits={bits}, levels={levels}"
             )
+        if (secrets is not None and not 1 <= secrets <= 4) or (
+            difference is not None and not difference > 0
+        ):
+            raise ValueError(
+                "ResidueHiding: need secrets in 1..4 (or None) and a difference scale > 0 (or "
+                f"None); received secrets={secrets}, difference={difference}"
+            )
         self.channels, self.levels, self.bits = channels, levels, bits
+        self.secrets, self.difference = secrets, difference
         self.grid = float(grid)
         if self.dims_in:
             self.output_dims(self.dims_in)
 
-    def _split(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor]:
-        c = self.channels
-        slots = [x[:, k * c : (k + 1) * c] for k in range(x.shape[1] // c)]
-        masks = secret_phases(len(slots) - 1, x.shape[-2], x.shape[-1], x.device).to(x.dtype)
-        return slots[0], slots[1:], masks
+    def _slots(self, channels: int) -> int:
+        """The slots hidden: the cover and its secrets."""
+        return channels // self.channels if self.secrets is None else 1 + self.secrets
+
+    def _split(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
+        c, n = self.channels, self._slots(x.shape[1])
+        slots = [x[:, k * c : (k + 1) * c] for k in range(n)]
+        masks = secret_phases(n - 1, x.shape[-2], x.shape[-1], x.device).to(x.dtype)
+        return slots[0], slots[1:], masks, x[:, n * c :]
+
+    def _compand(self, d: Tensor) -> tuple[Tensor, Tensor]:
+        """The level ``t`` of a difference ``d`` and ``log dt/dd``."""
+        r, m = float(self.difference or 1.0), float((self.levels - 1) // 2)
+        gain = m / math.asinh(1 / r)
+        z = d / r
+        return m + gain * torch.asinh(z), math.log(gain / r) - 0.5 * torch.log1p(z * z)
+
+    def _expand(self, t: Tensor) -> Tensor:
+        """Inverse of :meth:`_compand`: the difference of a level."""
+        r, m = float(self.difference or 1.0), float((self.levels - 1) // 2)
+        return r * torch.sinh((t - m) * math.asinh(1 / r) / m)
 
     @staticmethod
     def _fill(values: Tensor, mask: Tensor) -> Tensor:
@@ -105,10 +150,18 @@ class ResidueHiding(Block):
         return total / F.conv2d(mask[None, None], kernel, padding=1)
 
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
-        cover, secrets, masks = self._split(xs[0])
+        cover, secrets, masks, passed = self._split(xs[0])
         k, grid = float(self.levels), self.grid
+        if self.difference is not None:  # hide, and interpolate, each secret's difference
+            secrets = [s - cover for s in secrets]
         carried = sum(m * s for m, s in zip(masks, secrets, strict=True))
-        u, t = grid * cover, (k - 1) * carried
+        u = grid * cover
+        if self.difference is None:
+            t = (k - 1) * carried
+            log_det = cover.new_full((cover.shape[0],), cover[0].numel() * math.log((k - 1) / grid))
+        else:
+            t, slope = self._compand(carried)
+            log_det = (slope - math.log(grid)).flatten(1).sum(1)
         wraps = torch.floor((t + 0.5) / k)
         residue = t - k * wraps  # in [-0.5, k - 0.5): away from the grid's rounding edges
         y = residue + k * torch.round((u - residue) / k)
@@ -123,41 +176,54 @@ class ResidueHiding(Block):
             m * offset + (1 - m) * (s - self._fill(s, m))
             for m, s in zip(masks, secrets, strict=True)
         ]
-        log_det = cover[0].numel() * math.log((k - 1) / grid)
-        return torch.cat([y / grid, *rest], dim=1), cover.new_full((cover.shape[0],), log_det)
+        return torch.cat([y / grid, *rest, passed], dim=1), log_det
 
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
-        embedding, rest, masks = self._split(ys[0])
+        embedding, rest, masks, passed = self._split(ys[0])
         k, grid = float(self.levels), self.grid
         y = grid * embedding
         offset = sum(m * r for m, r in zip(masks, rest, strict=True))
         wraps = torch.floor((offset + 2) / 4)
         u = y + grid * (offset - 4 * wraps)
-        residue = torch.remainder(y + 0.5, k) - 0.5
-        carried = (residue + k * wraps) / (k - 1)
+        t = torch.remainder(y + 0.5, k) - 0.5 + k * wraps
+        if self.difference is None:
+            carried = t / (k - 1)
+            log_det = y.new_full((y.shape[0],), embedding[0].numel() * math.log((k - 1) / grid))
+        else:
+            carried = self._expand(t)
+            log_det = (self._compand(carried)[1] - math.log(grid)).flatten(1).sum(1)
         secrets = [
             m * carried + (1 - m) * (r + self._fill(carried, m))
             for m, r in zip(masks, rest, strict=True)
         ]
-        log_det = embedding[0].numel() * math.log((k - 1) / grid)
-        return torch.cat([u / grid, *secrets], dim=1), y.new_full((y.shape[0],), -log_det)
+        if self.difference is not None:
+            secrets = [s + u / grid for s in secrets]
+        return torch.cat([u / grid, *secrets, passed], dim=1), -log_det
 
     def _output_dims(self, dims: Dims) -> Dims:
         self._check_count(dims, 1, "input")
         ch, h, w = dims[0]
-        if ch % self.channels or not 2 <= ch // self.channels <= 5:
+        if self.secrets is None and (ch % self.channels or not 2 <= ch // self.channels <= 5):
             raise self._shape_error(
                 f"a cover and 1-4 secrets of channels={self.channels} each", dims
             )
-        if ch // self.channels > 2 and min(h, w) < 2:
+        if self.secrets is not None and ch < (1 + self.secrets) * self.channels:
+            raise self._shape_error(
+                f"a cover and {self.secrets} secrets of channels={self.channels} each first",
+                dims,
+            )
+        if self._slots(ch) > 2 and min(h, w) < 2:
             raise self._shape_error("a height and width of at least 2 for 2-4 secrets", dims)
         return [tuple(dims[0])]
 
     _input_dims = _output_dims
 
     def extra_repr(self) -> str:
+        extra = "" if self.secrets is None else f", secrets={self.secrets}"
+        if self.difference is not None:
+            extra += f", difference={self.difference}"
         return (
-            f"channels={self.channels}, levels={self.levels}, bits={self.bits}, "
+            f"channels={self.channels}, levels={self.levels}, bits={self.bits}{extra}, "
             f"{super().extra_repr()}"
         )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -20,7 +20,9 @@ class TaskDataset(Dataset):
 
     Training samples are random (item, crop, flips) from a generator seeded with
     ``seed`` and the index, so they are reproducible and independent of worker processes;
-    validation samples are deterministic (item ``i``, centre crop).
+    validation samples are deterministic (item ``i``, centre crop). ``options`` go to the
+    sampler as :attr:`~invblocks.sampling.SampleRequest.options`, over the task's
+    ``sampling`` defaults.
     """
 
     def __init__(
@@ -33,12 +35,14 @@ class TaskDataset(Dataset):
         train: bool,
         length: int | None = None,
         seed: int = 0,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         if not items:
             raise ValueError(f"task {task.name!r}: no data items")
         task.check_inputs(n_inputs)
         self.task, self.items, self.n_inputs = task, list(items), n_inputs
         self.crop, self.train, self.seed = crop, train, seed
+        self.options = dict(getattr(task, "sampling", {}) or {}) | dict(options or {})
         self.length = length if length is not None else (10_000 if train else len(self.items))
 
     def __len__(self) -> int:
@@ -55,6 +59,7 @@ class TaskDataset(Dataset):
             crop=self.crop,
             generator=g,
             train=self.train,
+            options=self.options,
         )
         images = self.task.sample(request)
         return self.task.stack(images)
