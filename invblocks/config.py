@@ -78,7 +78,7 @@ class TrainConfig:
             0.0}``; ``--set losses.restoration=1``), and ``reduction``. A name that is no
             term of the run is an error listing the known ones.
         sampling: The task's sampling settings by name, over the recipe's
-            (:attr:`invblocks.task.Task.sampling`; ``--set sampling.frame_step=5``); a name
+            (``Task.sampling``; ``--set sampling.frame_step=5``); a name
             the task does not take is an error listing the ones it does.
         steps: Optimisation steps (at most, with a budget).
         cpu_budget: Train for this many seconds of the training process's CPU time (on a

@@ -41,7 +41,7 @@ class SampleRequest:
         crop: The side of the square crop, or ``None`` for whole images (evaluation).
         generator: The sample's own random source (seeded from the run's seed and ``index``).
         train: Random item, crop and flips when true; item ``index``, centred crop when false.
-        options: The task's sampling settings (:attr:`invblocks.task.Task.sampling`, with a
+        options: The task's sampling settings (``Task.sampling``, with a
             recipe's or a run's over them; e.g. a video task's ``frame_step``).
 
     The methods are the common steps, drawn from :attr:`generator`::

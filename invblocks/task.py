@@ -128,7 +128,7 @@ class TrainDefaults:
             ``network`` settings are applied over them.
         autocast: ``"bfloat16"`` to train under bfloat16 autocast (``None``: float32).
         losses: Loss weights over the task's, by term name.
-        sampling: The task's sampling settings over its defaults (:attr:`Task.sampling`;
+        sampling: The task's sampling settings over its defaults (``Task.sampling``;
             ``{"frame_step": 1}``).
     """
 
@@ -313,7 +313,7 @@ class Task:
         options: Mapping[str, Any] | None = None,
     ) -> TaskDataset:
         """A :class:`~invblocks.data.TaskDataset` over ``source``'s ``split`` items;
-        ``options`` are sampling settings over the task's :attr:`sampling`."""
+        ``options`` are sampling settings over the task's ``sampling``."""
         self.check_sampling(options or {})
         crop = crop if crop is not None else self.train.crop
         if crop < self.min_crop:
