@@ -42,8 +42,14 @@ def _default(task: str) -> dict[str, Any]:
 
 
 def _fast(task: str) -> dict[str, Any]:
-    """The default recipe's small network, in the reference initialisation."""
-    return {"network": {"init": "reference"}}
+    """The default recipe's small network, in the reference initialisation (without a
+    hiding start, which needs the trivial one)."""
+    import invblocks
+
+    network: dict[str, Any] = {"init": "reference"}
+    if "hiding_levels" in invblocks.get_task(task).train.network:
+        network |= {"hiding_levels": None, "hiding_difference": None}
+    return {"network": network}
 
 
 def _toy(task: str) -> dict[str, Any]:

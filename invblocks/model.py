@@ -522,6 +522,7 @@ def evaluate_images(
             crop=None,
             generator=torch.Generator().manual_seed(index),
             train=False,
+            options=task.sampling,
         )
         images = [_as_image(im, "images") for im in task.sample(request)]
         embedding, meta = model.embed(images)

@@ -87,11 +87,11 @@ def iicnet(
             embedding, what the channel squeeze drops (the cover's fine part, secret pixels
             another secret carries). The embedding is fixed by the hiding, within
             ``hiding_levels / 2`` grid steps of the reference, and the restoration starts
-            at the other slots to ``hiding_levels`` values (sampled in turn over ``2 x 2``
-            cells for two to four of them). Needs ``init="trivial"`` and an embedding of the
-            slots' channels: the same size, or a Haar downscale with ``order="hl"``, where
-            the low bands are hidden (no 1x1 convolution after the downscale) and the
-            couplings also predict the high bands.
+            at the other slots to ``hiding_levels`` values (two on a checkerboard, three
+            and four sampled in turn over ``2 x 2`` cells). Needs ``init="trivial"`` and an
+            embedding of the slots' channels: the same size, or one Haar level with
+            ``order="hl"``, where the low bands are hidden (no 1x1 convolution after the
+            downscale) and the couplings also predict the high bands.
         hiding_difference: With ``hiding_levels``, hide each other slot's difference from the
             reference slot, companded with this scale (the ``difference`` of
             :class:`~invblocks.blocks.residue.ResidueHiding`): for slots that resemble the
@@ -121,12 +121,6 @@ def iicnet(
         )
     channels = image_channels * n_images
     net = Sequence(channels, *size)
-    if upscale_prior is None:
-        upscale_prior = init == "trivial" and downscale == "haar"
-    if upscale_prior:
-        if downscale is None:
-            raise ValueError("iicnet: upscale_prior needs a downscale")
-        net.append(B.UpscalePrior, factor=2**levels)
     if hiding_levels is not None and (
         prior is not None
         or downscale not in (None, "haar")
@@ -142,7 +136,16 @@ def iicnet(
             "hiding out)"
         )
     if hiding_difference is not None and hiding_levels is None:
-        raise ValueError("iicnet: hiding_difference needs hiding_levels")
+        raise ValueError(
+            "iicnet: hiding_difference needs hiding_levels (set both, or hiding_difference=None "
+            "with hiding_levels=None)"
+        )
+    if upscale_prior is None:
+        upscale_prior = init == "trivial" and downscale == "haar"
+    if upscale_prior:
+        if downscale is None:
+            raise ValueError("iicnet: upscale_prior needs a downscale")
+        net.append(B.UpscalePrior, factor=2**levels)
     if prior is not None:
         net.append(B.ReferencePrior, channels=image_channels, zoom=prior)
     if relation and hiding_levels is None:
@@ -184,6 +187,7 @@ def iicnet(
             levels=hiding_levels,
             secrets=None if downscale is None else n_images - 1,
             difference=hiding_difference,
+            checkerboard=True,
         )
         split = out_channels
     for _ in range(blocks):

@@ -246,7 +246,8 @@ class Task:
             raise ValueError(f"task {self.name!r} embeds {want} images; received {n}")
 
     def check_sampling(self, options: Mapping[str, Any]) -> None:
-        """``ValueError`` unless the task's sampler takes every setting in ``options``."""
+        """``ValueError`` unless the task's sampler takes every setting in ``options``, each
+        of the type of its default."""
         unknown = sorted(set(options) - set(self.sampling))
         if unknown:
             known = ", ".join(sorted(self.sampling)) or "none"
@@ -254,6 +255,13 @@ class Task:
                 f"task {self.name!r} takes the sampling settings: {known}; received "
                 f"{', '.join(unknown)}"
             )
+        for name, value in options.items():
+            default = self.sampling[name]
+            if default is not None and type(value) is not type(default):
+                raise ValueError(
+                    f"task {self.name!r}: sampling.{name} expects a {type(default).__name__} "
+                    f"(default {default!r}); received {value!r}"
+                )
 
     def stack(self, images: Sequence[Tensor]) -> Tensor:
         """``n`` images ``(C, H, W)`` (or batches ``(B, C, H, W)``) in natural order, stacked on

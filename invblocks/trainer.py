@@ -381,8 +381,9 @@ class _Run:
 def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     """``config`` with what it leaves unset taken from its recipe (``config.recipe``:
     the task's default recipe or the papers'): batch, crop, learning rate, optimiser,
-    warm-up, quantiser, autocast, network settings and loss weights (the config's own over
-    the recipe's). Resolving a resolved config changes nothing."""
+    warm-up, quantiser, autocast, network settings, loss weights and sampling settings (the
+    config's own over the recipe's, over the task's for sampling). Resolving a resolved
+    config changes nothing."""
     recipe = task.recipe(config.recipe)
     own = config.init is not None or "preset" in config.network  # the run chose its network
     network = dict(config.network) if own else {**recipe.network, **config.network}
@@ -400,7 +401,7 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
         autocast=config.autocast or recipe.autocast or "float32",
         network=network,
         losses={**recipe.losses, **config.losses},
-        sampling={**recipe.sampling, **config.sampling},
+        sampling={**task.sampling, **recipe.sampling, **config.sampling},
     )
 
 

@@ -32,7 +32,9 @@ TRAIN_STEP, VAL_STEP = 5, 1
 def sample_frames(request: SampleRequest) -> list[Tensor]:
     """``n`` frames of one clip, ``step`` apart, in time order, cropped alike."""
     clip, n = request.pick(), request.n_inputs
-    step = int(request.options.get("frame_step", TRAIN_STEP)) if request.train else VAL_STEP
+    step = request.options.get("frame_step", TRAIN_STEP) if request.train else VAL_STEP
+    if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ValueError(f"sampling.frame_step must be a positive integer; received {step!r}")
     span = (n - 1) * step + 1
     if clip.shape[0] < span:
         step = max(1, (clip.shape[0] - 1) // max(1, n - 1))
@@ -64,7 +66,9 @@ above 30 dB (docs/benchmarks.md)."""
 
 def _iicnet_x2(n: int, /, **kw: Any) -> Any:
     kw.setdefault("downscale", "haar")
-    if n > 5:  # the residue holds four other frames at most: more start without the hiding
+    if n > 5 or kw.get("hiding_levels") is None:
+        # the residue holds four other frames at most: more start without the hiding, and
+        # its compander goes with it (--set network.hiding_levels=null)
         kw.pop("hiding_levels", None)
         kw.pop("hiding_difference", None)
     return presets.iicnet(n, **kw)

@@ -573,6 +573,16 @@ def test_residue_hiding_restores_every_secret_from_the_8_bit_embedding_alone(
         B.ResidueHiding([(9, 1, 4)], channels=3)
 
 
+def test_secret_phases_two_secrets_on_alternate_columns_or_a_checkerboard():
+    columns = B.secret_phases(2, 2, 4)[0].int().tolist()
+    board = B.secret_phases(2, 2, 4, checkerboard=True)[0].int().tolist()
+    assert columns == [[1, 0, 1, 0], [1, 0, 1, 0]]  # the layout saved models decode with
+    assert board == [[1, 0, 1, 0], [0, 1, 0, 1]]
+    cells = B.secret_phases(3, 2, 2, checkerboard=True).int().tolist()
+    assert cells == [[[1, 0], [0, 1]], [[0, 1], [0, 0]], [[0, 0], [1, 0]]]  # 2x2 cells in turn
+    assert torch.equal(B.secret_phases(3, 4, 4), B.secret_phases(3, 4, 4, checkerboard=True))
+
+
 @given(
     secrets=st.integers(1, 4),
     levels=st.integers(4, 64),
@@ -594,7 +604,10 @@ def test_residue_hiding_of_differences_restores_each_to_its_nearest_level(
     slots = (cover.repeat(1, secrets, 1, 1) + torch.where(same, 0, steps)).clamp(0, 255)
     tail = torch.randn(2, passed, h, w, generator=g, dtype=torch.float64)
     x = torch.cat([cover / 255.0, slots / 255.0, tail], dim=1)
-    block = B.ResidueHiding(channels=3, levels=levels, secrets=secrets, difference=scale)
+    board = seed % 2 == 0
+    block = B.ResidueHiding(
+        channels=3, levels=levels, secrets=secrets, difference=scale, checkerboard=board
+    )
     y = block(x)
     assert torch.equal(y[:, 3 * (1 + secrets) :], tail)
     e = B.quantize(y[:, :3])
@@ -602,7 +615,7 @@ def test_residue_hiding_of_differences_restores_each_to_its_nearest_level(
     hidden = y[:, 3 : 3 * (1 + secrets)]
     r = block.inverse()(torch.cat([e, torch.zeros_like(hidden), tail], dim=1))
     assert torch.equal(r[:, :3], e) and torch.equal(r[:, 3 * (1 + secrets) :], tail)
-    phases = B.secret_phases(secrets, h, w)
+    phases = B.secret_phases(secrets, h, w, checkerboard=board)
     for k in range(secrets):
         s, got = x[:, 3 * (k + 1) : 3 * (k + 2)], r[:, 3 * (k + 1) : 3 * (k + 2)]
         wanted = block._compand(s - x[:, :3])[0][..., phases[k]]
@@ -611,6 +624,13 @@ def test_residue_hiding_of_differences_restores_each_to_its_nearest_level(
         assert float((level - wanted).abs().max()) <= 0.5 + 1e-6  # the nearest one
         zero = same.expand_as(s)[..., phases[k]]
         assert torch.allclose(got[..., phases[k]][zero], e[..., phases[k]][zero], atol=1e-9)
+    # a mispredicted offset (a wrong wrap count) moves a difference by 2 per wrap, never
+    # to infinity: the compander's expansion stays within its levels
+    for offset in (3.0, -3.0, 100.0, -1e4):
+        bad = block.inverse()(torch.cat([e, torch.full_like(hidden, offset), tail], dim=1))
+        assert bool(torch.isfinite(bad).all())
+        wraps = math.floor((offset + 2) / 4)
+        assert float(bad[:, 3 : 3 * (1 + secrets)].abs().max()) <= abs(offset) + 2 * abs(wraps) + 3
     with pytest.raises(ValueError, match=r"secrets in 1\.\.4"):
         B.ResidueHiding(channels=3, secrets=5)
     with pytest.raises(ValueError, match="levels in 4"):

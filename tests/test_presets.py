@@ -154,7 +154,7 @@ def test_the_hiding_start_hides_and_training_cannot_move_the_embedding(n):
     assert "RelationModule" not in repr(net)
     x = torch.randint(0, 256, (2, 3 * n, 8, 10), generator=torch.Generator().manual_seed(n))
     x = x.double() / 255
-    hiding = B.ResidueHiding(channels=3, levels=16)
+    hiding = B.ResidueHiding(channels=3, levels=16, checkerboard=True)
     y = hiding(x)
     e = B.quantize(y[:, :3])
     expected = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
@@ -183,7 +183,7 @@ def test_the_downscaling_hiding_start_hides_the_low_bands_and_upscales_them():
     ).double().eval()  # fmt: skip
     assert "InvConv1x1" not in repr(net)
     x = torch.rand(2, 9, 8, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    hiding = B.ResidueHiding(channels=3, levels=10, difference=0.03)
+    hiding = B.ResidueHiding(channels=3, levels=10, difference=0.03, checkerboard=True)
     y = hiding(F.avg_pool2d(x, 2))
     e = B.quantize(y[:, :3])
     lows = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
@@ -196,8 +196,12 @@ def test_the_downscaling_hiding_start_hides_the_low_bands_and_upscales_them():
         perturb_parameters(net, 0.05, torch.Generator().manual_seed(1))
         assert torch.allclose(net.embed(x), e, atol=1e-12)
         assert not torch.allclose(net.restore(e), expected, atol=1e-3)
-    with pytest.raises(ValueError, match="order='hl'"):
-        presets.iicnet(3, downscale="haar", init="trivial", hiding_levels=10, **kw)
+    for bad in ({"order": "ref"}, {"levels": 2}, {"downscale": "squeeze"}):
+        with pytest.raises(ValueError, match="order='hl'"):
+            presets.iicnet(
+                3, **{"downscale": "haar", "order": "hl", **bad}, init="trivial",
+                hiding_levels=10, **kw,
+            )  # fmt: skip
 
 
 def test_the_trivial_initialisation_refuses_what_it_cannot_start():

@@ -75,6 +75,11 @@ def test_video_training_frames_are_frame_step_apart_and_other_settings_are_refus
         assert values[1] - values[0] == values[2] - values[1] == step
     with pytest.raises(ValueError, match="takes the sampling settings: frame_step; received sp"):
         task.dataset(source, "train", n_inputs=3, crop=16, options={"spacing": 2})
+    with pytest.raises(ValueError, match=r"frame_step expects a int \(default 5\); received 1\.5"):
+        task.dataset(source, "train", n_inputs=3, crop=16, options={"frame_step": 1.5})
+    zero = task.dataset(source, "train", n_inputs=3, crop=16, options={"frame_step": 0})
+    with pytest.raises(ValueError, match="frame_step must be a positive integer; received 0"):
+        zero[0]
     assert task.train.sampling == {} and invblocks.get_task("video-x2").train.sampling == {
         "frame_step": 1
     }

@@ -16,16 +16,20 @@ from ..registry import register_block
 __all__ = ["ResidueHiding", "secret_phases"]
 
 
-def secret_phases(secrets: int, height: int, width: int, device: Any = None) -> Tensor:
+def secret_phases(
+    secrets: int, height: int, width: int, device: Any = None, *, checkerboard: bool = False
+) -> Tensor:
     """Which secret each pixel carries, ``(secrets, height, width)`` booleans: every pixel
-    for one secret; for two a checkerboard (secret ``(i + j) % 2``); for three and four the
-    pixels of each ``2 x 2`` cell in turn (cell position ``2*(i % 2) + j % 2``, secret
-    ``position % secrets``), so that every secret is sampled in every cell."""
+    for one secret; for two to four the pixels of each ``2 x 2`` cell in turn (cell position
+    ``2*(i % 2) + j % 2``, secret ``position % secrets``: two secrets on alternate columns),
+    so that every secret is sampled in every cell; with ``checkerboard``, two secrets on a
+    checkerboard instead (secret ``(i + j) % 2``: each pixel's four neighbours carry the
+    other)."""
     if secrets == 1:
         return torch.ones(1, height, width, dtype=torch.bool, device=device)
     i = torch.arange(height, device=device)[:, None] % 2
     j = torch.arange(width, device=device)[None, :] % 2
-    owner = (i + j) % 2 if secrets == 2 else (2 * i + j) % secrets
+    owner = (i + j) % 2 if secrets == 2 and checkerboard else (2 * i + j) % secrets
     return torch.stack([owner == k for k in range(secrets)])
 
 
@@ -35,17 +39,18 @@ class ResidueHiding(Block):
 
     Slots ``[cover; secret_1; ...]`` of ``channels`` each, in ``[0, 1]``. Each pixel carries
     one secret (all of them with one secret; with two to four, the pixels of each ``2 x 2``
-    cell in turn, :func:`secret_phases`). In units of the ``L = 2**bits - 1`` grid, with ``u =
-    L * cover`` and ``t = (levels - 1) * secret``, the first output slot is the ``y`` nearest
-    to ``u`` with ``y = t (mod levels)``, kept within ``[0, L]``: rounded to 8 bits it differs
-    from the cover by at most ``levels / 2`` grid steps (``levels`` near black and white) and
-    still holds the secret to one of ``levels`` values. The other slots hold what ``y`` does
-    not: at a pixel that carries secret ``k``, slot ``k`` holds ``u - y``; elsewhere it holds
-    secret ``k`` less its interpolation from its carried samples (a normalised 3 x 3 tent
-    filter: bilinear on their lattice of period 2). The inverse reads ``t``
-    back from ``y`` modulo ``levels``; with those slots zero (as a channel squeeze that keeps
-    the first slot fills them) it restores the cover as the embedding itself and each secret
-    from its samples.
+    cell in turn, or for two a checkerboard with ``checkerboard``, :func:`secret_phases`).
+    In units of the ``L = 2**bits - 1`` grid, with ``u = L * cover`` and ``t = (levels - 1) *
+    secret``, the first output slot is the ``y`` nearest to ``u`` with ``y = t (mod
+    levels)``, kept within ``[0, L]``: rounded to 8 bits it differs from the cover by at most
+    ``levels / 2`` grid steps (``levels`` near black and white) and still holds the secret to
+    one of ``levels`` values. The other slots hold what ``y`` does not: at a pixel that
+    carries secret ``k``, slot ``k`` holds ``u - y``; elsewhere it holds secret ``k`` less
+    its interpolation from its carried samples (a normalised 3 x 3 tent filter: bilinear on
+    their lattice of period 2, the mean of the four neighbours on a checkerboard). The
+    inverse reads ``t`` back from ``y`` modulo ``levels``; with those slots zero (as a
+    channel squeeze that keeps the first slot fills them) it restores the cover as the
+    embedding itself and each secret from its samples.
 
     With ``levels = 16``, on photographs: the embedding is 34.8 dB from the cover (a uniform
     error of +-8 steps), one secret restores to 16 values (34.4 dB), two to four secrets,
@@ -58,20 +63,25 @@ class ResidueHiding(Block):
     slots that resemble it: the frames of a clip), companded so that the small differences
     keep the fine levels: ``t = m + m * asinh(d / r) / asinh(1 / r)`` with ``m = (levels -
     1) // 2``, a level, so that ``d = 0`` is kept exactly and ``d = +-1`` maps to the levels
-    ``0`` and ``2 m``. The other pixels interpolate the difference, not the secret,
-    and the inverse adds the restored cover back. The log-determinant then depends on ``d``.
+    ``0`` and ``2 m``; a difference beyond ``+-1`` is first brought into it by a multiple
+    ``2 w`` of 2, and ``w`` is the wrap count (so that a mispredicted wrap in the inverse
+    costs 2, not the compander's expansion). The other pixels interpolate the difference,
+    not the secret, and the inverse adds the restored cover back. The log-determinant then
+    depends on ``d``.
 
     Arguments:
         dims_in: Input shapes (optional).
         channels: Channels of one slot (3 for RGB).
         levels: Values each secret keeps (``2`` to ``(L + 1) / 2``; at least 4 with
-            ``difference``).
+            ``difference``, which uses ``2 m + 1`` of them: all for an odd ``levels``).
         bits: Bits of the embedding's grid (8).
         secrets: The number ``k`` of secret slots after the cover; channels after them
             pass through unchanged (the high bands after a Haar downscale). ``None``: every
             slot after the cover.
         difference: Hide each secret's difference from the cover, companded with this scale
             (``None``: the secret itself, uniformly).
+        checkerboard: Two secrets take turns over a checkerboard rather than alternate
+            columns (better interpolated: 0.2 dB on a clip's frames).
 
     Shapes:
         ``(B, (1 + k) * channels + P, H, W) -> same``, ``1 <= k <= 4``, ``P`` channels passed
@@ -93,6 +103,7 @@ class ResidueHiding(Block):
         bits: int = 8,
         secrets: int | None = None,
         difference: float | None = None,
+        checkerboard: bool = False,
     ) -> None:
         super().__init__(dims_in)
         grid = 2**bits - 1
@@ -110,7 +121,7 @@ class ResidueHiding(Block):
                 f"None); received secrets={secrets}, difference={difference}"
             )
         self.channels, self.levels, self.bits = channels, levels, bits
-        self.secrets, self.difference = secrets, difference
+        self.secrets, self.difference, self.checkerboard = secrets, difference, checkerboard
         self.grid = float(grid)
         if self.dims_in:
             self.output_dims(self.dims_in)
@@ -122,7 +133,9 @@ class ResidueHiding(Block):
     def _split(self, x: Tensor) -> tuple[Tensor, list[Tensor], Tensor, Tensor]:
         c, n = self.channels, self._slots(x.shape[1])
         slots = [x[:, k * c : (k + 1) * c] for k in range(n)]
-        masks = secret_phases(n - 1, x.shape[-2], x.shape[-1], x.device).to(x.dtype)
+        masks = secret_phases(
+            n - 1, x.shape[-2], x.shape[-1], x.device, checkerboard=self.checkerboard
+        ).to(x.dtype)
         return slots[0], slots[1:], masks, x[:, n * c :]
 
     def _compand(self, d: Tensor) -> tuple[Tensor, Tensor]:
@@ -159,11 +172,12 @@ class ResidueHiding(Block):
         if self.difference is None:
             t = (k - 1) * carried
             log_det = cover.new_full((cover.shape[0],), cover[0].numel() * math.log((k - 1) / grid))
-        else:
-            t, slope = self._compand(carried)
+            wraps = torch.floor((t + 0.5) / k)
+            residue = t - k * wraps  # in [-0.5, k - 0.5): away from the grid's rounding edges
+        else:  # a difference beyond +-1 wraps by 2: its level stays in [0, 2m]
+            wraps = torch.round(carried / 2)
+            residue, slope = self._compand(carried - 2 * wraps)
             log_det = (slope - math.log(grid)).flatten(1).sum(1)
-        wraps = torch.floor((t + 0.5) / k)
-        residue = t - k * wraps  # in [-0.5, k - 0.5): away from the grid's rounding edges
         y = residue + k * torch.round((u - residue) / k)
         inside = (u >= 0) & (u <= grid)  # keep the embedding on the grid where the cover is
         y = torch.where(
@@ -185,13 +199,14 @@ class ResidueHiding(Block):
         offset = sum(m * r for m, r in zip(masks, rest, strict=True))
         wraps = torch.floor((offset + 2) / 4)
         u = y + grid * (offset - 4 * wraps)
-        t = torch.remainder(y + 0.5, k) - 0.5 + k * wraps
+        residue = torch.remainder(y + 0.5, k) - 0.5
         if self.difference is None:
-            carried = t / (k - 1)
+            carried = (residue + k * wraps) / (k - 1)
             log_det = y.new_full((y.shape[0],), embedding[0].numel() * math.log((k - 1) / grid))
         else:
-            carried = self._expand(t)
-            log_det = (self._compand(carried)[1] - math.log(grid)).flatten(1).sum(1)
+            base = self._expand(residue)
+            carried = base + 2 * wraps
+            log_det = (self._compand(base)[1] - math.log(grid)).flatten(1).sum(1)
         secrets = [
             m * carried + (1 - m) * (r + self._fill(carried, m))
             for m, r in zip(masks, rest, strict=True)
@@ -222,6 +237,8 @@ class ResidueHiding(Block):
         extra = "" if self.secrets is None else f", secrets={self.secrets}"
         if self.difference is not None:
             extra += f", difference={self.difference}"
+        if self.checkerboard:
+            extra += ", checkerboard=True"
         return (
             f"channels={self.channels}, levels={self.levels}, bits={self.bits}{extra}, "
             f"{super().extra_repr()}"
