@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    print(f"warning: {_one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
@@ -332,7 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not os.environ.get("INVBLOCKS_NO_TUNE_MALLOC"):
         tune_malloc()
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # a warning is one line on stderr, as errors are
+            warnings.showwarning = _show_warning
+            args.func(args)
     except (UserError, ValueError, KeyError, OSError, PluginLoadError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
         if isinstance(err, OSError) and err.filename is not None and err.strerror:

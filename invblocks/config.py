@@ -68,7 +68,8 @@ class TrainConfig:
         task: Registered task name.
         recipe: Whose defaults fill what the config leaves unset: ``"default"`` (the task's
             recipe for getting a useful model within a short budget on a CPU: a small
-            network that starts at the trivial solution, see the tasks guide) or
+            network that starts at the trivial solution or a classical hiding, see the
+            tasks guide) or
             ``"reference"`` (the papers' networks and hyper-parameters).
         n_inputs: Images per sample.
         network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;

@@ -40,7 +40,8 @@ def iicnet(
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """IICNet: relation -> [downscale + 1x1 conv] -> couplings -> channel squeeze, then the
-    quantiser as the channel; optionally a fixed reference prior first.
+    quantiser as the channel; optionally a classical start: a fixed reference or upscale
+    prior first, or a residue hiding in place of the relation module (after the downscale).
 
     The channel bookkeeping follows the reference: ``C = image_channels * n_images`` input
     channels, ``4C`` after a downscale; the couplings' first half (the reference image's slot,
@@ -82,12 +83,14 @@ def iicnet(
             downscale; needs a downscale).
         hiding_levels: Hide the other slots in the residue of the reference slot's 8-bit
             image: a :class:`~invblocks.blocks.residue.ResidueHiding` with these levels comes
-            first, without the relation module (and not with ``prior``), and the couplings
+            first (after the upscale prior and the Haar level when downscaling), without the
+            relation module (and not with ``prior``), and the couplings
             keep the embedding slot (``keep_first``): they learn to predict, from the
             embedding, what the channel squeeze drops (the cover's fine part, secret pixels
             another secret carries). The embedding is fixed by the hiding, within
             ``hiding_levels / 2`` grid steps of the reference, and the restoration starts
-            at the other slots to ``hiding_levels`` values (two on a checkerboard, three
+            at the other slots to ``hiding_levels`` values (``2 * ((hiding_levels - 1) //
+            2) + 1`` with ``hiding_difference``; two on a checkerboard, three
             and four sampled in turn over ``2 x 2`` cells). Needs ``init="trivial"`` and an
             embedding of the slots' channels: the same size, or one Haar level with
             ``order="hl"``, where the low bands are hidden (no 1x1 convolution after the

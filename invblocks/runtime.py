@@ -24,7 +24,7 @@ import sys
 
 import torch
 
-__all__ = ["resolve_device", "tune_malloc"]
+__all__ = ["fast_bfloat16", "resolve_device", "tune_malloc"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -118,3 +118,27 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
             f"(cuda:0 to cuda:{count - 1})"
         )
     return torch.device("cuda", index)
+
+
+def fast_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` has bfloat16 matrix units, so that bfloat16 autocast pays.
+
+    A CUDA device that supports bfloat16, or a CPU with AMX tiles or AVX-512 BF16
+    instructions (which oneDNN's bfloat16 convolutions use). On other CPUs bfloat16 is
+    emulated and a training step is several times slower than in float32 (see the
+    benchmarks guide). Other devices, and CPUs that this build of PyTorch cannot probe,
+    count as fast: the check only warns against a known loss.
+
+    Example:
+        >>> from invblocks.runtime import fast_bfloat16
+        >>> fast_bfloat16("cpu") in (True, False)
+        True
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return True
+    names = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    probes = [getattr(torch.cpu, name) for name in names if hasattr(torch.cpu, name)]
+    return not probes or any(bool(probe()) for probe in probes)

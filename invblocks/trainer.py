@@ -25,6 +25,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from .blocks import set_compact_dense
+from .blocks import JPEGChannel, ResidueHiding, set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -51,7 +52,7 @@ from .metrics import PSNR_CAP, psnr, ssim
 from .model import load_for_eval
 from .plugins import get_task
 from .ricnet import RICNet, as_ricnet, build_channel
-from .runtime import resolve_device
+from .runtime import fast_bfloat16, resolve_device
 from .step import ric_step
 from .task import Task, default_display
 
@@ -168,7 +169,16 @@ def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
         spec = {"type": "Quantizer", "train_mode": quantizer}
     if spec is None:
         return net
-    return net.with_channel(build_channel(spec, net.embedding_dims))
+    channel = build_channel(spec, net.embedding_dims)
+    if isinstance(channel, JPEGChannel) and any(
+        isinstance(m, ResidueHiding) for m in net.modules()
+    ):
+        raise ValueError(
+            f"channel {spec!r}: this network hides its other images in the residue of the "
+            "8-bit embedding (ResidueHiding), which a JPEG destroys; train it without the "
+            "hiding (--set network.hiding_levels=null) to train through a JPEG"
+        )
+    return net.with_channel(channel)
 
 
 def _weights_digest(net: nn.Module) -> str:
@@ -424,6 +434,14 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     torch.manual_seed(config.seed)
     net = _with_channel(_initial_network(task, n, config), config, task)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
+    if config.autocast == "bfloat16" and not fast_bfloat16(device):
+        warnings.warn(
+            f"autocast=bfloat16 on a {device.type} without bfloat16 matrix units (AMX or "
+            "AVX-512 BF16 on a CPU) emulates it, which makes each step several times slower "
+            "than float32 (autocast=float32, the default)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     task.check_sampling(config.sampling)
     if config.memory_saving:
         net.memory_saving = True

@@ -30,7 +30,8 @@ TRAIN_STEP, VAL_STEP = 5, 1
 
 
 def sample_frames(request: SampleRequest) -> list[Tensor]:
-    """``n`` frames of one clip, ``step`` apart, in time order, cropped alike."""
+    """``n`` frames of one clip in time order, cropped alike: ``options["frame_step"]``
+    apart in training (default 5), adjacent in validation; closer where a clip is short."""
     clip, n = request.pick(), request.n_inputs
     step = request.options.get("frame_step", TRAIN_STEP) if request.train else VAL_STEP
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:

@@ -184,6 +184,10 @@ def catalogue(inputs, out, model):
          [*train, *base, "--set", "channel=jpeg", "--set", "channel.quality=200"],
          "quality must be in 1..100", {}),
         ("bad device", [*train, *base, "--set", "device=tpu"], "device", {}),
+        ("JPEG channel over a residue hiding",
+         ["train", "--task", "hiding", "--out", out / "run", "--quiet", *base,
+          "--set", "channel=jpeg"],
+         "which a JPEG destroys", {}),
     ]  # fmt: skip
 
 
@@ -193,7 +197,7 @@ CASES = [
     "pickled checkpoint", "pickled published file", "read-only folder", "damaged config",
     "unknown key", "wrong type", "bad choice", "bad autocast", "unknown network key",
     "bad network value", "unknown loss", "bad loss weight", "unknown channel",
-    "bad channel argument", "bad device",
+    "bad channel argument", "bad device", "JPEG channel over a residue hiding",
 ]  # fmt: skip
 
 

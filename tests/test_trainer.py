@@ -67,6 +67,36 @@ def test_the_sampling_settings_reach_the_run_and_its_training_samples(tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bfloat16_autocast_warns_where_the_device_would_emulate_it(fast, monkeypatch, tmp_path):
+    import warnings
+
+    import invblocks.trainer as trainer
+
+    monkeypatch.setattr(trainer, "fast_bfloat16", lambda device: fast)
+    tiny = {"blocks": 1, "growth": 4}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer._setup(TrainConfig(task="video", autocast="bfloat16", network=tiny), tmp_path)
+        trainer._setup(TrainConfig(task="video", network=tiny), tmp_path)  # float32: silent
+    slow = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(slow) == (0 if fast else 1)
+    assert fast or "several times slower than float32" in str(slow[0].message)
+
+
+def test_the_bfloat16_probe_answers_for_every_device_kind(monkeypatch):
+    import torch
+
+    from invblocks.runtime import fast_bfloat16
+
+    assert fast_bfloat16("meta") is True  # not a known loss
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert fast_bfloat16("cpu") is False
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert fast_bfloat16(torch.device("cpu")) is True
+
+
 def test_the_old_step_module_is_a_deprecated_alias():
     import importlib
     import sys
