@@ -284,15 +284,17 @@ def _prepare_out(out: Path, resume: bool) -> bool:
     A ``resume`` of a run that was stopped before its first checkpoint (its ``config.json``
     is there, no checkpoint) starts it again in the same folder."""
     if resume:
-        try:
-            find_checkpoint(out)
+        started = (out / "config.json").is_file()  # the run's own config, written first
+        if not started or any(
+            (out / name).is_file() for name in ("checkpoints/LATEST", "model.safetensors")
+        ):
+            find_checkpoint(out)  # a run's latest, a checkpoint folder, or a clear error
             return True
-        except ValueError:
-            if not (out / "config.json").is_file():
-                raise
         for leftover in ("metrics.jsonl", "report.html", "losses.png"):
             (out / leftover).unlink(missing_ok=True)
-        shutil.rmtree(out / "samples", ignore_errors=True)
+        for folder in ("samples", "checkpoints"):  # no checkpoint was completed
+            shutil.rmtree(out / folder, ignore_errors=True)
+        _clean_leftovers(out, 0)
         return False
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not empty: choose another --out or pass --resume")

@@ -100,6 +100,30 @@ def test_resume_equals_uninterrupted(tmp_path, trained):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.parametrize("stage", ["config", "half-written checkpoint", "checkpoint unnamed"])
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(stage, tmp_path, trained):
+    """Killed after writing its config and before ``LATEST`` named a checkpoint: the folder
+    holds the run's config.json (not a checkpoint's), maybe a half-written or an unnamed
+    checkpoint folder and a temporary file; the resume starts again and equals a whole run."""
+    import shutil
+
+    run = tmp_path / "early"
+    train(tiny_config(), run, progress=False)
+    shutil.rmtree(run / "checkpoints")
+    (run / "checkpoints").mkdir()
+    if stage == "half-written checkpoint":
+        (run / "checkpoints" / ".step-00000002.partial").mkdir()
+    if stage == "checkpoint unnamed":  # renamed into place, killed before LATEST
+        shutil.copytree(
+            trained / "checkpoints" / "step-00000002", run / "checkpoints" / "step-00000002"
+        )
+    (run / ".metrics.jsonl.x.tmp").write_text("cut")
+    train(tiny_config(), run, resume=True, progress=False)
+    a, b = weights(trained), weights(run)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(run.rglob(".*"))
+
+
 def test_resume_refuses_another_task_or_network(tmp_path, trained):
     with pytest.raises(ValueError, match="another network"):
         train(tiny_config(network={"blocks": 3, "width": 8}), trained, resume=True, progress=False)
