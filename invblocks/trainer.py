@@ -282,9 +282,12 @@ def _prepare_out(out: Path, resume: bool) -> bool:
     """Check (and make) the run folder; ``True`` when there is a checkpoint to resume.
 
     A ``resume`` of a run that was stopped before its first checkpoint (its ``config.json``
-    is there, no checkpoint) starts it again in the same folder."""
+    is there, or the folder is empty but for temporaries; no checkpoint) starts it again in
+    the same folder."""
     if resume:
         started = (out / "config.json").is_file()  # the run's own config, written first
+        if out.is_dir() and all(p.name.endswith(".tmp") for p in out.iterdir()):
+            started = True  # killed before it wrote its config: nothing to keep
         if not started or any(
             (out / name).is_file() for name in ("checkpoints/LATEST", "model.safetensors")
         ):

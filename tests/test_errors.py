@@ -302,14 +302,24 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(tmp_path
     run = tmp_path / "killed"
     argv = [sys.executable, "-m", "invblocks", "train", "--task", "video", "--out", str(run),
             "--quiet", *settings]  # fmt: skip
-    rng = random.Random(0)
+    rng, log, killed = random.Random(0), run / "metrics.jsonl", 0
+
+    def stamp():
+        return log.stat().st_mtime_ns if log.exists() else None
+
     for attempt in range(4):
         cmd = argv if attempt == 0 else [*argv, "--resume"]
+        before = stamp()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4.0, 9.0))  # the start (imports) takes a few seconds
+        deadline = time.monotonic() + 120  # the start (imports) takes seconds, more on a slow CPU
+        while proc.poll() is None and stamp() == before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))  # killed while it trains and writes checkpoints
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
+            killed += 1
         proc.wait()
+    assert killed >= 2  # the kills interrupted training, not a finished run
     code, _, err = cli(
         "train", "--task", "video", "--out", run, "--quiet", "--resume", *settings[:0]
     )

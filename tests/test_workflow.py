@@ -100,7 +100,9 @@ def test_resume_equals_uninterrupted(tmp_path, trained):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("stage", ["config", "half-written checkpoint", "checkpoint unnamed"])
+@pytest.mark.parametrize(
+    "stage", ["folder", "config", "half-written checkpoint", "checkpoint unnamed"]
+)
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(stage, tmp_path, trained):
     """Killed after writing its config and before ``LATEST`` named a checkpoint: the folder
     holds the run's config.json (not a checkpoint's), maybe a half-written or an unnamed
@@ -117,7 +119,10 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_start(stage, 
         shutil.copytree(
             trained / "checkpoints" / "step-00000002", run / "checkpoints" / "step-00000002"
         )
-    (run / ".metrics.jsonl.x.tmp").write_text("cut")
+    if stage == "folder":  # killed before it wrote its config
+        shutil.rmtree(run)
+        run.mkdir()
+    (run / ".config.json.x.tmp").write_text("cut")
     train(tiny_config(), run, resume=True, progress=False)
     a, b = weights(trained), weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
