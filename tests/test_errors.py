@@ -201,15 +201,76 @@ CASES = [
 ]  # fmt: skip
 
 
+# Runs ``invblocks.cli.main`` on each command line of a JSON list, in one process (a
+# process start costs seconds), with stdout and stderr captured per command; an exception
+# that escapes ``main`` is written as its traceback, as Python would print it.
+BATCH = """
+import contextlib, io, json, sys, traceback
+from invblocks.cli import main
+results = []
+for argv in json.loads(open(sys.argv[1]).read()):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else 1
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results.append([code, out.getvalue(), err.getvalue()])
+open(sys.argv[2], "w").write(json.dumps(results))
+"""
+
+
+def skipped(case):
+    return case == "read-only folder" and os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def batch(inputs, model, tmp_path_factory):
+    """Every case that needs no process settings of its own, run by :data:`BATCH` before
+    the tests look at them: ``(results by case, the inputs' digests before, out folders)``."""
+    root = tmp_path_factory.mktemp("bad")
+    before = digest(inputs), digest(model)
+    argvs = {}
+    for i, case in enumerate(CASES):
+        argv, _, extra = {n: rest for n, *rest in catalogue(inputs, root / str(i), model)}[case]
+        if not extra and not skipped(case):
+            argvs[case] = argv
+    results = dict(zip(argvs, cli_batch(list(argvs.values()), root), strict=True))
+    return results, before, root
+
+
+def cli_batch(argvs, folder, preexec=None):
+    """``[(returncode, stdout, stderr)]`` of each command line, run by :data:`BATCH` in one
+    subprocess (its two JSON files in ``folder``, removed after)."""
+    argv_file, results_file = folder / "argv.json", folder / "results.json"
+    argv_file.write_text(json.dumps([[str(a) for a in argv] for argv in argvs]))
+    proc = subprocess.run(
+        [sys.executable, "-c", BATCH, str(argv_file), str(results_file)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900, preexec_fn=preexec,
+        env={**os.environ, "INVBLOCKS_NO_TUNE_MALLOC": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(results_file.read_text())
+    argv_file.unlink()
+    results_file.unlink()
+    return results
+
+
 @pytest.mark.parametrize("case", CASES)
-def test_bad_input_is_one_sentence_with_exit_code_2(case, model, inputs, tmp_path):
-    if case == "read-only folder" and os.geteuid() == 0:
+def test_bad_input_is_one_sentence_with_exit_code_2(case, model, inputs, batch):
+    if skipped(case):
         pytest.skip("root writes into read-only folders")
-    out = tmp_path / "out"
-    cases = {name: rest for name, *rest in catalogue(inputs, out, model)}
-    argv, needle, extra = cases[case]
-    before, model_before = digest(inputs), digest(model)
-    code, stdout, err = cli(*argv, **extra)
+    results, (before, model_before), root = batch
+    out = root / str(CASES.index(case))
+    argv, needle, extra = {name: rest for name, *rest in catalogue(inputs, out, model)}[case]
+    if extra:  # its own process: a memory limit
+        before, model_before = digest(inputs), digest(model)
+        code, stdout, err = cli(*argv, **extra)
+    else:
+        code, stdout, err = results[case]
     assert code == 2, (stdout, err)
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
@@ -270,19 +331,16 @@ def test_written_files_follow_the_umask(umask, tmp_path):
     def preexec():
         os.umask(umask)
 
-    code, _, err = cli(
-        "train", "--task", "video", "--out", run, "--quiet",
-        *sets("steps=2", "crop=16", "batch=1", "n_inputs=3", "device=cpu", "val_every=1",
-              "ckpt_every=1", *TINY),
-        preexec=preexec,
-    )  # fmt: skip
-    assert code == 0, err
     f = frames(tmp_path / "in")
-    assert (
-        cli("embed", "--model", run, *f, "-o", tmp_path / "e" / "clip.png", preexec=preexec)[0] == 0
-    )
-    assert cli("restore", "--model", run, tmp_path / "e" / "clip.png", "-o", tmp_path / "r",
-               preexec=preexec)[0] == 0  # fmt: skip
+    commands = [
+        ["train", "--task", "video", "--out", run, "--quiet",
+         *sets("steps=2", "crop=16", "batch=1", "n_inputs=3", "device=cpu", "val_every=1",
+               "ckpt_every=1", *TINY)],
+        ["embed", "--model", run, *f, "-o", tmp_path / "e" / "clip.png"],
+        ["restore", "--model", run, tmp_path / "e" / "clip.png", "-o", tmp_path / "r"],
+    ]  # fmt: skip
+    for code, _, err in cli_batch(commands, tmp_path / "in", preexec=preexec):
+        assert code == 0, err
     written = [
         p for root in (run, tmp_path / "e", tmp_path / "r") for p in [root, *root.rglob("*")]
     ]
