@@ -320,11 +320,9 @@ def _clean_leftovers(out: Path, step: int) -> None:
         for tmp in root.glob(".step-*"):
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
-    for folder in (out, root):
-        if folder.is_dir():
-            for tmp in folder.glob(".*.tmp"):
-                if tmp.is_file():
-                    tmp.unlink(missing_ok=True)
+    for tmp in out.rglob(".*.tmp"):  # the run's files, its checkpoints' and samples'
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
     log = out / "metrics.jsonl"
     if log.is_file():
         kept = []

@@ -95,9 +95,12 @@ def test_resume_equals_uninterrupted(tmp_path, trained):
     import shutil
 
     shutil.rmtree(run / "checkpoints" / "step-00000004")
+    samples = next((run / "samples").iterdir())  # a sample cut short by the kill
+    (samples / ".restored1.png.x.tmp").write_text("cut")
     train(tiny_config(), run, resume=True, progress=False)
     a, b = weights(trained), weights(run)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not list(run.rglob(".*"))  # no temporaries left
 
 
 @pytest.mark.parametrize(
