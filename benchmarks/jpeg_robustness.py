@@ -77,14 +77,17 @@ def main() -> None:
         if "restored_psnr_no_ref" in results["plain"]["png"]
         else "restored_psnr"
     )
+    names = " | ".join(f"{n} restored / embedding" for n in results)
     rows = [
-        "| transport | " + " | ".join(f"{n} restored / embedding" for n in results) + " | gain |"
+        f"| transport | {names} | gain | baseline from the received file, {' / '.join(results)} |"
     ]
-    rows.append("| --- | " + " | ".join("---" for _ in results) + " | --- |")
+    rows.append("| --- | " + " | ".join("---" for _ in results) + " | --- | --- |")
     for t in transports:
         cells = [f"{r[t][key]:.2f} / {r[t]['embedding_psnr']:.2f}" for r in results.values()]
         gain = results["jpeg"][t][key] - results["plain"][t][key]
-        rows.append(f"| {t} | " + " | ".join(cells) + f" | {gain:+.2f} |")
+        # what a receiver has without the model: the trivial restoration from the file itself
+        trivial = [_received_baseline(r[t], key) for r in results.values()]
+        rows.append(f"| {t} | " + " | ".join(cells) + f" | {gain:+.2f} | {' / '.join(trivial)} |")
     table = "\n".join(rows)
     print(table)
     (out / "table.md").write_text(table + "\n")
@@ -93,6 +96,15 @@ def main() -> None:
     )
     _plot(results, transports, key, out / "jpeg.png", args)
     print(f"written {out}")
+
+
+def _received_baseline(metrics: dict, key: str) -> str:
+    """The trivial restoration's PSNR from the received embedding (from the reference for a
+    lossless transport), formatted; ``-`` where the task has none."""
+    value = metrics.get(key.replace("restored", "received_baseline"))
+    if value is None:
+        value = metrics.get(key.replace("restored", "baseline"))
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _plot(results, transports, key, path, args):

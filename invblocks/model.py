@@ -496,7 +496,9 @@ def evaluate_images(
     (over the inputs), ``restored_psnr_<i>`` (input ``i``, natural order),
     ``restored_psnr_no_ref`` (without the input the reference is made from, when there are
     several), the same for ``baseline_*`` (the task's trivial restoration from the reference
-    alone, :meth:`~invblocks.task.Task.trivial_restoration`) and ``items``. SSIM is NaN for
+    alone, :meth:`~invblocks.task.Task.trivial_restoration`) and, with a ``transport``, for
+    ``received_baseline_*`` (the same from the received embedding: what a receiver gets
+    without the model), and ``items``. SSIM is NaN for
     images under 11 pixels; identical images count as 100 dB.
     """
     from .metrics import PSNR_CAP, mean_psnr, psnr, ssim
@@ -536,10 +538,16 @@ def evaluate_images(
             baseline: list[Tensor] | None = task.unstack(trivial, n)
         except ValueError:
             baseline = None
+        received_baseline: list[Tensor] | None = None
+        if transport is not None and baseline is not None:
+            size = (int(padded.shape[-2]), int(padded.shape[-1]))
+            trivial = task.restoration_from(received.clamp(0, 1)[None], n, size)
+            received_baseline = task.unstack(trivial[0][:, :h, :w].clamp(0, 1), n)
         add("embedding_psnr", psnr(embedding, reference))
         add("embedding_ssim", ssim_or_nan(embedding, reference))
         add("received_psnr", psnr(received, reference))
-        for name, outs in (("restored", restored), ("baseline", baseline)):
+        compared = (("restored", restored), ("baseline", baseline))
+        for name, outs in (*compared, ("received_baseline", received_baseline)):
             if outs is None:
                 continue
             per = [min(psnr(o, im), PSNR_CAP) for o, im in zip(outs, images, strict=True)]

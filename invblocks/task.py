@@ -380,8 +380,14 @@ class Task:
     def trivial_restoration(self, x: Tensor, n: int) -> Tensor:
         """The task's trivial restoration of the stacked batch ``x`` ``(B, n*C, H, W)``, from
         its reference alone (``baseline``)."""
-        reference = self.reference(x, n)
         size = (int(x.shape[-2]), int(x.shape[-1]))
+        return self.restoration_from(self.reference(x, n), n, size)
+
+    def restoration_from(self, reference: Tensor, n: int, size: tuple[int, int]) -> Tensor:
+        """The trivial restoration ``(B, n*C, H, W)`` of ``n`` images of ``size`` ``(H, W)``
+        from a reference image ``(B, C_r, h, w)`` (``baseline``, or the reference repeated):
+        from the reference itself, or from what a receiver holds, e.g. an embedding after a
+        JPEG."""
         if self.baseline is not None:
             return self.baseline(reference, n, size)
         return repeat_reference(reference, n, size, self.image_channels)

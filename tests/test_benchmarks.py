@@ -288,6 +288,10 @@ def test_jpeg_robustness_runs_at_toy_size_and_fine_tunes_within_the_budget(tmp_p
     # a JPEG at quality 50 moves the received embedding further from the sent one than 90
     assert plain["jpeg50"]["received_psnr"] < plain["jpeg90"]["received_psnr"]
     assert "| jpeg90 |" in (out / "table.md").read_text()
+    # the trivial restoration from what a receiver holds: worse through a harder JPEG
+    worse = plain["jpeg50"]["received_baseline_psnr_no_ref"]
+    assert worse < plain["jpeg90"]["received_baseline_psnr_no_ref"]
+    assert "received_baseline_psnr" not in plain["png"]
     # the JPEG variant: the plain recipe for half the budget, then fine-tuned from it
     start = json.loads((out / "jpeg-start" / "spec.json").read_text())
     tuned = json.loads((out / "jpeg" / "spec.json").read_text())

@@ -102,6 +102,24 @@ def test_whole_held_out_items_are_evaluated_against_the_trivial_baseline(name):
         assert metrics["baseline_psnr_no_ref"] < metrics["baseline_psnr"]
 
 
+@pytest.mark.parametrize("name", ["video", "rescaling-x2"])
+def test_the_baseline_from_the_received_file_is_what_the_transport_leaves(name):
+    task = invblocks.get_task(name)
+    source, n = task.default_data(), task.default_inputs
+    net = task.build_network(n, **{**task.train.network, **TINY})  # an image-like embedding
+    model = Model(task, net, n, {}, device="cpu")
+    plain = evaluate_images(model, source.val, limit=1, ssim_too=False)
+    assert not any(k.startswith("received_baseline") for k in plain)  # nothing was sent
+    same = evaluate_images(model, source.val, limit=1, transport=lambda e: e, ssim_too=False)
+    # the embedding is not the reference, so its trivial restoration is another one
+    assert same["received_baseline_psnr"] != same["baseline_psnr"]
+    gray = evaluate_images(
+        model, source.val, limit=1, transport=lambda e: torch.full_like(e, 0.5), ssim_too=False
+    )
+    assert gray["received_baseline_psnr"] < same["received_baseline_psnr"] - 3
+    assert gray["restored_psnr"] != same["restored_psnr"]
+
+
 def test_the_trivial_restorations():
     video = invblocks.get_task("video")
     x = torch.rand(1, 15, 8, 8)
