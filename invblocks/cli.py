@@ -158,9 +158,9 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
 
 def _hides_in_residue(model: Any) -> bool:
-    from .blocks import ResidueHiding
+    from .blocks import hides_in_residue
 
-    return any(isinstance(m, ResidueHiding) for m in model.net.modules())
+    return hides_in_residue(model.net)
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:

@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from .blocks import JPEGChannel, ResidueHiding, set_compact_dense
+from .blocks import JPEGChannel, hides_in_residue, set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -170,9 +170,7 @@ def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
     if spec is None:
         return net
     channel = build_channel(spec, net.embedding_dims)
-    if isinstance(channel, JPEGChannel) and any(
-        isinstance(m, ResidueHiding) for m in net.modules()
-    ):
+    if isinstance(channel, JPEGChannel) and hides_in_residue(net):
         raise ValueError(
             f"channel {spec!r}: this network hides its other images in the residue of the "
             "8-bit embedding (ResidueHiding), which a JPEG destroys; train it without the "

@@ -84,6 +84,20 @@ def test_bfloat16_autocast_warns_where_the_device_would_emulate_it(fast, monkeyp
     assert fast or "several times slower than float32" in str(slow[0].message)
 
 
+def test_the_command_line_prints_a_warning_as_one_line(monkeypatch, tmp_path, capsys):
+    import invblocks.trainer as trainer
+    from invblocks.cli import main
+
+    monkeypatch.setattr(trainer, "fast_bfloat16", lambda device: False)
+    argv = ["train", "--task", "video", "--out", str(tmp_path / "run"), "--quiet"]
+    for setting in ("steps=1", "crop=16", "batch=1", "device=cpu", "autocast=bfloat16",
+                    "network.blocks=1", "network.width=4", "network.growth=4"):  # fmt: skip
+        argv += ["--set", setting]
+    assert main(argv) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: autocast=bfloat16 on a cpu"), err
+
+
 def test_the_bfloat16_probe_answers_for_every_device_kind(monkeypatch):
     import torch
 

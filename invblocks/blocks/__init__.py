@@ -8,7 +8,7 @@ from .jpeg import JPEGChannel, jpeg
 from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
 from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
-from .residue import ResidueHiding, secret_phases
+from .residue import ResidueHiding, hides_in_residue, secret_phases
 from .split import Concat, Split
 from .squeeze import ChannelSqueeze
 from .wic import WIC, shift, shift_offsets
@@ -31,6 +31,7 @@ __all__ = [
     "Squeeze",
     "Unsqueeze",
     "UpscalePrior",
+    "hides_in_residue",
     "jpeg",
     "quantize",
     "reference_prediction",

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..block import Block, Dims, Inversion
 from ..registry import register_block
 
-__all__ = ["ResidueHiding", "secret_phases"]
+__all__ = ["ResidueHiding", "hides_in_residue", "secret_phases"]
 
 
 def secret_phases(
@@ -246,3 +246,9 @@ class ResidueHiding(Block):
 
 
 register_block(ResidueHiding)
+
+
+def hides_in_residue(network: nn.Module) -> bool:
+    """Whether ``network`` holds a :class:`ResidueHiding`: its embedding carries images in
+    the residue of its 8-bit values, which a lossy codec (JPEG) destroys."""
+    return any(isinstance(m, ResidueHiding) for m in network.modules())
