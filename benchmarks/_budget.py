@@ -18,17 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-TRANSPORTS = {"png": None}  # plus "jpeg<Q>" for any quality, see _transport
+TRANSPORTS = ("png",)  # plus "jpeg<Q>" for any quality, see _channel
 
 
-def _transport(name: str) -> Any:
+def _channel(model: Any, name: str) -> Any:
+    """The deployment channel of a transport name: the model's file channel for ``png``
+    (the lossless 8-bit embedding) and ``jpeg<Q>`` (a JPEG at quality Q)."""
     if name == "png":
-        return None
+        return model.channel_for(".png")
     if name.startswith("jpeg"):
-        from invblocks.blocks import jpeg
-
-        quality = int(name[4:])
-        return lambda e: jpeg(e, quality)
+        return model.channel_for(".jpg", int(name[4:]))
     raise ValueError(f"unknown transport {name!r}: png or jpeg<quality>")
 
 
@@ -115,7 +114,7 @@ def _child(path: Path) -> None:
         row: dict[str, Any] = {"step": step, "cpu_s": cpu_s}
         with torch.no_grad():
             for name in spec["transports"]:
-                row[name] = evaluate_images(model, items, transport=_transport(name))
+                row[name] = evaluate_images(model, items, channel=_channel(model, name))
         net.train()
         with open(curve, "a") as f:
             f.write(json.dumps(json_safe(row)) + "\n")
@@ -149,7 +148,8 @@ def summarise(curves: dict[str, list[dict]], key: str, transport: str = "png") -
             "steps": curve[-1]["step"],
             "cpu_s_to_reference_final": reached,
             "baseline": curve[-1][transport].get(key.replace("restored", "baseline")),
-            "embedding_psnr": curve[-1][transport]["embedding_psnr"],
+            # what the file of this transport shows (the 8-bit PNG: the embedding)
+            "embedding_psnr": curve[-1][transport]["received_psnr"],
         }
     return summary
 

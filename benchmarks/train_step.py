@@ -160,8 +160,7 @@ def build_reference(code: Path, size: int):
 
 def reference_step(modules, quantizer, task, x, n: int) -> dict:
     """The reference training step's graph: forward, quantise, inverse, the task's losses."""
-    from invblocks.losses import RICBatch
-    from invblocks.ricnet import RICResult
+    from invblocks.ric import RICBatch, RICResult
 
     rel, block, cs = modules
     e = cs(block(rel(x)))
@@ -188,7 +187,7 @@ def make_step(
     from torch import nn
 
     import invblocks
-    from invblocks.step import ric_step
+    from invblocks.ric import ric_step
 
     torch.manual_seed(0)
     if variant in ("cli", "cli_bf16", "cli_split_all", "cli_compiled"):

@@ -9,31 +9,35 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from . import _deprecated as _deprecated  # the old module paths (removed in 0.3)
 from ._version import VERSION
 
 if TYPE_CHECKING:
-    from . import blocks, data, ops, presets
+    from . import blocks, data, ops, presets, ric
     from .block import Block, InverseView, Inversion
     from .config import TrainConfig
     from .freia import FreiaBlock, as_block
     from .graph import Graph, GraphError
     from .hookspecs import hookimpl
-    from .losses import (
+    from .model import Model
+    from .plugins import get_task, load_plugins, tasks
+    from .published import import_weights
+    from .registry import BLOCKS, block_from_config, register_block
+    from .ric import (
+        Channel,
         LossConfig,
         LossTerm,
         RICBatch,
+        RICNet,
+        RICResult,
+        Task,
+        TrainDefaults,
         constraint_losses,
         loss_term,
         register_loss_term,
         total_constraint_loss,
     )
-    from .model import Model
-    from .plugins import get_task, load_plugins, tasks
-    from .published import import_weights
-    from .registry import BLOCKS, block_from_config, register_block
-    from .ricnet import RICNet, RICResult
     from .sequence import Sequence
-    from .task import Task, TrainDefaults
     from .trainer import evaluate, train
 
 _WHERE: dict[str, str | None] = {
@@ -41,6 +45,8 @@ _WHERE: dict[str, str | None] = {
     "data": None,
     "ops": None,
     "presets": None,
+    "ric": None,
+    "Channel": "ric",
     "Block": "block",
     "InverseView": "block",
     "Inversion": "block",
@@ -50,26 +56,26 @@ _WHERE: dict[str, str | None] = {
     "GraphError": "graph",
     "Sequence": "sequence",
     "hookimpl": "hookspecs",
-    "LossConfig": "losses",
-    "LossTerm": "losses",
-    "RICBatch": "losses",
-    "constraint_losses": "losses",
-    "loss_term": "losses",
-    "register_loss_term": "losses",
-    "total_constraint_loss": "losses",
+    "LossConfig": "ric",
+    "LossTerm": "ric",
+    "RICBatch": "ric",
+    "constraint_losses": "ric",
+    "loss_term": "ric",
+    "register_loss_term": "ric",
+    "total_constraint_loss": "ric",
     "get_task": "plugins",
     "load_plugins": "plugins",
     "tasks": "plugins",
     "BLOCKS": "registry",
     "block_from_config": "registry",
     "register_block": "registry",
-    "RICNet": "ricnet",
-    "RICResult": "ricnet",
-    "Task": "task",
-    "TrainDefaults": "task",
+    "RICNet": "ric",
+    "RICResult": "ric",
+    "Task": "ric",
+    "TrainDefaults": "ric",
     "Model": "model",
     "train": "trainer",
-    "evaluate": "trainer",
+    "evaluate": "ric",
     "TrainConfig": "config",
     "import_weights": "published",
 }
@@ -79,7 +85,7 @@ _WHERE: dict[str, str | None] = {
 _SUBMODULES = {
     "autograd", "block", "checkpoint", "cli", "config", "container", "freia", "graph", "hookspecs",
     "initializers", "io", "losses", "memory", "mixing",
-    "metrics", "model", "plugins", "published", "registry", "report", "ricnet", "runtime",
+    "metrics", "model", "plugins", "published", "registry", "report", "ric", "ricnet", "runtime",
     "sampling", "sequence", "step", "task", "testing", "trainer", "training",
 }  # fmt: skip
 """Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
@@ -106,6 +112,7 @@ __version__ = VERSION
 __all__ = [
     "BLOCKS",
     "Block",
+    "Channel",
     "FreiaBlock",
     "Graph",
     "GraphError",
@@ -137,6 +144,7 @@ __all__ = [
     "presets",
     "register_block",
     "register_loss_term",
+    "ric",
     "tasks",
     "total_constraint_loss",
     "train",

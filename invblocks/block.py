@@ -249,7 +249,7 @@ class Block(InvertibleModule):
         ``aux`` (the names :meth:`aux_dims` declares, without the module-path prefix) and
         ``target``, what its output should be when that is known (the reference image for
         the block that makes the embedding). Never from state kept by ``forward``.
-        :func:`invblocks.losses.constraint_losses` collects them over a network; each name
+        :func:`invblocks.ric.losses.constraint_losses` collects them over a network; each name
         becomes a loss term of the same name (WIC: ``gram_det`` and ``shift``).
         """
         return {}

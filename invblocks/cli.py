@@ -107,7 +107,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
             raise UserError("name the run to resume with --out FOLDER")
         saved = out / "config.json"
         if saved.is_file():
-            data = {**load_config(saved), **data}
+            data = {**TrainConfig.upgrade(load_config(saved)), **data}
     data = apply_overrides(data, args.set or [])
     if args.device:
         data["device"] = args.device
@@ -123,7 +123,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from .io import json_safe
     from .model import Model, evaluate_images
-    from .trainer import evaluate
+    from .ric import evaluate
 
     model = Model.load(args.model, device=args.device)
     task, n, meta = model.task, model.n_inputs, model.meta
@@ -142,12 +142,9 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
     model = Model.load(args.model, device=args.device)
-    if Path(args.output).suffix.lower() in (".jpg", ".jpeg") and _hides_in_residue(model):
-        print(
-            "warning: this model hides its inputs in the residue of the 8-bit embedding "
-            "(ResidueHiding), which a JPEG destroys; write a .png to restore them",
-            file=sys.stderr,
-        )
+    channel = model.channel_for(args.output, args.quality)
+    for problem in channel.problems(model.net.body):  # e.g. a JPEG of a residue hiding
+        print(f"warning: {_one_line(problem)}", file=sys.stderr)
     started = time.perf_counter()
     _say(args, f"embedding {len(args.inputs)} input(s) with {model.task.name} on {model.device}...")
     path = model.embed_files(
@@ -155,12 +152,6 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     )
     _say(args, f"done in {time.perf_counter() - started:.1f} s")
     print(f"embedding written to {path}")
-
-
-def _hides_in_residue(model: Any) -> bool:
-    from .blocks import hides_in_residue
-
-    return hides_in_residue(model.net)
 
 
 def _cmd_restore(args: argparse.Namespace) -> None:
@@ -227,7 +218,13 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
 def _args_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
-    p.add_argument("-o", "--output", required=True, help="the file to write: .png or .jpg")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        help="the file to write, by the model's channel: .png or .jpg for images, .ibc for a "
+        "bitstream",
+    )
     p.add_argument(
         "--quality", type=_quality, help="JPEG quality 1-100 for a .jpg output (default 95)"
     )
@@ -239,7 +236,7 @@ def _args_embed(p: argparse.ArgumentParser) -> None:
 
 def _args_restore(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
-    p.add_argument("embedding", help="the PNG or JPEG written by `invblocks embed`")
+    p.add_argument("embedding", help="the file written by `invblocks embed` (.png, .jpg, .ibc)")
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
     p.add_argument(
         "--size",
@@ -281,8 +278,8 @@ _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
         _args_eval,
         _cmd_eval,
     ),
-    ("embed", "embed image files (or a clip) into one PNG or JPEG", _args_embed, _cmd_embed),
-    ("restore", "restore the images from an embedding PNG or JPEG", _args_restore, _cmd_restore),
+    ("embed", "embed image files (or a clip) into one file", _args_embed, _cmd_embed),
+    ("restore", "restore the images from an embedding file", _args_restore, _cmd_restore),
     (
         "import-weights",
         "turn a checkpoint of the IICNet or WIN authors into a model folder",

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from . import _deprecated
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -75,7 +77,7 @@ class TrainConfig:
         network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;
             tasks that offer several take ``{"preset": "win"}``).
         losses: Weights of loss terms by name, over the task's
-            (:class:`~invblocks.losses.LossConfig`; e.g. ``{"embedding": 2.0, "frequency":
+            (:class:`~invblocks.ric.losses.LossConfig`; e.g. ``{"embedding": 2.0, "frequency":
             0.0}``; ``--set losses.restoration=1``), and ``reduction``. A name that is no
             term of the run is an error listing the known ones.
         sampling: The task's sampling settings by name, over the recipe's
@@ -99,14 +101,14 @@ class TrainConfig:
         optimizer: ``"iicnet"`` (Adam, weight decay 1e-5, lr halved at 20/40/60/80% of the
             steps) or ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6).
         grad_clip: Global gradient-norm clip (10 in both papers).
-        quantizer: The training behaviour of the network's 8-bit quantiser channel
-            (``noise``, ``ste``, ``round``, ``identity``): short for ``channel={"type":
-            "quantizer", "train_mode": ...}``.
         channel: What the embedding goes through before it is restored
-            (``RICNet.channel``): a channel name (``"quantizer"``, or
-            a registered block's name) or a table with its arguments (``{"type":
-            "quantizer", "bits": 8}``; ``--set channel=NAME --set channel.ARG=VALUE``).
-            ``None``: the network's own.
+            (``RICNet.channel``): a registered channel's name (``"quantizer"``, ``"jpeg"``,
+            a plugin's; :data:`invblocks.ric.CHANNELS`) or a table with its arguments
+            (``{"type": "quantizer", "train_mode": "ste"}``; ``--set channel=NAME --set
+            channel.ARG=VALUE``, and ``--set channel.train_mode=ste`` alone for the
+            network's quantiser). ``None``: the recipe's, else the network's own.
+        quantizer: Deprecated (0.1): ``channel={"type": "quantizer", "train_mode": ...}``;
+            converted to that when given.
         seed: Seeds initialisation, data sampling and quantisation noise.
         val_every: Validate (and log images) every this many steps.
         val_samples: Validation samples per validation.
@@ -167,11 +169,11 @@ class TrainConfig:
         default=None, validator=_one_of("iicnet", "win")
     )
     grad_clip: float = attrs.field(default=10.0, validator=_is("float", v.gt(0)))
-    quantizer: Literal["noise", "ste", "round", "identity"] | None = attrs.field(
-        default=None, validator=_one_of("noise", "ste", "round", "identity")
-    )
     channel: str | dict[str, Any] | None = attrs.field(
         default=None, validator=_optional("name or table")
+    )
+    quantizer: Literal["noise", "ste", "round", "identity"] | None = attrs.field(
+        default=None, validator=_one_of("noise", "ste", "round", "identity"), repr=False
     )
     seed: int = attrs.field(default=0, validator=_is("int"))
     val_every: int = attrs.field(default=100, validator=_is("int", v.gt(0)))
@@ -194,6 +196,15 @@ class TrainConfig:
     )
 
     def __attrs_post_init__(self) -> None:
+        if self.quantizer is not None:  # 0.1's setting: the channel's training mode
+            if self.channel is not None:
+                raise ValueError(
+                    "give the channel with one setting: channel, not also the deprecated "
+                    f"quantizer (received channel={self.channel!r}, quantizer={self.quantizer!r})"
+                )
+            spec = _deprecated.quantizer_channel(self.quantizer, "TrainConfig", stacklevel=6)
+            object.__setattr__(self, "channel", spec)
+            object.__setattr__(self, "quantizer", None)
         if self.autocast == "bfloat16" and (self.memory_saving or self.compact_dense):
             switch = "memory_saving" if self.memory_saving else "compact_dense"
             raise ValueError(
@@ -203,12 +214,27 @@ class TrainConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict."""
-        return attrs.asdict(self)
+        """A JSON-ready dict (without the deprecated ``quantizer``, which is the channel)."""
+        return attrs.asdict(self, filter=lambda a, _: a.name != "quantizer")
+
+    @staticmethod
+    def upgrade(data: dict[str, Any]) -> dict[str, Any]:
+        """A config written by an earlier invblocks (a run's ``config.json``, a checkpoint's
+        training config) in today's form, silently: 0.1's ``quantizer`` setting becomes the
+        channel it meant."""
+        data = dict(data)
+        mode = data.pop("quantizer", None)
+        if mode is not None and data.get("channel") is None:
+            data["channel"] = {"type": "quantizer", "train_mode": mode}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Build from a dict; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"a training config is a table of settings; received a {type(data).__name__}"
+            )
         names = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:

@@ -23,7 +23,9 @@ __all__ = [
     "hookimpl",
     "hookspec",
     "invblocks_register_blocks",
+    "invblocks_register_channels",
     "invblocks_register_loss_terms",
+    "invblocks_register_presets",
     "invblocks_register_tasks",
 ]
 
@@ -35,7 +37,7 @@ hookimpl = pluggy.HookimplMarker("invblocks")
 def invblocks_register_tasks(registry: PluginRegistry) -> None:
     """Add RIC tasks with ``registry.add_task(task)``.
 
-    ``task`` is an :class:`invblocks.task.Task`; its name must be unique across all plugins.
+    ``task`` is an :class:`invblocks.ric.Task`; its name must be unique across all plugins.
 
     .. versionadded:: 0.1
     """
@@ -57,10 +59,31 @@ def invblocks_register_blocks(registry: PluginRegistry) -> None:
 def invblocks_register_loss_terms(registry: PluginRegistry) -> None:
     """Add loss terms every task can weight with ``registry.add_loss_term(term)``.
 
-    ``term`` is an :class:`invblocks.losses.LossTerm` (``@invblocks.losses.loss_term(name)``
+    ``term`` is an :class:`invblocks.ric.losses.LossTerm` (``@invblocks.ric.losses.loss_term(name)``
     on ``f(result, batch) -> Tensor``); its name must be unique across the core and all
     plugins. A run weights it with ``--set losses.<name>=<weight>`` (terms are off unless
     weighted). A term only one task uses belongs in that task's ``loss_terms`` instead.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def invblocks_register_channels(registry: PluginRegistry) -> None:
+    """Add channels with ``registry.add_channel(cls, name=None)``.
+
+    ``cls`` subclasses :class:`invblocks.ric.Channel` (a training surrogate, a deployment
+    face and its payload files); a run trains through it with ``--set channel=<name>``.
+    Names must be unique across the core and all plugins.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def invblocks_register_presets(registry: PluginRegistry) -> None:
+    """Add network presets with ``registry.add_preset(fn, name=None)``: functions that
+    build a :class:`invblocks.ric.RICNet` (listed in :data:`invblocks.presets.PRESETS`).
 
     .. versionadded:: 0.2
     """

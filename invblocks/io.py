@@ -1,12 +1,12 @@
 """Image files: read to tensors, write 8-bit PNGs and JPEGs atomically, carry metadata.
 
-The bundled photographs are found by :func:`invblocks.data.default_file`; ``PHOTOS`` and
-``photo_path`` here are deprecated aliases kept for one release.
+The bundled photographs are found by :func:`invblocks.data.default_file`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import tempfile
@@ -20,16 +20,24 @@ from PIL import Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 
+from . import _deprecated
+
 __all__ = [
     "atomic_write",
+    "decode_image",
+    "encode_jpeg",
+    "encode_png",
     "ensure_folder",
     "file_mode",
     "folder_mode",
     "json_safe",
+    "parse_json",
     "read_image",
     "read_metadata",
     "read_png_text",
     "to_uint8",
+    "with_jpeg_text",
+    "write_bytes",
     "write_image",
     "write_jpeg",
     "write_png",
@@ -38,26 +46,7 @@ __all__ = [
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 """File endings written as JPEG by :func:`write_image` (anything else is refused there)."""
 
-_MOVED = {"PHOTOS", "photo_path"}
-
-
-def __getattr__(name: str) -> Any:
-    """The deprecated bundled-photo lookup, now :func:`invblocks.data.default_file`."""
-    if name not in _MOVED:
-        raise AttributeError(f"module 'invblocks.io' has no attribute {name!r}")
-    import warnings
-
-    from .data import _bundled  # lazily: data is the layer above io
-
-    warnings.warn(
-        f"invblocks.io.{name} is deprecated and will be removed in 0.3: "
-        "use invblocks.data.default_file(name)",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    if name == "PHOTOS":
-        return {k: v[:2] for k, v in _bundled._PHOTOS.items()}
-    return _bundled.default_file
+__getattr__ = _deprecated.getattr_for(__name__)  # PHOTOS, photo_path (removed in 0.3)
 
 
 def read_image(
@@ -215,6 +204,61 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
         raise
 
 
+def encode_png(image: Tensor, text: dict[str, str] | None = None) -> bytes:
+    """A ``(C, H, W)`` image in ``[0, 1]`` (``C`` 1 or 3) as the bytes of an 8-bit PNG, values
+    rounded to the nearest of 256 levels; ``text`` in PNG text chunks."""
+    img = Image.fromarray(to_uint8(image))
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+_COMMENT_PREFIX = b"invblocks-text:"
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
+"""Chroma subsampling by name, as Pillow's JPEG writer numbers it."""
+
+
+def encode_jpeg(
+    image: Tensor,
+    quality: int = 95,
+    *,
+    subsampling: str = "4:2:0",
+    text: dict[str, str] | None = None,
+) -> bytes:
+    """A ``(C, H, W)`` image in ``[0, 1]`` (``C`` 1 or 3) as the bytes of a baseline JPEG at
+    ``quality`` (1..100) with ``subsampling`` (``"4:2:0"``: what libjpeg and most programs
+    write; ``"4:2:2"``, ``"4:4:4"``); ``text`` in its comment (COM) segment as JSON."""
+    import json
+
+    if isinstance(quality, bool) or not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100; received {quality!r}")
+    if subsampling not in SUBSAMPLING:
+        raise ValueError(
+            f"JPEG subsampling must be one of {', '.join(SUBSAMPLING)}; received {subsampling!r}"
+        )
+    img = Image.fromarray(to_uint8(image))
+    extra = {"comment": _COMMENT_PREFIX + json.dumps(text).encode()} if text else {}
+    buffer = io.BytesIO()
+    img.save(
+        buffer, format="JPEG", quality=int(quality), subsampling=SUBSAMPLING[subsampling], **extra
+    )
+    return buffer.getvalue()
+
+
+def with_jpeg_text(data: bytes, text: dict[str, str]) -> bytes:
+    """The JPEG file ``data`` with ``text`` in a comment (COM) segment right after its start
+    marker: the same coded image, the metadata :func:`read_metadata` reads."""
+    import json
+
+    comment = _COMMENT_PREFIX + json.dumps(text).encode()
+    if not data.startswith(b"\xff\xd8") or len(comment) > 65533:
+        raise ValueError("with_jpeg_text: not a JPEG, or a comment over 64 KiB")
+    return data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+
+
 def write_png(
     image: Tensor, path: str | os.PathLike, *, text: dict[str, str] | None = None
 ) -> Path:
@@ -225,18 +269,7 @@ def write_png(
     that grid reads back bit-identical with :func:`read_image`. ``text`` is stored as PNG
     text chunks (read back with :func:`read_png_text`).
     """
-    path = Path(path)
-    ensure_folder(path.parent)
-    img = Image.fromarray(to_uint8(image))
-    info = PngInfo()
-    for key, value in (text or {}).items():
-        info.add_text(key, value)
-    with atomic_write(path) as f:
-        img.save(f, format="PNG", pnginfo=info)
-    return path
-
-
-_COMMENT_PREFIX = b"invblocks-text:"
+    return write_bytes(encode_png(image, text), path)
 
 
 def write_jpeg(
@@ -245,21 +278,21 @@ def write_jpeg(
     *,
     quality: int = 95,
     text: dict[str, str] | None = None,
+    subsampling: str = "4:2:0",
 ) -> Path:
     """Write a ``(C, H, W)`` image in ``[0, 1]`` (``C`` 1 or 3) as a baseline JPEG at
-    ``quality`` (1..100, 4:2:0 chroma subsampling: what libjpeg and most programs write),
+    ``quality`` (1..100, 4:2:0 chroma subsampling unless ``subsampling`` says otherwise),
     atomically. ``text`` is stored in the file's comment (COM) segment as JSON, read back by
     :func:`read_metadata`."""
-    import json
+    return write_bytes(encode_jpeg(image, quality, subsampling=subsampling, text=text), path)
 
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"JPEG quality must be in 1..100; received {quality}")
+
+def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
+    """Write ``data`` to ``path`` atomically, making its folder (:func:`atomic_write`)."""
     path = Path(path)
     ensure_folder(path.parent)
-    img = Image.fromarray(to_uint8(image))
-    extra = {"comment": _COMMENT_PREFIX + json.dumps(text).encode()} if text else {}
     with atomic_write(path) as f:
-        img.save(f, format="JPEG", quality=int(quality), subsampling=2, **extra)
+        f.write(data)
     return path
 
 
@@ -282,29 +315,70 @@ def write_image(
     raise ValueError(f"{path}: embeddings are written as .png or .jpg; received {suffix!r}")
 
 
+def decode_image(data: bytes, where: str) -> tuple[Tensor, str, dict[str, str]]:
+    """``(pixels, mode, text)`` of an image file's bytes: its 8-bit values ``(C, H, W)``
+    (``uint8``; 1 channel for gray files, 3 for colour ones, alpha dropped), Pillow's mode
+    of the file, and the text it carries (:func:`read_metadata`). ``ValueError`` naming
+    ``where`` for bytes that are not an image, a truncated file or a decompression bomb."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            mode = str(img.mode)
+            text = _text_of(img)
+            gray = mode in ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "F")
+            arr = np.asarray(img.convert("L" if gray else "RGB"))
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"cannot read image {where}: {_bomb(err)}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"cannot read image {where}: {_short_reason(err)}") from None
+    t = torch.from_numpy(arr.copy())
+    return (t[None] if t.dim() == 2 else t.permute(2, 0, 1).contiguous()), mode, text
+
+
+def _short_reason(err: Exception, limit: int = 80) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _text_of(img: Image.Image) -> dict[str, str]:
+    """What :func:`read_metadata` returns, from an open image."""
+    import json
+
+    if img.format == "JPEG":
+        comment = img.info.get("comment", b"")
+        if isinstance(comment, bytes) and comment.startswith(_COMMENT_PREFIX):
+            try:
+                data = json.loads(comment[len(_COMMENT_PREFIX) :].decode())
+            except (ValueError, RecursionError, UnicodeDecodeError):
+                return {}
+            return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        return {}
+    return {str(k): str(v) for k, v in (getattr(img, "text", {}) or {}).items()}
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The text a file carries: a PNG's text chunks, or what :func:`write_jpeg` put in a
     JPEG's comment segment (empty for other files, or when another program dropped it)."""
-    import json
-
     try:
         with Image.open(path) as img:
-            if img.format == "JPEG":
-                comment = img.info.get("comment", b"")
-                if isinstance(comment, bytes) and comment.startswith(_COMMENT_PREFIX):
-                    try:
-                        data = json.loads(comment[len(_COMMENT_PREFIX) :].decode())
-                    except ValueError:
-                        return {}
-                    return (
-                        {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
-                    )
-                return {}
-            return dict(getattr(img, "text", {}) or {})
+            return _text_of(img)
     except Image.DecompressionBombError as err:
         raise ValueError(f"cannot read image {path}: {_bomb(err)}") from None
     except (UnidentifiedImageError, OSError) as err:
         raise ValueError(f"cannot read image {path}: {err}") from err
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """``text`` parsed as JSON; ``ValueError`` naming ``what`` when it is not JSON or is
+    nested too deeply for the parser (a hostile file's ``[[[[...]]]]``)."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{what} is nested too deeply to read") from None
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{what} is not JSON ({err})") from None
 
 
 def json_safe(value: Any) -> Any:

@@ -1,20 +1,22 @@
-"""A trained model for users: embed real files into one 8-bit image, restore them from it.
+"""A trained model for users: embed real files into one file, restore them from it.
 
-The embedding is a PNG (lossless) or a JPEG. It carries, in a PNG text chunk or a JPEG
-comment named ``invblocks``, the metadata format, the task, the number of images and their
-original size. Inputs of any size are padded (edge replication, right and bottom) to what the
-network needs; the embedding keeps the padded size, and restoring crops back to the original
-size read from the metadata. The file alone (plus the model) restores the images; when
-another program dropped the metadata, the original size given by hand does.
+What is written is the payload of the network's channel (:mod:`invblocks.ric.channel`), in
+the file the channel writes for the output's suffix: an 8-bit PNG (lossless) or a JPEG for
+the quantiser's and the JPEG channel's images, the invblocks bitstream container (``.ibc``)
+for an entropy-coded latent. The file carries, in a PNG text chunk, a JPEG comment or the
+container's header (``invblocks``), the metadata format, the task, the number of images and
+their original size. Inputs of any size are padded (edge replication, right and bottom) to
+what the network needs; the embedding keeps the padded size, and restoring crops back to the
+original size read from the metadata. The file alone (plus the model) restores the images;
+when another program dropped an image's metadata, the original size given by hand does.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +26,19 @@ from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
-from .io import JPEG_SUFFIXES, ensure_folder, read_image, read_metadata, write_image, write_png
+from .io import ensure_folder, read_image, write_png
 from .ops import to_float
 from .plugins import get_task
-from .ricnet import RICNet, as_ricnet
+from .ric.channel import Channel
+from .ric.evaluation import evaluate
+from .ric.network import RICNet, as_ricnet
+from .ric.payload import Payload
+from .ric.task import Task
 from .runtime import resolve_device
-from .sampling import SampleRequest
-from .task import Task
+from .sampling import Sample, SampleRequest
 
 __all__ = ["Model", "evaluate_images", "load_for_eval", "size_multiple"]
 
-META_KEY = "invblocks"
 EMBEDDING_FORMAT = 1
 """The version of an embedding file's metadata (files of invblocks 0.1 have none: 1)."""
 
@@ -71,7 +75,7 @@ class Model:
 
     Arguments:
         task: The task the network was trained for.
-        net: The network, a :class:`~invblocks.ricnet.RICNet` (another invertible network is
+        net: The network, a :class:`~invblocks.ric.RICNet` (another invertible network is
             wrapped in one with the default 8-bit channel); put in eval mode.
         n_inputs: Images per embedding.
         meta: The checkpoint's metadata.
@@ -149,10 +153,10 @@ class Model:
         :func:`size_multiple`), and to at least the task's ``min_crop`` (the smallest size
         its network accepts)."""
         m = self.multiple
-        least = math.ceil(self.task.min_crop / m) * m
+        least = -(-self.task.min_crop // m) * m
 
         def side(n: int) -> int:
-            return max(math.ceil(n / m) * m, least)
+            return max(-(-int(n) // m) * m, least)  # integers: any size, no float overflow
 
         return side(height), side(width)
 
@@ -211,26 +215,47 @@ class Model:
             )
 
     # ---------------------------------------------------------------- tensors
-    def embed(self, images: Sequence[Tensor]) -> tuple[Tensor, dict[str, Any]]:
-        """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
-        -> the quantised embedding ``(C_e, H_e, W_e)`` (on the CPU; ``(H_e, W_e)`` is
-        :meth:`embedded_size`) and its metadata."""
+    def _stacked(self, images: Sequence[Tensor]) -> Tensor:
         images = [_as_image(im, "images") for im in images]
-        x = self.task.stack(images)
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
-        h, w = x.shape[-2:]
-        self.check_memory(h, w)
-        with torch.no_grad():
-            embedding = self.net.embed(self._layout(self.pad(x)))
-        meta = {
+        x = self.task.stack(images)
+        self.check_memory(*x.shape[-2:])
+        return x
+
+    def _meta(self, height: int, width: int) -> dict[str, Any]:
+        return {
             "format": EMBEDDING_FORMAT,
             "task": self.task.name,
             "n_inputs": self.n_inputs,
-            "height": h,
-            "width": w,
+            "height": int(height),
+            "width": int(width),
         }
-        return embedding[0].cpu(), meta
+
+    def encode(
+        self, images: Sequence[Tensor], *, channel: Channel | None = None
+    ) -> tuple[Payload, dict[str, Any]]:
+        """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
+        -> what is sent (the payload of ``channel``'s deployment face, default the
+        network's channel: 8-bit pixels, a JPEG's bytes, a bitstream) and its metadata."""
+        x = self._stacked(images)
+        with torch.no_grad():
+            (payload,) = self.net.encode(self._layout(self.pad(x)), channel)
+        return payload, self._meta(*x.shape[-2:])
+
+    def embed(
+        self, images: Sequence[Tensor], *, channel: Channel | None = None
+    ) -> tuple[Tensor, dict[str, Any]]:
+        """``n`` images ``(C, H, W)``, floats in ``[0, 1]`` or ``uint8`` values, natural order
+        -> the embedding as the receiver decodes it ``(C_e, H_e, W_e)`` (on the CPU;
+        ``(H_e, W_e)`` is :meth:`embedded_size`) and its metadata. ``channel``: send it
+        through another channel's deployment face than the network's (e.g.
+        ``model.channel_for(".png")`` for the lossless 8-bit embedding of a model trained
+        through JPEG)."""
+        x = self._stacked(images)
+        with torch.no_grad():
+            embedding = self.net.embed(self._layout(self.pad(x)), channel)
+        return embedding[0].cpu(), self._meta(*x.shape[-2:])
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
         """The ``n`` images ``(C, H, W)`` (on the CPU), natural order, original size, from an
@@ -239,16 +264,11 @@ class Model:
         Raises ``ValueError`` when the metadata is damaged, belongs to another task or input
         count, or does not match the embedding's size (an embedding resized or cropped after
         it was made)."""
-        _check_meta(meta)
-        if meta["task"] != self.task.name or meta["n_inputs"] != self.n_inputs:
-            raise ValueError(
-                f"the embedding was made by task {meta['task']!r} with {meta['n_inputs']} "
-                f"images; this model is {self.task.name!r} with {self.n_inputs}"
-            )
+        self._check(meta)
         embedding = _as_image(embedding, "the embedding")
-        if embedding.shape[0] != self.task.embed_channels:
+        if embedding.shape[0] != self.net.embed_channels:
             raise ValueError(
-                f"expected a ({self.task.embed_channels}, H, W) embedding; "
+                f"expected a ({self.net.embed_channels}, H, W) embedding; "
                 f"received {tuple(embedding.shape)}"
             )
         size = self.embedded_size(meta["height"], meta["width"])
@@ -263,6 +283,36 @@ class Model:
             x = self.net.restore(self._layout(embedding[None]))
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
         return self.task.unstack(x, self.n_inputs)
+
+    def decode(
+        self, payload: Payload, meta: dict[str, Any], *, channel: Channel | None = None
+    ) -> list[Tensor]:
+        """The ``n`` images ``(C, H, W)`` restored from a payload (:meth:`encode`) and its
+        metadata, through ``channel``'s deployment face (default: the network's)."""
+        self._check(meta)
+        embedding = (channel or self.net.channel).decode([payload])[0]
+        return self.restore(embedding, meta)
+
+    def _check(self, meta: dict[str, Any]) -> None:
+        try:
+            _check_meta(meta)
+        except ValueError as err:
+            raise ValueError(f"its invblocks metadata is damaged: {err}") from None
+        if meta["task"] != self.task.name or meta["n_inputs"] != self.n_inputs:
+            raise ValueError(
+                f"the embedding was made by task {_short(meta['task'])} with "
+                f"{meta['n_inputs']} images; this model is {self.task.name!r} with "
+                f"{self.n_inputs}"
+            )
+
+    def channel_for(self, path: str | Path, quality: int | None = None) -> Channel:
+        """The channel whose deployment face writes and reads a file named ``path`` (by its
+        suffix, or a bare suffix such as ``".png"``): the network's channel for its own files, or one that carries the same
+        embedding in another file (the 8-bit quantiser's embedding as a JPEG at
+        ``quality``). ``ValueError`` naming the suffixes the model writes otherwise."""
+        text = str(path)
+        suffix = text if text.startswith(".") and "/" not in text else Path(path).suffix
+        return self.net.channel.for_file(suffix.lower(), quality)
 
     # ------------------------------------------------------------------ files
     def read_inputs(
@@ -305,58 +355,54 @@ class Model:
         step: int = 1,
         quality: int | None = None,
     ) -> Path:
-        """Embed image files (or a clip) into ``output``, written atomically: a PNG
-        (``.png``, lossless) or a JPEG (``.jpg``/``.jpeg`` at ``quality``, default 95). The
-        metadata restoring needs goes in the file (a PNG text chunk, a JPEG comment)."""
+        """Embed image files (or a clip) into ``output``, written atomically in the file the
+        output's suffix names (:meth:`channel_for`): a PNG (``.png``, lossless), a JPEG
+        (``.jpg``/``.jpeg`` at ``quality``, default 95), a bitstream (``.ibc``), as the
+        model's channel writes them. The metadata restoring needs goes in the file."""
         output = Path(output)
-        suffix = output.suffix.lower()
-        if suffix != ".png" and suffix not in JPEG_SUFFIXES:
-            raise ValueError(
-                f"the embedding is written as PNG or JPEG; {output} ends in neither .png nor .jpg"
-            )
+        channel = self.channel_for(output, quality)
         if any(output.resolve() == Path(p).resolve() for p in inputs):
             raise ValueError(f"{output} is one of the inputs; refusing to overwrite it")
-        embedding, meta = self.embed(self.read_inputs(inputs, start=start, step=step))
-        return write_image(embedding, output, text={META_KEY: json.dumps(meta)}, quality=quality)
+        payload, meta = self.encode(
+            self.read_inputs(inputs, start=start, step=step), channel=channel
+        )
+        return channel.write(payload, output, meta)
+
+    def read_payload(
+        self, path: str | Path, *, size: tuple[int, int] | None = None
+    ) -> tuple[Payload, dict[str, Any], Channel]:
+        """A file written by :meth:`embed_files`: its payload, its metadata (checked against
+        this model) and the channel that decodes it.
+
+        ``size`` ``(width, height)``: the original images' size, for an image whose metadata
+        another program removed (without it such a file is refused, naming the option).
+        """
+        path = Path(path)
+        try:
+            channel = self.channel_for(path)
+        except ValueError:
+            channel = self.net.channel  # another ending: the channel's own reader decides
+        payload, meta = channel.read(path)
+        if not meta:
+            if size is None:
+                raise ValueError(
+                    f"{path} carries no invblocks metadata (another program may have removed "
+                    "it): give the original images' size with --size WIDTHxHEIGHT"
+                )
+            meta = self._meta(height=size[1], width=size[0])
+        try:
+            self._check(meta)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        return payload, meta, channel
 
     def read_embedding(
         self, path: str | Path, *, size: tuple[int, int] | None = None
     ) -> tuple[Tensor, dict[str, Any]]:
-        """An embedding file (PNG or JPEG) and its metadata, checked against this model.
-
-        ``size`` ``(width, height)``: the original images' size, for a file whose metadata
-        another program removed (without it such a file is refused, naming the option).
-        """
-        path = Path(path)
-        text = read_metadata(path)
-        if META_KEY in text:
-            try:
-                meta = json.loads(text[META_KEY])
-                _check_meta(meta)
-            except ValueError as err:
-                raise ValueError(f"{path}: its invblocks metadata is damaged: {err}") from err
-        elif size is None:
-            raise ValueError(
-                f"{path} carries no invblocks metadata (another program may have removed it): "
-                "give the original images' size with --size WIDTHxHEIGHT"
-            )
-        else:
-            meta = {
-                "task": self.task.name,
-                "n_inputs": self.n_inputs,
-                "width": int(size[0]),
-                "height": int(size[1]),
-            }
-            _check_meta(meta)
-        want = "L" if self.task.embed_channels == 1 else "RGB"
-        mode = _image_mode(path)
-        if mode in ("CMYK", "YCbCr") or (want == "RGB" and mode in ("L", "LA", "1", "I", "I;16")):
-            kind = "CMYK" if mode == "CMYK" else "grayscale" if want == "RGB" else mode
-            raise ValueError(
-                f"{path} is a {kind} image; this model's embeddings are "
-                f"{'RGB' if want == 'RGB' else 'grayscale'} (was it converted after embedding?)"
-            )
-        return read_image(path, mode=want), meta
+        """The embedding a file holds, as the receiver decodes it ``(C_e, H_e, W_e)``, and
+        its metadata (:meth:`read_payload`)."""
+        payload, meta, channel = self.read_payload(path, size=size)
+        return channel.decode([payload])[0], meta
 
     def restore_file(
         self,
@@ -365,9 +411,9 @@ class Model:
         *,
         size: tuple[int, int] | None = None,
     ) -> list[Path]:
-        """Restore the images from an embedding file (PNG or JPEG) into ``out_dir`` as
-        ``restored_<i>.png``: all of them or, on any failure, none. ``size`` as in
-        :meth:`read_embedding`."""
+        """Restore the images from a file written by :meth:`embed_files` (PNG, JPEG,
+        bitstream) into ``out_dir`` as ``restored_<i>.png``: all of them or, on any failure,
+        none. ``size`` as in :meth:`read_payload`."""
         embedding = Path(embedding)
         image, meta = self.read_embedding(embedding, size=size)
         images = self.restore(image, meta)
@@ -399,19 +445,6 @@ def write_all(images: Sequence[Tensor], paths: Sequence[Path]) -> list[Path]:
     return list(paths)
 
 
-def _image_mode(path: Path) -> str:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            return str(img.mode)
-    except Image.DecompressionBombError:
-        read_image(path)  # raises the sentence that explains it
-        raise
-    except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"cannot read image {path}: {err}") from err
-
-
 def _as_image(image: Any, what: str) -> Tensor:
     """``image`` as floats in ``[0, 1]``: a ``(C, H, W)`` tensor of floats in that range, or
     of ``uint8`` values (divided by 255); anything else raises naming ``what``."""
@@ -440,27 +473,37 @@ def _as_image(image: Any, what: str) -> Tensor:
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}
-_META_FIELDS_TEXT = "with " + ", ".join(f"{k!r} ({t.__name__})" for k, t in _META_FIELDS.items())
+_MAX_SIDE = 1 << 24
+"""The largest image side metadata may name (16,777,216 pixels): far beyond any image that
+fits in memory, and small enough that every size computation stays exact."""
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for messages."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int of more digits than repr allows
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_meta(meta: Any) -> None:
-    """Raise ``ValueError`` naming what is wrong unless ``meta`` is an embedding's metadata:
-    a dict with ``task`` (str) and positive ``n_inputs``, ``height``, ``width`` (int)."""
+    """Raise ``ValueError`` naming the field that is wrong unless ``meta`` is an embedding's
+    metadata: a dict with ``task`` (str), ``n_inputs`` (a positive int) and ``height``,
+    ``width`` (ints in 1..2**24); values are quoted short."""
     if not isinstance(meta, dict):
-        raise ValueError(f"expected a JSON object {_META_FIELDS_TEXT}; received {meta!r}")
+        raise ValueError(f"expected a JSON object; received a {type(meta).__name__}")
     for key, kind in _META_FIELDS.items():
         value = meta.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(
-                f"expected {key!r} to be {kind.__name__}; received {value!r} in {meta!r}"
-            )
-        if isinstance(value, int) and value <= 0:
-            raise ValueError(f"expected {key!r} to be positive; received {value!r}")
+            raise ValueError(f"expected {key!r} to be {kind.__name__}; received {_short(value)}")
+        if isinstance(value, int) and not 0 < value <= _MAX_SIDE:
+            raise ValueError(f"expected {key!r} to be in 1..{_MAX_SIDE}; received {_short(value)}")
     version = meta.get("format", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version > EMBEDDING_FORMAT:
         raise ValueError(
-            f"the embedding's metadata format is {version!r}; this invblocks reads format "
-            f"{EMBEDDING_FORMAT} (a newer invblocks wrote it?)"
+            f"the embedding's metadata format is {_short(version)}; this invblocks reads "
+            f"format {EMBEDDING_FORMAT} (a newer invblocks wrote it?)"
         )
 
 
@@ -483,82 +526,44 @@ def evaluate_images(
     items: Sequence[Any],
     *,
     limit: int | None = None,
-    transport: Callable[[Tensor], Tensor] | None = None,
+    channel: Channel | None = None,
     ssim_too: bool = True,
 ) -> dict[str, float]:
     """The papers' metrics on **whole** held-out items, as a user's files go: each item's
-    images (the task's sampler with ``crop=None``) are embedded with ``model`` (padded as
-    :meth:`Model.embed` pads), the 8-bit embedding goes through ``transport`` (default: none,
-    a PNG; e.g. a JPEG round trip), and the images are restored and cropped back.
+    images (the task's sampler with ``crop=None``) are padded as :meth:`Model.embed` pads,
+    embedded, sent through the deployment face of the model's channel (or of ``channel``:
+    e.g. a JPEG for a model trained on PNGs), restored and cropped back.
 
-    Returns means over the items: ``embedding_psnr``/``_ssim`` (the sent embedding against
-    the reference), ``received_psnr`` (after ``transport``), ``restored_psnr``/``_ssim``
-    (over the inputs), ``restored_psnr_<i>`` (input ``i``, natural order),
-    ``restored_psnr_no_ref`` (without the input the reference is made from, when there are
-    several), the same for ``baseline_*`` (the task's trivial restoration from the reference
-    alone, :meth:`~invblocks.task.Task.trivial_restoration`) and, with a ``transport``, for
-    ``received_baseline_*`` (the same from the received embedding: what a receiver gets
-    without the model), and ``items``. SSIM is NaN for
-    images under 11 pixels; identical images count as 100 dB.
+    Returns the means of :func:`invblocks.ric.evaluate` (``embedding_*``, ``received_*``,
+    ``restored_*``, ``baseline_*``, ``received_baseline_*`` with ``channel``, the channel's
+    and the task's metrics) and ``items``.
     """
-    from .metrics import PSNR_CAP, mean_psnr, psnr, ssim
-
     task, n = model.task, model.n_inputs
     count = len(items) if limit is None else min(limit, len(items))
     if count < 1:
         raise ValueError(f"task {task.name!r}: no held-out items to evaluate")
-    rows: dict[str, list[float]] = {}
 
-    def add(key: str, value: float) -> None:
-        rows.setdefault(key, []).append(value)
+    def samples() -> Iterator[Tensor | tuple[Tensor, Tensor]]:
+        for index in range(count):
+            request = SampleRequest(
+                items=items,
+                index=index,
+                n_inputs=n,
+                crop=None,
+                generator=torch.Generator().manual_seed(index),
+                train=False,
+                options=task.sampling,
+            )
+            sample = task.sample(request)
+            images = sample.images if isinstance(sample, Sample) else sample
+            x = model._stacked(images)
+            reference = sample.reference if isinstance(sample, Sample) else None
+            yield x if reference is None else (x, reference)
 
-    def ssim_or_nan(a: Tensor, b: Tensor) -> float:
-        return ssim(a, b) if ssim_too and min(b.shape[-2:]) >= 11 else float("nan")
+    def pad(x: Tensor) -> Tensor:
+        return model._layout(model.pad(x))
 
-    reference_slot = task.order(n)[0]
-    for index in range(count):
-        request = SampleRequest(
-            items=items,
-            index=index,
-            n_inputs=n,
-            crop=None,
-            generator=torch.Generator().manual_seed(index),
-            train=False,
-            options=task.sampling,
-        )
-        images = [_as_image(im, "images") for im in task.sample(request)]
-        embedding, meta = model.embed(images)
-        received = transport(embedding[None])[0] if transport is not None else embedding
-        restored = model.restore(received.clamp(0, 1), meta)
-        padded = model.pad(task.stack(images))
-        reference = task.reference(padded, n)[0].clamp(0, 1)
-        h, w = images[0].shape[-2:]
-        try:
-            trivial = task.trivial_restoration(padded, n)[0][:, :h, :w].clamp(0, 1)
-            baseline: list[Tensor] | None = task.unstack(trivial, n)
-        except ValueError:
-            baseline = None
-        received_baseline: list[Tensor] | None = None
-        if transport is not None and baseline is not None:
-            size = (int(padded.shape[-2]), int(padded.shape[-1]))
-            trivial = task.restoration_from(received.clamp(0, 1)[None], n, size)
-            received_baseline = task.unstack(trivial[0][:, :h, :w].clamp(0, 1), n)
-        add("embedding_psnr", psnr(embedding, reference))
-        add("embedding_ssim", ssim_or_nan(embedding, reference))
-        add("received_psnr", psnr(received, reference))
-        compared = (("restored", restored), ("baseline", baseline))
-        for name, outs in (*compared, ("received_baseline", received_baseline)):
-            if outs is None:
-                continue
-            per = [min(psnr(o, im), PSNR_CAP) for o, im in zip(outs, images, strict=True)]
-            add(f"{name}_psnr", sum(per) / n)
-            add(f"{name}_ssim", sum(map(ssim_or_nan, outs, images)) / n)
-            for i, value in enumerate(per):
-                add(f"{name}_psnr_{i}", value)
-            if n > 1:
-                others = [v for i, v in enumerate(per) if i != reference_slot]
-                add(f"{name}_psnr_no_ref", sum(others) / len(others))
-    means = {k: mean_psnr(v) if "psnr" in k else sum(v) / len(v) for k, v in rows.items()}
+    means = evaluate(task, model.net, samples(), n, channel=channel, pad=pad, with_ssim=ssim_too)
     means["items"] = float(count)
     return means
 

@@ -20,11 +20,13 @@ import attrs
 import pluggy
 
 from . import hookspecs
-from .losses import LOSS_TERMS, LossTerm, register_loss_term
-from .registry import BLOCKS, block_owner, register_block
+from .presets import PRESETS, register_preset
+from .registry import BLOCKS, NamedRegistry, block_owner, register_block
+from .ric.channel import CHANNELS, Channel, register_channel
+from .ric.losses import LOSS_TERMS, LossTerm, register_loss_term
 
 if TYPE_CHECKING:
-    from .task import Task
+    from .ric.task import Task
 
 __all__ = [
     "BLOCK_PLUGINS_ENV",
@@ -47,26 +49,23 @@ ENTRY_POINT_GROUP = "invblocks"
 
 class Registry:
     """Everything the loaded plugins registered: tasks by name with the plugin of each, and
-    views of the block types and loss terms (process-wide, see :attr:`blocks`)."""
+    views of the block types, channels, loss terms and presets (process-wide, see
+    :attr:`blocks`)."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
-        self.tasks: dict[str, Task] = {}
+        self.tasks: NamedRegistry[Task] = NamedRegistry("task")
 
     def add_task(self, task: Task, plugin: str) -> None:
-        from .task import Task
+        from .ric.task import Task
 
         if not isinstance(task, Task):
             raise PluginRegistrationError(
                 f"plugin {plugin!r} registered {task!r}, which is not an invblocks.Task"
             )
-        if task.name in self.tasks:
-            other = self.tasks[task.name].plugin
-            raise ValueError(
-                f"task name {task.name!r} registered twice: "
-                f"by plugin {other!r} and by plugin {plugin!r}"
-            )
-        self.tasks[task.name] = attrs.evolve(task, plugin=plugin)
+        self.tasks.register(
+            attrs.evolve(task, plugin=plugin), task.name, owner=f"plugin {plugin!r}"
+        )
 
     def get_task(self, name: str) -> Task:
         """The task called ``name``; ``KeyError`` listing the known tasks otherwise."""
@@ -89,8 +88,19 @@ class Registry:
 
     @property
     def loss_terms(self) -> dict[str, LossTerm]:
-        """Every loss term every task can weight (:data:`invblocks.losses.LOSS_TERMS`)."""
+        """Every loss term every task can weight (:data:`invblocks.ric.losses.LOSS_TERMS`)."""
         return dict(sorted(LOSS_TERMS.items()))
+
+    @property
+    def channels(self) -> dict[str, tuple[type[Channel], str]]:
+        """Every channel by name, with who registered it (:data:`invblocks.ric.CHANNELS`)."""
+        return {name: (cls, CHANNELS.owner(name)) for name, cls in sorted(CHANNELS.items())}
+
+    @property
+    def presets(self) -> dict[str, tuple[Any, str]]:
+        """Every network preset by name, with who registered it
+        (:data:`invblocks.presets.PRESETS`)."""
+        return {name: (fn, PRESETS.owner(name)) for name, fn in sorted(PRESETS.items())}
 
 
 class PluginRegistry:
@@ -100,7 +110,7 @@ class PluginRegistry:
         self.registry, self.plugin = registry, plugin
 
     def add_task(self, task: Task) -> None:
-        """Register a :class:`~invblocks.task.Task`."""
+        """Register a :class:`~invblocks.ric.Task`."""
         self.registry.add_task(task, self.plugin)
 
     def add_block(self, cls: type, name: str | None = None) -> None:
@@ -108,8 +118,17 @@ class PluginRegistry:
         register_block(cls, name, owner=f"plugin {self.plugin!r}")
 
     def add_loss_term(self, term: LossTerm) -> None:
-        """Register a :class:`~invblocks.losses.LossTerm` for every task."""
+        """Register a :class:`~invblocks.ric.losses.LossTerm` for every task."""
         register_loss_term(term, owner=f"plugin {self.plugin!r}")
+
+    def add_channel(self, cls: type[Channel], name: str | None = None) -> None:
+        """Register a :class:`~invblocks.ric.Channel` class under ``name`` (default: its
+        ``name`` attribute) for ``--set channel=NAME``, and as a block type."""
+        register_channel(cls, name, owner=f"plugin {self.plugin!r}")
+
+    def add_preset(self, fn: Any, name: str | None = None) -> None:
+        """Register a network function (a preset) under ``name`` (default: its name)."""
+        register_preset(fn, name, owner=f"plugin {self.plugin!r}")
 
 
 def plugin_manager(
@@ -192,7 +211,9 @@ def load_plugins(
     registry = Registry(pm)
     hooks = (
         pm.hook.invblocks_register_blocks,
+        pm.hook.invblocks_register_channels,
         pm.hook.invblocks_register_loss_terms,
+        pm.hook.invblocks_register_presets,
         pm.hook.invblocks_register_tasks,
     )
     for hook in hooks:

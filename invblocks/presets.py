@@ -1,19 +1,57 @@
-"""Ready-made networks of the reference methods, built from invblocks' blocks."""
+"""Ready-made networks of the reference methods, built from invblocks' blocks.
+
+Every preset is registered by name in :data:`PRESETS` (a plugin adds its own with
+``registry.add_preset(fn)``); each returns a :class:`~invblocks.ric.RICNet` whose channel is
+the 8-bit quantiser unless ``channel`` names another (a name, a table of arguments, or a
+:class:`~invblocks.ric.Channel`).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
 
+from . import _deprecated
 from . import blocks as B
-from .blocks.quantize import TrainMode
 from .graph import Graph
-from .ricnet import RICNet
+from .registry import NamedRegistry
+from .ric.channel import Channel, build_channel
+from .ric.network import RICNet
+from .ric.quantizer import TrainMode
 from .sequence import Sequence
 
-__all__ = ["iicnet", "wicm", "win", "win_naive"]
+__all__ = ["PRESETS", "iicnet", "register_preset", "wicm", "win", "win_naive"]
+
+ChannelSpec = Channel | str | Mapping[str, Any] | None
+
+PRESETS: NamedRegistry[Callable[..., Any]] = NamedRegistry("preset")
+"""Network presets by name (``"iicnet"``, ``"win"``, ``"win_naive"``, ``"wicm"``, a
+plugin's)."""
+
+
+def register_preset(
+    fn: Callable[..., Any], name: str | None = None, *, owner: str = "invblocks"
+) -> Callable[..., Any]:
+    """Register the network function ``fn`` under ``name`` (default: its ``__name__``)."""
+    return PRESETS.register(fn, name or fn.__name__, owner=owner)
+
+
+def _channel(
+    channel: ChannelSpec, quantizer: TrainMode | None, default: TrainMode, dims: Any, where: str
+) -> Channel:
+    """The preset's channel: ``channel`` built for the embedding ``dims``, or the 8-bit
+    quantiser training as ``default`` (or as the deprecated ``quantizer`` says)."""
+    if quantizer is not None:
+        if channel is not None:
+            raise ValueError(f"{where}: give channel or quantizer, not both")
+        spec = _deprecated.quantizer_channel(quantizer, f"presets.{where}", stacklevel=5)
+        return build_channel(spec or {}, dims)
+    if channel is None:
+        channel = {"type": "quantizer", "train_mode": default}
+    return build_channel(channel, dims)
 
 
 def iicnet(
@@ -30,7 +68,8 @@ def iicnet(
     width: int = 64,
     growth: int = 32,
     clamp: float = 1.0,
-    quantizer: TrainMode = "noise",
+    channel: ChannelSpec = None,
+    quantizer: TrainMode | None = None,
     init: Literal["reference", "trivial"] = "reference",
     levels: int = 1,
     prior: int | None = None,
@@ -63,7 +102,9 @@ def iicnet(
         width: Hidden width of the relation module.
         growth: Growth of every dense block (32 in IICNet; smaller is faster).
         clamp: Coupling clamp.
-        quantizer: Training behaviour of the quantiser, the channel (IICNet: ``"noise"``).
+        channel: The channel (default: the 8-bit quantiser with IICNet's uniform noise in
+            training, ``{"type": "quantizer", "train_mode": "noise"}``).
+        quantizer: Deprecated: ``channel={"type": "quantizer", "train_mode": ...}``.
         init: ``"reference"`` (IICNet's: a random orthogonal 1x1 convolution after the
             downscale, the channel squeeze averaging its groups) or ``"trivial"``: the
             untrained network embeds the reference slot's image (its Haar low band after a
@@ -102,9 +143,9 @@ def iicnet(
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.ricnet.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
+        A :class:`~invblocks.ric.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
         maps ``(B, image_channels*n_images, H, W)`` to the embedding ``(B, out_channels, H',
-        W')`` and whose channel is the 8-bit :class:`~invblocks.blocks.quantize.Quantizer`.
+        W')`` and whose channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer`.
 
     References:
         Cheng et al., "IICNet: A Generic Framework for Reversible Image Conversion", ICCV 2021.
@@ -203,8 +244,8 @@ def iicnet(
             generator=generator,
         )
     net.append(B.ChannelSqueeze, out_channels=out_channels, **squeeze)
-    channel = B.Quantizer(net.dims_out, train_mode=quantizer)
-    return RICNet(net, channel, image_channels=image_channels)
+    use = _channel(channel, quantizer, "noise", net.dims_out[0], "iicnet")
+    return RICNet(net, use, image_channels=image_channels)
 
 
 def _trivial_fill(
@@ -284,7 +325,8 @@ def win(
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
     image_channels: int = 3,
-    quantizer: TrainMode = "identity",
+    channel: ChannelSpec = None,
+    quantizer: TrainMode | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """WIN: pixel unshuffle -> WIC -> WICM -> (pixel shuffle) -> fusion WIC, then the
@@ -304,9 +346,10 @@ def win(
     secrets ``4C > SM`` and ``n`` grows by the same rule at ``scale=1`` (the reference's
     multi-secret configurations are not published, so those counts are ours).
 
-    The channel is the 8-bit :class:`~invblocks.blocks.quantize.Quantizer`; ``quantizer``
-    is its training behaviour (WIN trains without quantisation by default: ``"identity"``;
-    ``"ste"`` is its ``quantization=True``). ``image_channels``: channels of each input image.
+    The channel is the 8-bit :class:`~invblocks.ric.Quantizer` training without quantisation
+    (WIN's default, ``train_mode="identity"``; ``"ste"`` is its ``quantization=True``) unless
+    ``channel`` says otherwise (``quantizer``: deprecated, the quantiser's training mode).
+    ``image_channels``: channels of each input image.
 
     Shapes:
         ``(B, in_channels, H, W) -> (B, out_channels, H / scale, W / scale)``
@@ -338,9 +381,8 @@ def win(
         net.append(B.Unsqueeze, order="channel")
         c //= 4
     net.append(B.WIC, out_channels=out_channels, generator=generator)
-    return RICNet(
-        net, B.Quantizer(net.dims_out, train_mode=quantizer), image_channels=image_channels
-    )
+    use = _channel(channel, quantizer, "identity", net.dims_out[0], "win")
+    return RICNet(net, use, image_channels=image_channels)
 
 
 def win_naive(
@@ -352,11 +394,12 @@ def win_naive(
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
     image_channels: int = 3,
-    quantizer: TrainMode = "identity",
+    channel: ChannelSpec = None,
+    quantizer: TrainMode | None = None,
     generator: torch.Generator | None = None,
 ) -> RICNet:
     """WIN-Naive: pixel unshuffle -> couplings -> (pixel shuffle) -> fusion WIC, then the
-    quantiser as the channel (``quantizer`` and ``image_channels`` as in :func:`win`).
+    channel (``channel``, ``quantizer`` and ``image_channels`` as in :func:`win`).
 
     ``scale=1``: ``Squeeze`` (``C -> 4C``), ``blocks`` couplings (split ``2C``),
     ``Unsqueeze``, ``WIC(C -> C_out)``. ``scale = 2**k``: ``k`` squeezes (``C s^2``
@@ -375,6 +418,9 @@ def win_naive(
     if scale == 1:
         net.append(B.Unsqueeze, order="channel")
     net.append(B.WIC, out_channels=out_channels, generator=generator)
-    return RICNet(
-        net, B.Quantizer(net.dims_out, train_mode=quantizer), image_channels=image_channels
-    )
+    use = _channel(channel, quantizer, "identity", net.dims_out[0], "win_naive")
+    return RICNet(net, use, image_channels=image_channels)
+
+
+for _preset in (iicnet, wicm, win, win_naive):
+    register_preset(_preset)

@@ -9,7 +9,7 @@ the network from its tensors' names and shapes; renames the tensors to invblocks
 fine-tuning (``TrainConfig.init``) use as they are.
 
 IICNet's models were trained on images read with OpenCV, in BGR order: their
-:class:`~invblocks.ricnet.RICNet` has ``channel_order="bgr"``, so it takes and gives RGB like
+:class:`~invblocks.ric.RICNet` has ``channel_order="bgr"``, so it takes and gives RGB like
 every invblocks model. WIN reads images with imageio (RGB): no conversion.
 """
 
@@ -31,7 +31,8 @@ from torch import Tensor
 from . import blocks as B
 from . import presets
 from .checkpoint import save_model
-from .ricnet import RICNet
+from .ric.network import RICNet
+from .ric.quantizer import Quantizer
 from .sequence import Sequence
 
 __all__ = [
@@ -463,7 +464,7 @@ def _win_network(state: Mapping[str, Tensor], method: str) -> tuple[RICNet, str,
         body = presets.win_naive(c_in, out, scale=scale, blocks=len(stages), size=(64, 64)).body
     if out == 12:  # WIN x4: four copies of the LR image, averaged (and repeated back) as WIN tests
         body.append(B.ChannelSqueeze, out_channels=3)
-    net = RICNet(body, B.Quantizer(body.dims_out, train_mode="identity"))
+    net = RICNet(body, Quantizer(body.dims_out, train_mode="identity"))
     converted = {}
     for key, value in state.items():
         name = _rename(key, _WIN, {})

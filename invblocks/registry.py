@@ -1,11 +1,21 @@
-"""The block registry: names to classes, so networks can be rebuilt from JSON configs."""
+"""Registries: names to objects of one kind, with who registered each.
+
+One idiom for every kind a plugin can add: block classes (:data:`BLOCKS`, so networks
+rebuild from JSON configs), channels (:data:`invblocks.ric.channel.CHANNELS`), loss terms
+(:data:`invblocks.ric.losses.LOSS_TERMS`), presets (:data:`invblocks.presets.PRESETS`) and
+tasks (:attr:`invblocks.plugins.Registry.tasks`). A :class:`NamedRegistry` is a ``dict`` (read
+it as one) whose :meth:`~NamedRegistry.register` refuses a name taken by another object,
+naming both owners, and whose lookups fail listing the known names.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 __all__ = [
     "BLOCKS",
+    "NamedRegistry",
     "block_class",
     "block_from_config",
     "block_owner",
@@ -13,12 +23,81 @@ __all__ = [
     "register_block",
 ]
 
-T = TypeVar("T", bound=type)
+T = TypeVar("T")
+V = TypeVar("V")
 
-BLOCKS: dict[str, type] = {}
+
+class NamedRegistry(dict[str, V]):
+    """Objects of one ``kind`` by name (a ``dict``), with the owner of each.
+
+    Arguments:
+        kind: What the registry holds, for messages (``"block"``, ``"channel"``).
+        check: ``f(obj) -> None`` raising ``TypeError`` for an object of the wrong kind.
+
+    Example:
+        >>> colours = NamedRegistry("colour")
+        >>> colours.register("#ff0000", "red")
+        '#ff0000'
+        >>> colours.lookup("red"), colours.owner("red")
+        ('#ff0000', 'invblocks')
+        >>> colours.lookup("blue")
+        Traceback (most recent call last):
+        ...
+        KeyError: "unknown colour 'blue'; registered: red"
+    """
+
+    def __init__(self, kind: str, *, check: Callable[[Any], None] | None = None) -> None:
+        super().__init__()
+        self.kind = kind
+        self._check = check
+        self._owners: dict[str, str] = {}
+
+    def register(self, obj: T, name: str | None = None, *, owner: str = "invblocks") -> T:
+        """Register ``obj`` under ``name`` (default: its ``name`` attribute, else its
+        ``__name__``); returns ``obj``, so a class can be registered by a decorator.
+
+        Raises:
+            ValueError: naming both owners when another object has the name.
+            TypeError: when ``obj`` is not of the registry's kind.
+        """
+        key = name or getattr(obj, "name", None) or getattr(obj, "__name__", None)
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"a {self.kind} needs a name; received {obj!r}")
+        if self._check is not None:
+            self._check(obj)
+        known = self.get(key)
+        if known is not None and known is not obj:
+            raise ValueError(
+                f"{self.kind} name {key!r} registered twice: by {self._owners.get(key, '?')}"
+                f"{_describe(known)} and by {owner}{_describe(obj)}"
+            )
+        self[key] = obj  # type: ignore[assignment]
+        self._owners[key] = owner
+        return obj
+
+    def owner(self, name: str) -> str:
+        """Who registered ``name``: ``"invblocks"`` or ``"plugin '<name>'"`` (``"?"``
+        when unknown)."""
+        return self._owners.get(name, "?")
+
+    def lookup(self, name: str) -> V:
+        """The object registered as ``name``; ``KeyError`` listing the known names."""
+        try:
+            return self[name]
+        except KeyError:
+            known = ", ".join(sorted(self)) or "none"
+            raise KeyError(f"unknown {self.kind} {name!r}; registered: {known}") from None
+
+
+def _describe(obj: Any) -> str:
+    """`` (module.qualname)`` of a class or function, nothing for other objects."""
+    if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
+        return f" ({obj.__module__}.{obj.__qualname__})"
+    return ""
+
+
+BLOCKS: NamedRegistry[type] = NamedRegistry("block type")
 """Registered block classes by name. Plugins add theirs through the plugin hooks."""
-
-_OWNERS: dict[str, str] = {}
 
 
 def register_block(cls: T, name: str | None = None, *, owner: str = "invblocks") -> T:
@@ -26,46 +105,40 @@ def register_block(cls: T, name: str | None = None, *, owner: str = "invblocks")
 
     Raises ``ValueError`` naming both owners when the name is already taken by another class.
     """
-    key = name or cls.__name__
-    if key in BLOCKS and BLOCKS[key] is not cls:
-        raise ValueError(
-            f"block name {key!r} registered twice: by {_OWNERS[key]} "
-            f"({BLOCKS[key].__module__}.{BLOCKS[key].__qualname__}) and by {owner} "
-            f"({cls.__module__}.{cls.__qualname__})"
-        )
-    BLOCKS[key] = cls
-    _OWNERS[key] = owner
-    return cls
+    return BLOCKS.register(cls, name or getattr(cls, "__name__", None), owner=owner)
 
 
 def block_owner(name: str) -> str:
     """Who registered the block type ``name`` (``"invblocks"`` or ``"plugin '<name>'"``)."""
-    return _OWNERS.get(name, "?")
+    return BLOCKS.owner(name)
 
 
 def block_class(name: str) -> Any:
     """The class registered as ``name``; ``KeyError`` listing the known names otherwise."""
-    try:
-        return BLOCKS[name]
-    except KeyError:
-        raise KeyError(f"unknown block type {name!r}; registered: {sorted(BLOCKS)}") from None
+    return BLOCKS.lookup(name)
 
 
 def block_from_config(config: dict[str, Any]) -> Any:
     """Rebuild a block (or a container) from :meth:`~invblocks.block.Block.get_config` output."""
     if not isinstance(config, dict) or "type" not in config:
-        raise ValueError(f"a block config is a dict with a 'type'; received {config!r}")
+        raise ValueError(f"a block config is a dict with a 'type'; received {_short(config)}")
     cls = block_class(config["type"])
     from_config = getattr(cls, "from_config", None)
     if from_config is not None:
         return from_config(config)
     args = config.get("args", {})
     if not isinstance(args, dict):
-        raise ValueError(f"{config['type']}: 'args' must be a dict; received {args!r}")
+        raise ValueError(f"{config['type']}: 'args' must be a dict; received {_short(args)}")
     try:
         return cls(**args)
     except TypeError as err:  # an argument the class does not take, or a missing one
-        raise ValueError(f"cannot build {config['type']} from {args!r}: {err}") from err
+        raise ValueError(f"cannot build {config['type']} from {_short(args)}: {err}") from err
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters (values in messages stay short)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def config_fields(config: dict[str, Any], *keys: str) -> list[Any]:
@@ -78,7 +151,6 @@ def config_fields(config: dict[str, Any], *keys: str) -> list[Any]:
     missing = [k for k in keys if k not in config]
     if missing:
         raise ValueError(
-            f"a {config.get('type')} config needs the keys {list(keys)}; {missing} missing in "
-            f"{config!r}"
+            f"a {config.get('type')} config needs the keys {list(keys)}; {missing} missing"
         )
     return [config[k] for k in keys]

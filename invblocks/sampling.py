@@ -19,6 +19,7 @@ from torch import Tensor
 from .ops import center_crop, random_flips, random_window, to_float
 
 __all__ = [
+    "Sample",
     "SampleRequest",
     "common_size",
     "crop_window",
@@ -27,6 +28,21 @@ __all__ = [
     "slot",
     "slot_reference",
 ]
+
+
+@attrs.frozen
+class Sample:
+    """A sampler's answer for paired data: the images and the reference that goes with them
+    (a RAW and the photo its camera rendered), where the reference is in the data rather
+    than a function of the images.
+
+    Arguments:
+        images: The sample's ``n`` images ``(C, H, W)`` in natural order.
+        reference: What the embedding must resemble ``(c_e, h, w)``, or ``None``.
+    """
+
+    images: list[Tensor] = attrs.field(converter=list)
+    reference: Tensor | None = None
 
 
 @attrs.frozen(kw_only=True)

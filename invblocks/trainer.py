@@ -26,7 +26,7 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler
 
-from .blocks import JPEGChannel, hides_in_residue, set_compact_dense
+from .blocks import set_compact_dense
 from .checkpoint import (
     find_checkpoint,
     load_checkpoint,
@@ -46,15 +46,17 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import DataSplit, TaskDataset
-from .io import atomic_write, ensure_folder, json_safe, write_png
-from .losses import Objective
-from .metrics import PSNR_CAP, psnr, ssim
+from .io import atomic_write, ensure_folder, json_safe
 from .model import load_for_eval
 from .plugins import get_task
-from .ricnet import RICNet, as_ricnet, build_channel
+from .ric.channel import build_channel
+from .ric.evaluation import evaluate
+from .ric.groups import ParamGroup, split_parameters
+from .ric.losses import Objective
+from .ric.network import RICNet, as_ricnet
+from .ric.step import ric_step
+from .ric.task import Task
 from .runtime import fast_bfloat16, resolve_device
-from .step import ric_step
-from .task import Task, default_display
 
 __all__ = ["StepSampler", "evaluate", "learning_rate", "load_for_eval", "train"]
 
@@ -116,6 +118,16 @@ def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
 
 
+def _group_optimizer(group: ParamGroup, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimiser a :class:`~invblocks.ric.groups.ParamGroup` asks for."""
+    wd = group.weight_decay
+    if group.optimizer == "adam":
+        return torch.optim.Adam(params, lr=group.lr, weight_decay=wd)
+    if group.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=group.lr, weight_decay=wd)
+    return torch.optim.SGD(params, lr=group.lr, weight_decay=wd)
+
+
 class _Step(nn.Module):
     """One training step as a module, so DDP wraps exactly one forward per backward."""
 
@@ -123,8 +135,10 @@ class _Step(nn.Module):
         super().__init__()
         self.task, self.net, self.n, self.objective = task, net, n, objective
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        return ric_step(self.task, self.net, x, self.n, objective=self.objective)
+    def forward(self, x: Tensor, reference: Tensor | None = None) -> dict[str, Tensor]:
+        return ric_step(
+            self.task, self.net, x, self.n, objective=self.objective, reference=reference
+        )
 
 
 def _compile(net: RICNet, mode: str | None) -> None:
@@ -155,28 +169,22 @@ def _initial_network(task: Task, n: int, config: TrainConfig) -> RICNet:
     return as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
 
 
-def _with_channel(net: RICNet, config: TrainConfig, task: Task) -> RICNet:
-    """``net`` with the channel the config asks for: ``channel`` (a name or a table), or the
-    quantiser's training mode ``quantizer`` (the config's, else the task's default)."""
-    quantizer = config.quantizer
-    if config.channel is not None and config.quantizer is not None:
-        raise ValueError(
-            "give the channel with one setting: channel or quantizer "
-            f"(received channel={config.channel!r} and quantizer={config.quantizer!r})"
-        )
+def _with_channel(net: RICNet, config: TrainConfig) -> RICNet:
+    """``net`` with the channel the config asks for (``channel``: a name, a table with a
+    ``type``, or a table of arguments for the network's own channel), checked against the
+    network's body (:meth:`~invblocks.ric.Channel.problems`)."""
     spec: Any = config.channel
-    if spec is None and quantizer is not None:
-        spec = {"type": "Quantizer", "train_mode": quantizer}
-    if spec is None:
-        return net
-    channel = build_channel(spec, net.embedding_dims)
-    if isinstance(channel, JPEGChannel) and hides_in_residue(net):
-        raise ValueError(
-            f"channel {spec!r}: this network hides its other images in the residue of the "
-            "8-bit embedding (ResidueHiding), which a JPEG destroys; train it without the "
-            "hiding (--set network.hiding_levels=null) to train through a JPEG"
-        )
-    return net.with_channel(channel)
+    if isinstance(spec, dict) and "type" not in spec:  # arguments of the network's channel
+        own = net.channel.get_config()
+        spec = {"type": own["type"], **own.get("args", {}), **spec}
+        spec.pop("dims_in", None)
+    if spec is not None:
+        net = net.with_channel(build_channel(spec, net.embedding_dims))
+    problems = net.problems()
+    if problems:
+        name = net.channel.name or net.channel._name()
+        raise ValueError(f"channel {name!r}: {'; '.join(problems)}")
+    return net
 
 
 def _weights_digest(net: nn.Module) -> str:
@@ -185,69 +193,6 @@ def _weights_digest(net: nn.Module) -> str:
         h.update(k.encode())
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
-
-
-@torch.no_grad()
-def evaluate(
-    task: Task,
-    net: RICNet,
-    samples: list[Tensor],
-    n: int,
-    out: Path | None = None,
-    tag: str = "",
-) -> dict[str, float]:
-    """The papers' metrics on ``samples`` (stacked ``(n*C, H, W)``), eval mode, 8-bit rounding.
-
-    Each sample goes through the network as a user's would: the embedding through the
-    channel in eval mode (8-bit rounding by default), then the inverse. Returns mean
-    PSNR/SSIM of the received embedding against the reference, of every restored image
-    against its original, and of the restored images without the reference slot
-    (``no_ref``). SSIM needs 11x11 pixels; it is NaN below. Identical images count as
-    :data:`~invblocks.metrics.PSNR_CAP` dB. With ``out``, writes each
-    sample's images there (inputs through ``Task.display``). Runs where
-    the network's parameters are (the samples are moved there).
-    """
-    was_training = net.training
-    net.eval()
-    rows: dict[str, list[float]] = {}
-    first = next(net.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
-
-    def ssim_or_nan(a: Tensor, b: Tensor) -> float:
-        return ssim(a, b) if min(b.shape[-2:]) >= 11 else float("nan")
-
-    for k, x in enumerate(samples):
-        xb = x.to(device)[None]
-        (received,), _ = net([xb])
-        (restored,), _ = net([received], rev=True)
-        q, ref = received[0], task.reference(xb, n)[0]
-        originals, backs = task.unstack(x, n), task.unstack(restored[0].cpu().clamp(0, 1), n)
-        per = [min(psnr(b, o), PSNR_CAP) for b, o in zip(backs, originals, strict=True)]
-        values = {
-            "embedding_psnr": min(psnr(q, ref), PSNR_CAP),
-            "embedding_ssim": ssim_or_nan(q, ref),
-            "restored_psnr": sum(per) / n,
-            "restored_ssim": sum(map(ssim_or_nan, backs, originals)) / n,
-        }
-        if n > 1:
-            others = [per[i] for i in range(n) if i != task.order(n)[0]]
-            values["restored_psnr_no_ref"] = sum(others) / len(others)
-        for key, val in values.items():
-            rows.setdefault(key, []).append(val)
-        if out is not None:
-            folder = out / f"{tag}sample{k}"
-            show = default_display
-            write_png(show(q), folder / "embedding.png")
-            write_png(show(ref), folder / "reference.png")
-            write_png(show(((q - ref).abs() * 10).clamp(0, 1)), folder / "embedding_error_x10.png")
-            for i, (o, b) in enumerate(zip(originals, backs, strict=True)):
-                o_shown, b_shown = task.display(o), task.display(b)
-                write_png(o_shown, folder / f"input{i}.png")
-                write_png(b_shown, folder / f"restored{i}.png")
-                error = ((b_shown - o_shown).abs() * 10).clamp(0, 1)
-                write_png(error, folder / f"restored{i}_error_x10.png")
-    net.train(was_training)
-    return {k: sum(v) / len(v) for k, v in rows.items()}
 
 
 def _spent(budget: _Budget, step: int, world: int, device: torch.device) -> bool:
@@ -341,7 +286,7 @@ def _check_resume(config: TrainConfig, meta: dict[str, Any], start: int) -> dict
     not change: the seed (the run's random streams continue), or ``steps`` below the step
     the run is at. A larger ``steps`` extends the run (the schedule is recomputed over the
     new total from the resumed step on)."""
-    saved = meta.get("train_config") or {}
+    saved = TrainConfig.upgrade(meta.get("train_config") or {})
     if "seed" in saved and saved["seed"] != config.seed:
         raise ValueError(
             f"the run was trained with seed={saved['seed']}; a resume continues its random "
@@ -371,6 +316,10 @@ class _Run:
     objective: Objective
     opt: torch.optim.Optimizer
     layout: torch.memory_format
+    main_params: list[nn.Parameter] = attrs.field(factory=list)
+    groups: list[tuple[ParamGroup, torch.optim.Optimizer, list[nn.Parameter]]] = attrs.field(
+        factory=list
+    )
     start: int = 0
     budget: _Budget | None = None
     changed: dict[str, Any] = attrs.field(factory=dict)
@@ -392,15 +341,14 @@ class _Run:
 def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     """``config`` with what it leaves unset taken from its recipe (``config.recipe``:
     the task's default recipe or the papers'): batch, crop, learning rate, optimiser,
-    warm-up, quantiser, autocast, network settings, loss weights and sampling settings (the
+    warm-up, channel, autocast, network settings, loss weights and sampling settings (the
     config's own over the recipe's, over the task's for sampling). Resolving a resolved
     config changes nothing."""
     recipe = task.recipe(config.recipe)
     own = config.init is not None or "preset" in config.network  # the run chose its network
     network = dict(config.network) if own else {**recipe.network, **config.network}
-    quantizer = config.quantizer
-    if quantizer is None and config.channel is None:
-        quantizer = recipe.quantizer
+    channel = config.channel if config.channel is not None else recipe.channel
+    channel = dict(channel) if isinstance(channel, Mapping) else channel
     return attrs.evolve(
         config,
         batch=config.batch or recipe.batch,
@@ -408,7 +356,7 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
         lr=config.lr or recipe.lr,
         optimizer=config.optimizer or recipe.optimizer,
         warmup=recipe.warmup if config.warmup is None else config.warmup,
-        quantizer=quantizer,
+        channel=channel,
         autocast=config.autocast or recipe.autocast or "float32",
         network=network,
         losses={**recipe.losses, **config.losses},
@@ -433,7 +381,7 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    net = _with_channel(_initial_network(task, n, config), config, task)
+    net = _with_channel(_initial_network(task, n, config), config)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
     if config.autocast == "bfloat16" and not fast_bfloat16(device):
         warnings.warn(
@@ -450,10 +398,18 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
         set_compact_dense(net)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=layout)
-    opt = _optimizer(str(config.optimizer), net.parameters(), float(config.lr or 0))
+    declared = [*task.param_groups, *net.param_groups()]
+    main, found = split_parameters(net, declared)
+    if declared and world > 1:
+        raise ValueError(
+            "parameter groups with optimisers of their own train in one process only "
+            f"(this network declares {', '.join(g.name for g in declared)})"
+        )
+    opt = _optimizer(str(config.optimizer), main, float(config.lr or 0))
+    groups = [(g, _group_optimizer(g, found[g.name]), found[g.name]) for g in declared]
     return _Run(
         config=config, out=out, task=task, n=n, device=device, rank=rank, world=world,
-        net=net, objective=objective, opt=opt, layout=layout,
+        net=net, objective=objective, opt=opt, layout=layout, main_params=main, groups=groups,
     )  # fmt: skip
 
 
@@ -479,6 +435,14 @@ def _resume(run: _Run, resume: bool) -> None:
     run.net.load_state_dict(state)
     ts = load_train_state(folder)
     run.opt.load_state_dict(ts["optimizer"])
+    saved = ts.get("optimizers", {})
+    for group, opt, _ in run.groups:
+        if group.name not in saved:
+            raise ValueError(
+                f"{folder} holds no state of the optimiser of parameter group "
+                f"{group.name!r}; it cannot resume this run"
+            )
+        opt.load_state_dict(saved[group.name])
     torch.set_rng_state(ts["rng"])
     if run.device.type == "cuda" and "cuda_rng" in ts:
         torch.cuda.set_rng_state(ts["cuda_rng"], run.device)
@@ -531,9 +495,10 @@ def _say_split(source: DataSplit, folder: str) -> None:
 
 
 def _step(
-    run: _Run, step: int, x: Tensor, step_module: nn.Module
+    run: _Run, step: int, x: Tensor, step_module: nn.Module, reference: Tensor | None = None
 ) -> tuple[float, dict[str, float], Any]:
-    """One optimisation step; ``(lr, losses, grad_norm)``."""
+    """One optimisation step of every optimiser; ``(lr, losses, grad_norm)`` (the main
+    optimiser's learning rate and gradient norm)."""
     config, budget = run.config, run.budget
     assert budget is not None
     kind, base_lr, warmup = str(config.optimizer), float(config.lr or 0), config.warmup or 0.0
@@ -543,21 +508,47 @@ def _step(
         lr *= min(1.0, (budget.progress(step - 1) + 1 / config.steps) / warmup)
     for group in run.opt.param_groups:
         group["lr"] = lr
+    for declared, opt, _ in run.groups:
+        scale = 1.0 if declared.schedule == "constant" else lr / base_lr
+        for group in opt.param_groups:
+            group["lr"] = declared.lr * scale
     if config.compile == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are free
     with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast == "bfloat16"):
-        terms = step_module(x)
+        terms = step_module(x, reference)
     run.opt.zero_grad(set_to_none=True)
-    terms["total"].backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(run.net.parameters(), config.grad_clip)
+    if run.groups:
+        _backward_each(run, terms)
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.main_params, config.grad_clip)
+    else:
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(run.net.parameters(), config.grad_clip)
     run.opt.step()
+    for declared, opt, params in run.groups:
+        if declared.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, declared.grad_clip)
+        opt.step()
     return lr, {k: float(v.detach()) for k, v in terms.items()}, grad_norm  # waits for the GPU
+
+
+def _backward_each(run: _Run, terms: dict[str, Tensor]) -> None:
+    """Each optimiser's loss differentiated for its own parameters only: the main total for
+    the main parameters, each group's total for the group's."""
+    for _, opt, _ in run.groups:
+        opt.zero_grad(set_to_none=True)
+    work = [(terms["total"], run.main_params)]
+    work += [(terms[f"total_{g.name}"], p) for g, _, p in run.groups if f"total_{g.name}" in terms]
+    for i, (loss, params) in enumerate(work):
+        if loss.requires_grad:
+            loss.backward(inputs=params, retain_graph=i < len(work) - 1)
 
 
 def _save(run: _Run, step: int) -> None:
     assert run.budget is not None
+    run.net.finalize()  # the channel's deployment state (an entropy coder's tables)
     train_state = {
         "optimizer": run.opt.state_dict(),
+        "optimizers": {g.name: opt.state_dict() for g, opt, _ in run.groups},
         "rng": torch.get_rng_state(),
         "budget": torch.tensor([run.budget.cpu_s, run.budget.wall_s], dtype=torch.float64),
     }
@@ -592,11 +583,14 @@ def _loop(
     t_data = time.perf_counter()
     cpu_mark = time.process_time()
     step = run.start
-    for step, x in enumerate(loader, start=run.start + 1):
+    for step, batch in enumerate(loader, start=run.start + 1):
         t_step = time.perf_counter()
         data_s = t_step - t_data  # waiting for this batch
+        x, reference = batch if isinstance(batch, list | tuple) else (batch, None)
         x = x.to(run.device, non_blocking=True).contiguous(memory_format=run.layout)
-        lr, losses, grad_norm = _step(run, step, x, step_module)
+        if reference is not None:
+            reference = reference.to(run.device, non_blocking=True)
+        lr, losses, grad_norm = _step(run, step, x, step_module, reference)
         budget.cpu_s += time.process_time() - cpu_mark
         budget.wall_s += time.perf_counter() - t_data
         last = step == config.steps or _spent(budget, step, run.world, run.device)
@@ -656,7 +650,7 @@ def train(
 ) -> Path:
     """Train ``config.task`` and write the run folder ``out``; returns it.
 
-    ``task``: a :class:`~invblocks.task.Task` object to train instead of the registered task
+    ``task``: a :class:`~invblocks.ric.Task` object to train instead of the registered task
     ``config.task`` names (a task defined in a notebook; :class:`~invblocks.model.Model`
     loads its runs with ``Model.load(run, task=task)``).
 

@@ -123,7 +123,12 @@ RESCALING_X4 = Task(
     network=_x4_net,
     losses=LossConfig(embedding=2.0, frequency=0.0, restoration=1.0, gram_det=0.1, shift=1.0),
     train=cpu_recipe(network={"preset": "iicnet", "init": "trivial"}),
-    reference_train=TrainDefaults(crop=128, batch=1, optimizer="win", quantizer="ste"),
+    reference_train=TrainDefaults(
+        crop=128,
+        batch=1,
+        optimizer="win",
+        channel={"type": "quantizer", "train_mode": "ste"},
+    ),
 )
 
 

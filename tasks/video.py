@@ -21,8 +21,8 @@ from torch import Tensor
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_clips
 from invblocks.ops import bilinear_downscale
+from invblocks.ric import middle_first_order
 from invblocks.sampling import SampleRequest, slot, slot_reference
-from invblocks.task import middle_first_order
 
 from ._common import cpu_recipe, open_clips
 

@@ -12,7 +12,7 @@ import invblocks
 from invblocks import Model
 from invblocks.cli import main
 from invblocks.config import TrainConfig
-from invblocks.step import ric_step
+from invblocks.ric import ric_step
 from invblocks.testing import perturb_parameters
 from invblocks.trainer import train
 

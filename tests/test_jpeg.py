@@ -215,7 +215,7 @@ def test_a_quality_for_a_png_and_other_endings_are_refused(jpeg_model, frames, t
     assert main([*base, "-o", str(tmp_path / "x.png"), "--quality", "90"]) == 2
     assert "a quality is for JPEG files" in capsys.readouterr().err
     assert main([*base, "-o", str(tmp_path / "x.webp")]) == 2
-    assert "ends in neither .png nor .jpg" in capsys.readouterr().err
+    assert "writes .jpg, .jpeg or .png files; received '.webp'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*base, "-o", str(tmp_path / "x.jpg"), "--quality", "101"])
     assert not list(tmp_path.glob("x.*"))

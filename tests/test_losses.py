@@ -7,19 +7,19 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from invblocks.losses import (
+from invblocks.ric import (
     LOSS_TERMS,
     LossConfig,
     LossTerm,
     Objective,
     RICBatch,
+    RICResult,
     charbonnier_loss,
     frequency_loss,
     l2_loss,
     loss_term,
     register_loss_term,
 )
-from invblocks.ricnet import RICResult
 
 
 def without_dc_and_nyquist(d):

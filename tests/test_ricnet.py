@@ -14,8 +14,7 @@ from safetensors.torch import load_file
 import invblocks
 from invblocks import RICNet, Sequence, presets
 from invblocks import blocks as B
-from invblocks.losses import LossConfig, Objective, RICBatch
-from invblocks.step import ric_step
+from invblocks.ric import LossConfig, Objective, RICBatch, ric_step
 from invblocks.testing import check_block, perturb_parameters
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -180,7 +179,7 @@ def test_the_total_is_the_weighted_sum_of_the_unweighted_terms(weights, seed):
     expected = 0.0
     for name, weight in weights.items():
         if weight:
-            value = weight * invblocks.losses.LOSS_TERMS[name](result, batch)
+            value = weight * invblocks.ric.losses.LOSS_TERMS[name](result, batch)
             assert torch.allclose(terms[name], value, rtol=1e-12)
             expected = expected + value
         else:
@@ -226,7 +225,7 @@ def test_bgr_networks_take_and_give_rgb():
 PLUGIN = '''
 import torch
 from invblocks import Block, Inversion, hookimpl
-from invblocks.losses import loss_term
+from invblocks.ric import loss_term
 
 
 class Blur(Block):

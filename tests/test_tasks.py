@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import invblocks
-from invblocks.task import middle_first_order
+from invblocks.ric import middle_first_order
 from invblocks.testing import check_task
 
 BUILT_IN_PLUGINS = {"video", "mononizing", "dual-view", "composition", "hiding", "single-image"}

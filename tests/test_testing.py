@@ -196,7 +196,7 @@ def test_check_task_rejects_a_loss_term_that_reaches_no_parameter():
     import attrs
 
     import invblocks
-    from invblocks.losses import LossConfig, loss_term
+    from invblocks.ric import LossConfig, loss_term
     from invblocks.testing import check_task
 
     @loss_term("constant")

@@ -111,16 +111,25 @@ def test_the_bfloat16_probe_answers_for_every_device_kind(monkeypatch):
     assert fast_bfloat16(torch.device("cpu")) is True
 
 
-def test_the_old_step_module_is_a_deprecated_alias():
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("invblocks.training", "ric_step", "invblocks.ric.step"),
+        ("invblocks.step", "ric_step", "invblocks.ric.step"),
+        ("invblocks.task", "Task", "invblocks.ric.task"),
+        ("invblocks.ricnet", "RICNet", "invblocks.ric.network"),
+        ("invblocks.losses", "loss_term", "invblocks.ric.losses"),
+    ],
+)
+def test_the_old_module_paths_are_deprecated_aliases(old, name, new):
     import importlib
-    import sys
 
-    import invblocks.step
-
-    sys.modules.pop("invblocks.training", None)
-    with pytest.warns(DeprecationWarning, match="invblocks.step"):
-        old = importlib.import_module("invblocks.training")
-    assert old.ric_step is invblocks.step.ric_step
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old} is deprecated: import {name} from"):
+        value = getattr(module, name)
+    assert value is getattr(importlib.import_module(new), name)
+    with pytest.raises(AttributeError):
+        module.no_such_name  # noqa: B018
 
 
 @pytest.mark.parametrize(

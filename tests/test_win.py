@@ -113,7 +113,7 @@ def test_win_compiles_without_graph_breaks(device):
 def test_win_training_step_under_bfloat16_autocast():
     import invblocks
     from invblocks.blocks import WIC
-    from invblocks.step import ric_step
+    from invblocks.ric import ric_step
 
     task = invblocks.get_task("hiding")
     net = task.build_network(2, preset="win", generator=torch.Generator().manual_seed(0))

@@ -323,7 +323,7 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
         half_model.restore(embedding[:, 1:, 1:], meta)
     with pytest.raises(ValueError, match=r"expected 'height' to be int; received None"):
         half_model.restore(embedding, {k: v for k, v in meta.items() if k != "height"})
-    with pytest.raises(ValueError, match=r"expected 'width' to be positive"):
+    with pytest.raises(ValueError, match=r"expected 'width' to be in 1\.\.16777216; received 0"):
         half_model.restore(embedding, {**meta, "width": 0})
     with pytest.raises(ValueError, match=r"the embedding as \(C, H, W\) .*received \(1, 3"):
         half_model.restore(embedding[None], meta)
@@ -364,7 +364,7 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
     with pytest.raises(ValueError, match="resized or cropped"):
         half_model.restore_file(resized, tmp_path / "out")
     listed = altered("listed.png", original, "[1, 2]")
-    with pytest.raises(ValueError, match=r"expected a JSON object with 'task' \(str\).*\[1, 2\]"):
+    with pytest.raises(ValueError, match=r"listed\.png: its invblocks metadata is damaged \(not a"):
         half_model.restore_file(listed, tmp_path / "out")
     damaged = altered("damaged.png", original, '{"task": "video-x2", ')
     with pytest.raises(ValueError, match=r"damaged\.png: its invblocks metadata is damaged"):

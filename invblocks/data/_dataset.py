@@ -9,14 +9,17 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..sampling import SampleRequest
+from ..sampling import Sample, SampleRequest
 
-SampleFn = Callable[[SampleRequest], list[Tensor]]
-"""A task's sampler: the ``n`` images ``(C, H, W)`` of one :class:`SampleRequest`."""
+SampleFn = Callable[[SampleRequest], "list[Tensor] | Sample"]
+"""A task's sampler: the ``n`` images ``(C, H, W)`` of one :class:`SampleRequest`, or a
+:class:`~invblocks.sampling.Sample` holding them with their reference (paired data)."""
 
 
 class TaskDataset(Dataset):
-    """Samples of a task: ``dataset[i]`` is a ``(N*C, H, W)`` float tensor, slots in task order.
+    """Samples of a task: ``dataset[i]`` is a ``(N*C, H, W)`` float tensor, slots in task
+    order; for a sampler of paired data (one that returns a
+    :class:`~invblocks.sampling.Sample` with a reference), the pair ``(x, reference)``.
 
     Training samples are random (item, crop, flips) from a generator seeded with
     ``seed`` and the index, so they are reproducible and independent of worker processes;
@@ -48,7 +51,7 @@ class TaskDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> Tensor:
+    def __getitem__(self, index: int) -> Tensor | tuple[Tensor, Tensor]:
         if not 0 <= index < self.length:
             raise IndexError(index)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
@@ -61,5 +64,8 @@ class TaskDataset(Dataset):
             train=self.train,
             options=self.options,
         )
-        images = self.task.sample(request)
-        return self.task.stack(images)
+        sample = self.task.sample(request)
+        if isinstance(sample, Sample):
+            x = self.task.stack(sample.images)
+            return x if sample.reference is None else (x, sample.reference)
+        return self.task.stack(sample)

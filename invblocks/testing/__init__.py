@@ -17,9 +17,9 @@ from torch import Tensor
 
 from ..block import Block, Inversion, as_dims
 from ..data import DataSplit
-from ..ricnet import RICNet
+from ..ric.network import RICNet
+from ..ric.task import Task
 from ..sequence import Sequence
-from ..task import Task
 
 __all__ = [
     "BlockCheckError",
@@ -295,7 +295,7 @@ def check_block(
 
     A :class:`~invblocks.sequence.Sequence` is checked as a whole (the kind checks only when it is
     EXACT or LEFT throughout) and then node by node at the shapes it infers; a
-    :class:`~invblocks.ricnet.RICNet` as a whole, then its body and its channel.
+    :class:`~invblocks.ric.RICNet` as a whole, then its body and its channel.
 
     Returns the checks that could not run on this block (each also warned as
     :class:`CheckNotRun`), e.g. the idempotence of an ``STE`` block that declares
@@ -475,9 +475,9 @@ def check_task(
 
     Checks that the data load and give deterministic samples of shape ``(n*C, crop, crop)``
     in ``[0, 1]`` for the smallest, default and largest input counts; that
-    :meth:`~invblocks.task.Task.stack` and :meth:`~invblocks.task.Task.unstack` invert each
+    :meth:`~invblocks.ric.Task.stack` and :meth:`~invblocks.ric.Task.unstack` invert each
     other; that the reference has shape ``(B, embed_channels, crop/scale, crop/scale)``; that
-    the network (``network`` or the task's default, a :class:`~invblocks.ricnet.RICNet`)
+    the network (``network`` or the task's default, a :class:`~invblocks.ric.RICNet`)
     maps a sample to an embedding of the reference's shape, with the auxiliary outputs its
     blocks declare; that the objective's names are known and every loss term is finite and
     reaches at least one parameter, and their total every trainable parameter; and that
@@ -488,8 +488,8 @@ def check_task(
     Raises:
         AssertionError: naming the task and the broken property; data errors propagate.
     """
-    from ..ricnet import as_ricnet
-    from ..step import ric_step
+    from ..ric.network import as_ricnet
+    from ..ric.step import ric_step
 
     def fail(what: str) -> AssertionError:
         return AssertionError(f"task {task.name!r}: {what}")
@@ -504,17 +504,21 @@ def check_task(
     for n in sorted({lo, task.default_inputs, hi}):
         for split in ("train", "val"):
             data = task.dataset(source, split, n_inputs=n, crop=crop, length=2, seed=seed)
-            a, b = data[0], data[0]
+            (a, given), (b, given_b) = _pair(data[0]), _pair(data[0])
             if a.shape != (n * task.image_channels, crop, crop):
                 raise fail(f"{split} sample has shape {tuple(a.shape)} for {n} inputs, crop {crop}")
-            if not torch.equal(a, b):
+            if not torch.equal(a, b) or (
+                given is not None and (given_b is None or not torch.equal(given, given_b))
+            ):
                 raise fail(f"{split} samples are not deterministic")
             if a.dtype != torch.float32 or float(a.min()) < 0 or float(a.max()) > 1:
                 raise fail(f"{split} samples must be float32 in [0, 1]")
             back = task.stack(task.unstack(a, n))
             if not torch.equal(back, a):
                 raise fail("stack(unstack(x)) != x")
-            r = task.reference(a[None], n)
+            r = task.reference_of(a[None], n, None if given is None else given[None])
+            if r is None:
+                continue  # a task without a reference
             size = crop // task.scale
             if tuple(r.shape) != (1, task.embed_channels, size, size):
                 raise fail(
@@ -533,9 +537,10 @@ def check_task(
     data = task.dataset(source, "train", n_inputs=n, crop=crop, length=batch * steps, seed=seed)
     net.eval()
     with torch.no_grad():
-        x = torch.stack([data[i] for i in range(batch)]).to(device)
+        x, ref = _batch(data, 0, batch, device)
         result = net.round_trip(x)
-    if result.embedding.shape != task.reference(x, n).shape:
+    reference = task.reference_of(x, n, ref)
+    if reference is not None and result.embedding.shape != reference.shape:
         raise fail(
             f"the network's embedding {tuple(result.embedding.shape)} does not match the reference"
         )
@@ -545,7 +550,7 @@ def check_task(
         raise fail(f"the network declares auxiliary outputs {declared}; it returned {got}")
     net.train()
     params = [p for p in net.parameters() if p.requires_grad]
-    terms = ric_step(task, net, x, n, objective=objective)
+    terms = ric_step(task, net, x, n, objective=objective, reference=ref)
     reached: set[int] = set()
     for name, value in terms.items():
         hit: set[int] = set()
@@ -563,9 +568,23 @@ def check_task(
         raise fail(f"no loss term reaches the parameters {unreached[:5]}")
     opt = torch.optim.Adam(params, lr=1e-4)
     for step in range(steps):
-        x = torch.stack([data[step * batch + i] for i in range(batch)]).to(device)
-        terms = ric_step(task, net, x, n, objective=objective)
+        x, ref = _batch(data, step * batch, batch, device)
+        terms = ric_step(task, net, x, n, objective=objective, reference=ref)
         opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
+        torch.stack([v for k, v in terms.items() if k.startswith("total")]).sum().backward()
         opt.step()
     return {k: float(v.detach()) for k, v in terms.items()}
+
+
+def _pair(sample: Any) -> tuple[Tensor, Tensor | None]:
+    """``(x, reference)`` of a data set's sample (``reference`` ``None`` unless paired)."""
+    return (sample[0], sample[1]) if isinstance(sample, tuple | list) else (sample, None)
+
+
+def _batch(data: Any, start: int, batch: int, device: Any) -> tuple[Tensor, Tensor | None]:
+    """Samples ``start .. start + batch`` stacked: ``(x, references or None)``."""
+    pairs = [_pair(data[start + i]) for i in range(batch)]
+    x = torch.stack([p[0] for p in pairs]).to(device)
+    if pairs[0][1] is None:
+        return x, None
+    return x, torch.stack([p[1] for p in pairs if p[1] is not None]).to(device)

@@ -8,8 +8,7 @@ from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, div2k
-from invblocks.losses import RICBatch, charbonnier_loss, loss_term
-from invblocks.ricnet import RICResult
+from invblocks.ric import RICBatch, RICResult, charbonnier_loss, loss_term
 from invblocks.sampling import SampleRequest
 
 from .pipeline import render, unprocess
@@ -36,7 +35,8 @@ def rendered_srgb(x: Tensor, n: int) -> Tensor:
 @loss_term("rendered")
 def rendered_restoration(result: RICResult, batch: RICBatch) -> Tensor:
     """The restored RAW must render to the reference photo too."""
-    return charbonnier_loss(render(result.restored.clamp(0, 1)), batch.reference)
+    reference = batch.reference if batch.reference is not None else render(batch.inputs)
+    return charbonnier_loss(render(result.restored.clamp(0, 1)), reference)
 
 
 def display_raw(raw: Tensor) -> Tensor:

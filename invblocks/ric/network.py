@@ -7,29 +7,34 @@
 
 The **body** is any invertible network (a :class:`~invblocks.sequence.Sequence`, a
 :class:`~invblocks.graph.Graph`, a FrEIA module through :func:`~invblocks.freia.as_block`).
-The **channel** is what happens to the embedding on its way to the restorer: the 8-bit
-:class:`~invblocks.blocks.quantize.Quantizer` by default, or any block whose inversion kind
-says how it is undone (``STE``: quantisation or a codec with a surrogate gradient;
-``LOSSY``: a resize with a right inverse; ``EXACT``: noise-free transport).
+The **channel** is what happens to the embedding on its way to the restorer, a
+:class:`~invblocks.ric.channel.Channel`: the 8-bit :class:`~invblocks.ric.quantizer.Quantizer`
+by default, the JPEG channel, an entropy coder. Its training face runs in
+:meth:`RICNet.round_trip`; its deployment face (``encode``/``decode``) in :meth:`RICNet.embed`,
+:meth:`RICNet.encode` and :meth:`RICNet.decode`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
 import torch
 from torch import Tensor
 
-from .block import Block, Dims, Inversion
-from .blocks.quantize import Quantizer, quantize
-from .freia import as_block
+from .. import _deprecated
+from ..block import Block, Dims, Inversion
+from ..freia import as_block
+from ..registry import block_from_config, config_fields, register_block
+from .channel import Channel, channel_class
+from .groups import ParamGroup
 from .losses import constraint_losses
-from .registry import BLOCKS, block_from_config, config_fields, register_block
+from .payload import Payload
+from .quantizer import Quantizer
 
-__all__ = ["RICNet", "RICResult", "as_ricnet", "build_channel", "channel_class"]
+__all__ = ["RICNet", "RICResult", "as_ricnet"]
 
 ChannelOrder = Literal["rgb", "bgr"]
 
@@ -44,9 +49,12 @@ class RICResult:
         received: The embedding after the channel: what the restorer starts from.
         restored: The inverse of ``received`` ``(B, N*C, H, W)``.
         aux: The blocks' auxiliary outputs, keyed ``"<module path>.<name>"`` (module paths
-            in the RIC network: ``"body.nodes.6.augmented"``).
+            in the RIC network: ``"body.nodes.6.augmented"``, ``"channel.likelihoods"``).
         constraints: The blocks' constraint losses, keyed ``"<module path>.<name>"``
-            (:func:`invblocks.losses.constraint_losses`).
+            (:func:`invblocks.ric.losses.constraint_losses`).
+        channel_aux: The channel's auxiliary outputs by name (``"likelihoods"``): what
+            its training face returns beside the received embedding, for loss terms such
+            as a rate.
     """
 
     embedding: Tensor
@@ -54,6 +62,7 @@ class RICResult:
     restored: Tensor
     aux: Mapping[str, Tensor] = attrs.field(factory=dict)
     constraints: Mapping[str, Tensor] = attrs.field(factory=dict)
+    channel_aux: Mapping[str, Tensor] = attrs.field(factory=dict)
 
 
 class RICNet(Block):
@@ -69,8 +78,9 @@ class RICNet(Block):
         body: The invertible network from the stacked inputs to the embedding (a FrEIA
             module is wrapped with :func:`~invblocks.freia.as_block`). It must know its input
             shape (``dims_in``), as invblocks' containers do.
-        channel: What the embedding goes through before it is restored; default
-            :class:`~invblocks.blocks.quantize.Quantizer` (8-bit, IICNet's uniform noise in
+        channel: What the embedding goes through before it is restored, a
+            :class:`~invblocks.ric.channel.Channel`; default
+            :class:`~invblocks.ric.quantizer.Quantizer` (8-bit, IICNet's uniform noise in
             training). Its inverse must give back the body's output shape.
         image_channels: Channels of each input image (3 RGB, 1 gray, 4 packed RAW); the
             input ``(B, N*C, H, W)`` holds ``N = C_in / image_channels`` images.
@@ -96,12 +106,18 @@ class RICNet(Block):
     def __init__(
         self,
         body: Any,
-        channel: Block | None = None,
+        channel: Channel | None = None,
         *,
         image_channels: int = 3,
         channel_order: ChannelOrder = "rgb",
     ) -> None:
         body = as_block(body)
+        if channel is not None and not isinstance(channel, Channel):
+            raise TypeError(
+                f"RICNet: the channel must be an invblocks.ric.Channel (a block with a "
+                f"deployment face: encode, decode, its payload files); received "
+                f"{type(channel).__name__}"
+            )
         if not body.dims_in:
             raise ValueError(
                 f"RICNet: the body ({body._name()}) must know its input shape; build it with "
@@ -110,7 +126,7 @@ class RICNet(Block):
         super().__init__(body.dims_in)
         (out,) = body.output_dims(body.dims_in)  # one embedding tensor
         self.body = body
-        self.channel: Block = channel if channel is not None else Quantizer([out])
+        self.channel: Channel = channel if channel is not None else Quantizer([out])
         received = self.channel.output_dims([out])
         if [tuple(d) for d in self.channel.input_dims(received)] != [tuple(out)]:
             raise ValueError(
@@ -155,11 +171,15 @@ class RICNet(Block):
         self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]
     ) -> tuple[Any, Any, Mapping[str, Tensor]]:
         (e,), log_det, aux = self.body.forward_with_aux([self._in(xs[0])], c)
-        (r,), _ = self.channel([self._out_embedding(e)])
-        return r, log_det, {f"body.{k}": v for k, v in aux.items()}
+        (r,), _, channel_aux = self.channel.forward_with_aux([self._out_embedding(e)])
+        return r, log_det, {**_prefixed("body", aux), **_prefixed("channel", channel_aux)}
 
     def _aux_dims(self, dims: Dims) -> dict[str, tuple[int, ...]]:
-        return {f"body.{k}": v for k, v in self.body.aux_dims(dims).items()}
+        embedding = self.body.output_dims(dims)
+        return {
+            **_prefixed("body", self.body.aux_dims(dims)),
+            **_prefixed("channel", self.channel.aux_dims(embedding)),
+        }
 
     # --------------------------------------------------------------- passes
     def round_trip(self, x: Tensor, reference: Tensor | None = None) -> RICResult:
@@ -173,10 +193,10 @@ class RICNet(Block):
         forward, inverse = self._compiled or (self._body_forward, self._body_inverse)
         e_body, body_aux = forward(self._in(x))
         e = self._out_embedding(e_body)
-        (r,), _ = self.channel([e])
+        (r,), _, channel_aux = self.channel.forward_with_aux([e])
         (back,), _ = self.channel([r], rev=True)
         restored = self._out(inverse(self._in_embedding(back)))
-        aux = {f"body.{k}": v for k, v in body_aux.items()}
+        aux = {**_prefixed("body", body_aux), **_prefixed("channel", channel_aux)}
         target = self._in_embedding(reference) if reference is not None else None
         return RICResult(
             embedding=e,
@@ -184,19 +204,71 @@ class RICNet(Block):
             restored=restored,
             aux=aux,
             constraints=constraint_losses(self, aux, target),
+            channel_aux=dict(channel_aux),
         )
 
-    def embed(self, x: Tensor) -> Tensor:
-        """The 8-bit embedding of ``x`` ``(B, N*C, H, W)``: the body's output, clamped and
-        rounded to 256 levels ``(B, c_e, h, w)`` (in the current mode; call ``eval()``
-        first for inference). It is what is sent; the channel is what happens on the way."""
+    def encode(self, x: Tensor, channel: Channel | None = None) -> list[Payload]:
+        """What is sent for ``x`` ``(B, N*C, H, W)``: the body's embeddings through the
+        deployment face of the channel (``channel``: another one, e.g. the JPEG channel
+        for a model trained through the 8-bit quantiser), one payload per item. Call
+        ``eval()`` first for inference."""
         (e,), _ = self.body([self._in(x)])
-        return quantize(self._out_embedding(e), 8)
+        return (channel or self.channel).encode(self._out_embedding(e))
+
+    def decode(self, payloads: Sequence[Payload], channel: Channel | None = None) -> Tensor:
+        """The inputs ``(B, N*C, H, W)`` restored from payloads (:meth:`encode`)."""
+        e = (channel or self.channel).decode(payloads, dtype=self._dtype())
+        return self.restore(e.to(self._device()))
+
+    def embed(self, x: Tensor, channel: Channel | None = None) -> Tensor:
+        """The embedding of ``x`` ``(B, N*C, H, W)`` as the receiver decodes it from what is
+        sent ``(B, c_e, h, w)``: ``decode(encode(body(x)))`` of the channel's deployment
+        face (``channel``: another one's). With the 8-bit quantiser, the body's output
+        clamped and rounded to 256 levels; with the JPEG channel, the JPEG's pixels. Call
+        ``eval()`` first for inference."""
+        (e,), _ = self.body([self._in(x)])
+        e = self._out_embedding(e)
+        use = channel or self.channel
+        return use.decode(use.encode(e), dtype=e.dtype).to(e.device)
 
     def restore(self, received: Tensor) -> Tensor:
         """The inputs ``(B, N*C, H, W)`` restored from a received embedding ``(B, c_e, h, w)``."""
         (x,), _ = self([received], rev=True)
         return x
+
+    def _device(self) -> torch.device:
+        first = next(self.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+
+    def _dtype(self) -> torch.dtype:
+        first = next((p for p in self.parameters() if p.is_floating_point()), None)
+        return first.dtype if first is not None else torch.float32
+
+    # ------------------------------------------------------------- training
+    def problems(self) -> list[str]:
+        """Why the channel does not suit the body (:meth:`Channel.problems`), one sentence
+        each; empty when it does."""
+        return list(self.channel.problems(self.body))
+
+    def param_groups(self) -> list[ParamGroup]:
+        """The parameter groups the channel declares, with their patterns under
+        ``channel.`` (:class:`~invblocks.ric.groups.ParamGroup`)."""
+        return [g.prefixed("channel") for g in self.channel.param_groups()]
+
+    def finalize(self) -> None:
+        """Bring the channel's deployment state up to date (:meth:`Channel.finalize`);
+        the trainer calls it before every checkpoint."""
+        self.channel.finalize()
+
+    def __iter__(self) -> Iterator[Block]:
+        """The body's nodes, then the channel: how 0.1 networks were laid out (deprecated:
+        read :attr:`body` and :attr:`channel`)."""
+        _deprecated.warn(
+            "iterating a network's nodes is deprecated: a preset returns a RICNet; read "
+            "its body (net.body, a Sequence) and its channel (net.channel)"
+        )
+        yield from getattr(self.body, "nodes", [self.body])
+        yield self.channel
 
     def _body_forward(self, x: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         (e,), _, aux = self.body.forward_with_aux([x])
@@ -271,7 +343,7 @@ class RICNet(Block):
             raise ValueError(f"RICNet: the body {self.body._name()} has no memory saving")
         self.body.memory_saving = value
 
-    def with_channel(self, channel: Block) -> RICNet:
+    def with_channel(self, channel: Channel) -> RICNet:
         """The same network (shared body and weights) with another channel."""
         return RICNet(
             self.body,
@@ -324,7 +396,7 @@ class RICNet(Block):
         body, channel = config_fields(config, "body", "channel")
         return cls(
             block_from_config(body),
-            block_from_config(channel),
+            _channel_from_config(channel),
             image_channels=int(config.get("image_channels", 3)),
             channel_order=config.get("channel_order", "rgb"),
         )
@@ -333,45 +405,27 @@ class RICNet(Block):
 register_block(RICNet)
 
 
+def _prefixed(prefix: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}.{k}": v for k, v in values.items()}
+
+
+def _channel_from_config(config: Any) -> Channel:
+    """A channel from its JSON config: its block config (``{"type": "Quantizer", "args":
+    {...}}``), by class name or channel name."""
+    if isinstance(config, dict) and isinstance(config.get("type"), str):
+        cls = channel_class(config["type"])
+        config = {**config, "type": cls.__name__}
+    channel = block_from_config(config)
+    if not isinstance(channel, Channel):
+        raise ValueError(f"the network's channel {type(channel).__name__} is not a Channel")
+    return channel
+
+
 def as_ricnet(net: Any, *, image_channels: int = 3) -> RICNet:
     """``net`` itself when it is a :class:`RICNet`, else ``RICNet(net)`` with the default
-    channel (8-bit quantiser)."""
+    channel (8-bit quantiser), or, for a 0.1 network whose last node is its channel, that
+    channel (deprecated)."""
     if isinstance(net, RICNet):
         return net
-    return RICNet(net, image_channels=image_channels)
-
-
-def channel_class(name: str) -> type:
-    """The block class a channel name means: a registered block name (``"Quantizer"``),
-    in any case (``"quantizer"``), or a block's ``channel_name`` (``"jpeg"``).
-
-    Raises ``ValueError`` listing the known channel names otherwise."""
-    for key, cls in BLOCKS.items():
-        if name in (key, key.lower(), getattr(cls, "channel_name", None)):
-            return cls
-    named = sorted(
-        getattr(cls, "channel_name", None) or key.lower()
-        for key, cls in BLOCKS.items()
-        if getattr(cls, "channel_name", None) or key == "Quantizer"
-    )
-    raise ValueError(
-        f"unknown channel {name!r}; channels: {', '.join(named)} (or any registered block name)"
-    )
-
-
-def build_channel(spec: str | Mapping[str, Any], embedding_dims: Any) -> Block:
-    """A channel block for an embedding of shape ``embedding_dims`` ``(c_e, h, w)`` from a
-    name (``"quantizer"``, ``"jpeg"``) or a table ``{"type": name, **arguments}``, as
-    ``--set channel=jpeg --set channel.quality=70-95`` gives.
-
-    Raises ``ValueError`` naming the channel for an unknown name or bad arguments."""
-    if isinstance(spec, str):
-        spec = {"type": spec}
-    if not isinstance(spec, Mapping) or not isinstance(spec.get("type"), str):
-        raise ValueError(f"channel: expected a name or a table with a 'type'; received {spec!r}")
-    args = {k: v for k, v in spec.items() if k != "type"}
-    cls = channel_class(spec["type"])
-    try:
-        return cls([tuple(embedding_dims)], **args)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"channel {spec['type']!r}: {err}") from err
+    body, channel = _deprecated.split_channel(net)
+    return RICNet(body, channel, image_channels=image_channels)

@@ -1,10 +1,11 @@
 """One RIC training step: the network's round trip, the task's reference, the objective.
 
-``ric_step(task, net, x)`` runs :meth:`~invblocks.ricnet.RICNet.round_trip` (body, channel,
-inverse) on the stacked batch, computes the task's reference, and returns the weighted loss
-terms of the objective (:meth:`~invblocks.task.Task.objective`) by name, with their sum
-under ``"total"``. A network compiled with :meth:`~invblocks.ricnet.RICNet.compile_body`
-trains through the same step.
+``ric_step(task, net, x)`` runs :meth:`~invblocks.ric.RICNet.round_trip` (body, channel,
+inverse) on the stacked batch, takes the task's reference (computed from the batch, or given
+with it for paired data), and returns the weighted loss terms of the objective
+(:meth:`~invblocks.ric.Task.objective`) by name, with their sum under ``"total"`` (and each
+parameter group's under ``"total_<group>"``). A network compiled with
+:meth:`~invblocks.ric.RICNet.compile_body` trains through the same step.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .losses import Objective, RICBatch
-from .ricnet import RICNet
+from .network import RICNet
 from .task import Task
 
 __all__ = ["ric_step"]
@@ -26,6 +27,7 @@ def ric_step(
     n_inputs: int | None = None,
     *,
     objective: Objective | None = None,
+    reference: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """The loss terms of one training step on the stacked batch ``x`` (``"total"`` included).
 
@@ -36,6 +38,8 @@ def ric_step(
         n_inputs: ``n`` (default: from the channel count).
         objective: The loss terms and weights (default: ``task.objective(net)``; build it
             once per run to check its names once).
+        reference: The batch's references (paired data); by default the task computes
+            them from ``x`` (``Task.reference``), or there are none.
 
     Raises:
         ValueError: when the embedding does not have the reference's shape.
@@ -47,9 +51,9 @@ def ric_step(
             f"{type(net).__name__}: wrap it with invblocks.RICNet(net)"
         )
     n = n_inputs or x.shape[1] // task.image_channels
-    reference = task.reference(x, n)
+    reference = task.reference_of(x, n, reference)
     result = net.round_trip(x, reference)
-    if result.embedding.shape != reference.shape:
+    if reference is not None and result.embedding.shape != reference.shape:
         raise ValueError(
             f"task {task.name!r}: the network's embedding {tuple(result.embedding.shape)} does "
             f"not match the reference {tuple(reference.shape)}"

@@ -1,42 +1,36 @@
-"""A JPEG channel: the embedding travels as a JPEG file (differentiable in training)."""
+"""The JPEG channel: the embedding travels as a JPEG file (differentiable in training)."""
 
 from __future__ import annotations
 
-import io
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import Tensor
 
-from ..block import Block, Dims, Inversion
-from ..registry import register_block
-from .quantize import quantize
+from ..block import Dims, Inversion
+from ..io import SUBSAMPLING, decode_image, encode_jpeg, with_jpeg_text
+from .channel import CHANNELS, Channel, decoded, register_channel
+from .payload import META_KEY, Payload, image_channels, meta_from_text
+from .quantizer import quantize
 
-__all__ = ["JPEGChannel", "jpeg"]
+__all__ = ["JPEGChannel", "jpeg_round_trip"]
 
 
-def jpeg(image: Tensor, quality: int) -> Tensor:
+def jpeg_round_trip(image: Tensor, quality: int, subsampling: str = "4:2:0") -> Tensor:
     """``(B, C, H, W)`` in ``[0, 1]`` (``C`` 1 or 3) through Pillow's libjpeg at ``quality``
-    (4:2:0 chroma subsampling, baseline), decoded back: the real codec, on the CPU, as a
-    user's file goes. Values are rounded to 8 bits first."""
+    (baseline, 4:2:0 chroma subsampling unless ``subsampling`` says otherwise), decoded back:
+    the real codec, on the CPU, as a user's file goes. Values are rounded to 8 bits first."""
     if image.shape[1] not in (1, 3):
         raise ValueError(f"jpeg: expected 1 or 3 channels; received {tuple(image.shape)}")
-    arrays = torch.round(quantize(image.detach().float()) * 255).to(torch.uint8).cpu()
     out = []
-    for a in arrays:
-        pixels = a[0].numpy() if a.shape[0] == 1 else a.permute(1, 2, 0).numpy()
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=int(quality), subsampling=2)
-        buffer.seek(0)
-        with Image.open(buffer) as decoded:
-            back = torch.from_numpy(np.asarray(decoded).copy())
-        out.append(back[None] if back.dim() == 2 else back.permute(2, 0, 1))
+    for a in quantize(image.detach().float()).cpu():
+        pixels, _, _ = decode_image(encode_jpeg(a, quality, subsampling=subsampling), "a JPEG")
+        out.append(pixels)
     return torch.stack(out).to(device=image.device, dtype=image.dtype) / 255
 
 
-class JPEGChannel(Block):
+class JPEGChannel(Channel):
     """The embedding goes through JPEG at a quality in ``quality`` (``STE`` inversion kind).
 
     * In training, kornia's differentiable JPEG (``kornia.enhance.jpeg_codec_differentiable``:
@@ -44,9 +38,15 @@ class JPEGChannel(Block):
       scaled by the quality, a differentiable rounding) at a quality drawn per sample,
       uniformly from ``quality``; with probability ``plain`` a sample takes the plain 8-bit
       channel (IICNet's uniform noise) instead.
-    * In eval mode, the real codec (:func:`jpeg`, Pillow's libjpeg) at ``eval_quality``, so
-      validation measures what a user's file gives.
+    * In eval mode, the real codec (:func:`jpeg_round_trip`, Pillow's libjpeg) at
+      ``eval_quality``, so validation measures what a user's file gives.
     * The inverse is the identity: the restorer starts from what arrived.
+    * Deployment: the payload is the JPEG file's bytes at ``eval_quality`` (the model's
+      metadata goes in a comment segment); ``.png`` files carry the 8-bit embedding before
+      the JPEG, losslessly (the quantiser's deployment face).
+
+    It refuses a network that hides its other images in the 8-bit residue of its embedding
+    (:class:`~invblocks.blocks.residue.ResidueHiding`): a JPEG destroys that residue.
 
     As an ``STE`` block it is checked for: eval outputs on the 8-bit grid, and an inverse that
     returns its input unchanged. It is not idempotent (JPEG of a JPEG moves a few values), so
@@ -59,6 +59,8 @@ class JPEGChannel(Block):
             1..100 (also the string ``"lo-hi"``, as ``--set channel.quality=70-95`` gives).
         eval_quality: The quality in eval mode (default: the middle of ``quality``).
         plain: Probability that a training sample uses the plain 8-bit channel instead.
+        subsampling: The chroma subsampling of the real codec (``"4:2:0"``, ``"4:2:2"``,
+            ``"4:4:4"``); training's differentiable codec subsamples 4:2:0.
         generator: Random source for the qualities and the choice (default: torch's).
 
     Shapes:
@@ -66,7 +68,9 @@ class JPEGChannel(Block):
     """
 
     inversion = Inversion.STE
-    channel_name = "jpeg"
+    name = "jpeg"
+    suffixes = (".jpg", ".jpeg")
+    writable = (".jpg", ".jpeg", ".png")
     idempotent = False
 
     def __init__(
@@ -76,6 +80,7 @@ class JPEGChannel(Block):
         quality: int | str | tuple[int, int] | list[int] = (70, 95),
         eval_quality: int | None = None,
         plain: float = 0.0,
+        subsampling: str = "4:2:0",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -89,14 +94,19 @@ class JPEGChannel(Block):
         if not 0.0 <= float(plain) <= 1.0:
             raise ValueError(f"JPEGChannel: plain must be a probability; received {plain!r}")
         self.quality, self.eval_quality = (lo, hi), int(eval_quality)
-        self.plain, self.generator = float(plain), generator
+        if subsampling not in SUBSAMPLING:
+            raise ValueError(
+                f"JPEGChannel: subsampling must be one of {', '.join(SUBSAMPLING)}; "
+                f"received {subsampling!r}"
+            )
+        self.plain, self.generator, self.subsampling = float(plain), generator, subsampling
         if self.dims_in:
             self.output_dims(self.dims_in)
 
     def _forward(self, xs: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         (x,) = xs
         if not self.training:
-            return jpeg(x, self.eval_quality), None
+            return jpeg_round_trip(x, self.eval_quality, self.subsampling), None
         from kornia.enhance import jpeg_codec_differentiable
 
         b = x.shape[0]
@@ -126,11 +136,79 @@ class JPEGChannel(Block):
 
     _input_dims = _output_dims
 
+    # ---------------------------------------------------------- deployment face
+    def encode(self, e: Tensor) -> list[Payload]:
+        """The JPEG file of each embedding, at ``eval_quality``."""
+        out = []
+        for image in quantize(e.detach().float()).cpu():
+            data = encode_jpeg(image, self.eval_quality, subsampling=self.subsampling)
+            out.append(Payload(data, tuple(image.shape)))
+        return out
+
+    def decode(self, payloads: Sequence[Payload], dtype: torch.dtype = torch.float32) -> Tensor:
+        values = []
+        for p in payloads:
+            if not isinstance(p.data, bytes):
+                raise ValueError("the JPEG channel's payload is a JPEG file's bytes")
+            pixels, _, _ = decode_image(p.data, "a JPEG payload")
+            values.append(pixels.double() / 255)
+        return decoded(payloads, values, dtype)
+
+    def for_file(self, suffix: str, quality: int | None = None) -> Channel:
+        """This channel (at ``quality`` when given) for ``.jpg``/``.jpeg``; the lossless
+        8-bit quantiser for ``.png``."""
+        suffix = suffix.lower()
+        if suffix == ".png":
+            if quality is not None:
+                raise ValueError("a quality is for JPEG files; a .png is lossless")
+            return CHANNELS.lookup("quantizer")(self.dims_in or None)
+        if suffix in self.suffixes and quality is not None and quality != self.eval_quality:
+            lo, hi = self.quality
+            return JPEGChannel(
+                self.dims_in or None,
+                quality=(lo, hi),
+                eval_quality=quality,
+                subsampling=self.subsampling,
+            )
+        if suffix in self.suffixes:
+            return self
+        return super().for_file(suffix, quality)
+
+    def dumps(self, payload: Payload, meta: Mapping[str, Any]) -> bytes:
+        """The JPEG's bytes with ``meta`` in a comment segment."""
+        import json
+
+        if not isinstance(payload.data, bytes):
+            raise ValueError("the JPEG channel's payload is a JPEG file's bytes")
+        return with_jpeg_text(payload.data, {META_KEY: json.dumps(dict(meta))})
+
+    def loads(self, data: bytes, where: str) -> tuple[Payload, dict[str, Any]]:
+        """A JPEG file's bytes (or any image Pillow reads, re-coded by another program) and
+        the metadata it carries."""
+        pixels, mode, text = decode_image(data, where)
+        want = self.dims_in[0][0] if self.dims_in else None
+        pixels = image_channels(pixels, mode, want, where)
+        return Payload(data, tuple(pixels.shape)), meta_from_text(text, where)
+
+    def problems(self, body: Any) -> list[str]:
+        from ..blocks.residue import hides_in_residue
+
+        if hides_in_residue(body):
+            return [
+                "this network hides its other images in the residue of the 8-bit embedding "
+                "(ResidueHiding), which a JPEG destroys; train it without the hiding "
+                "(--set network.hiding_levels=null) to send it through a JPEG"
+            ]
+        return []
+
     def extra_repr(self) -> str:
         lo, hi = self.quality
         span = str(lo) if lo == hi else f"{lo}-{hi}"
         plain = f", plain={self.plain:g}" if self.plain else ""
-        return f"quality={span}, eval_quality={self.eval_quality}{plain}, {super().extra_repr()}"
+        sub = f", subsampling={self.subsampling!r}" if self.subsampling != "4:2:0" else ""
+        return (
+            f"quality={span}, eval_quality={self.eval_quality}{plain}{sub}, {super().extra_repr()}"
+        )
 
 
 def _quality_range(quality: Any) -> tuple[int, int]:
@@ -161,4 +239,4 @@ def _quality_range(quality: Any) -> tuple[int, int]:
     return int(value[0]), int(value[1])
 
 
-register_block(JPEGChannel)
+register_channel(JPEGChannel)

@@ -1,7 +1,7 @@
 """Losses of the reference methods as named terms, and the constraints blocks contribute.
 
 A training objective is a set of **loss terms**, each a named function of one step's
-:class:`~invblocks.ricnet.RICResult` and its :class:`RICBatch` returning a scalar, and one
+:class:`~invblocks.ric.RICResult` and its :class:`RICBatch` returning a scalar, and one
 mapping of weights by term name (:class:`LossConfig`). The step logs every weighted term
 under its name and their sum as ``"total"``. Built-in terms (:data:`LOSS_TERMS`):
 
@@ -34,10 +34,11 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from .block import Block
+from ..block import Block
+from ..registry import NamedRegistry
 
 if TYPE_CHECKING:
-    from .ricnet import RICResult
+    from .network import RICResult
 
 __all__ = [
     "DEFAULT_WEIGHTS",
@@ -99,14 +100,16 @@ class RICBatch:
 
     Arguments:
         inputs: The stacked inputs ``(B, N*C, H, W)``, slots in task order.
-        reference: What the embedding must resemble ``(B, c_e, h, w)``, detached.
+        reference: What the embedding must resemble ``(B, c_e, h, w)``, detached; ``None``
+            for a task without a reference (a codec's latent resembles nothing): the terms
+            that compare the embedding with it do not apply.
         n_images: ``N``, the images per sample.
         reduction: ``"sum"`` (over ``(C, H, W)``, mean over the batch: the papers') or
             ``"mean"`` (per element).
     """
 
     inputs: Tensor
-    reference: Tensor = attrs.field(converter=lambda t: t.detach())
+    reference: Tensor | None = attrs.field(converter=lambda t: None if t is None else t.detach())
     n_images: int
     reduction: Reduction = "sum"
 
@@ -153,25 +156,22 @@ def loss_term(name: str, description: str = "") -> Callable[[TermFn], LossTerm]:
     return wrap
 
 
-LOSS_TERMS: dict[str, LossTerm] = {}
-"""Registered loss terms by name, the built-ins and those plugins register."""
+def _check_term(term: Any) -> None:
+    if not isinstance(term, LossTerm):
+        raise TypeError(f"{term!r} is not an invblocks LossTerm (@invblocks.ric.loss_term)")
 
-_TERM_OWNERS: dict[str, str] = {}
+
+LOSS_TERMS: NamedRegistry[LossTerm] = NamedRegistry("loss term", check=_check_term)
+"""Registered loss terms by name, the built-ins and those plugins register."""
 
 
 def register_loss_term(term: LossTerm, *, owner: str = "invblocks") -> LossTerm:
     """Register ``term`` under its name for every task; ``ValueError`` naming both owners
     when another term already has the name."""
-    if not isinstance(term, LossTerm):
-        raise TypeError(f"{owner} registered {term!r}, which is not an invblocks LossTerm")
-    known = LOSS_TERMS.get(term.name)
-    if known is not None and known is not term:
-        raise ValueError(
-            f"loss term {term.name!r} registered twice: by {_TERM_OWNERS[term.name]} and by {owner}"
-        )
-    LOSS_TERMS[term.name] = term
-    _TERM_OWNERS[term.name] = owner
-    return term
+    try:
+        return LOSS_TERMS.register(term, getattr(term, "name", None), owner=owner)
+    except TypeError as err:
+        raise TypeError(f"{owner} registered {term!r}: {err}") from None
 
 
 def constraint_term(name: str) -> LossTerm:
@@ -185,15 +185,21 @@ def constraint_term(name: str) -> LossTerm:
     return LossTerm(name, total, f"the blocks' {name!r} constraints, summed")
 
 
-def _embedding(result: RICResult, batch: RICBatch) -> Tensor:
+def _embedding(result: RICResult, batch: RICBatch) -> Tensor | None:
+    if batch.reference is None:
+        return None
     return l2_loss(result.embedding, batch.reference, reduction=batch.reduction)
 
 
-def _embedding_charbonnier(result: RICResult, batch: RICBatch) -> Tensor:
+def _embedding_charbonnier(result: RICResult, batch: RICBatch) -> Tensor | None:
+    if batch.reference is None:
+        return None
     return charbonnier_loss(result.embedding, batch.reference, reduction=batch.reduction)
 
 
-def _frequency(result: RICResult, batch: RICBatch) -> Tensor:
+def _frequency(result: RICResult, batch: RICBatch) -> Tensor | None:
+    if batch.reference is None:
+        return None
     return frequency_loss(result.embedding, batch.reference, reduction=batch.reduction)
 
 
@@ -319,11 +325,17 @@ class Objective:
     """A training objective: loss terms and their weights, built once per run.
 
     ``objective(result, batch)`` returns every weighted term that applies under its name,
-    and their sum under ``"total"``, in the order of the weights.
+    and their sum under ``"total"``, in the order of the weights. Terms that a parameter
+    group minimises (``groups``: term name -> group name, see
+    :class:`~invblocks.ric.groups.ParamGroup`) are summed under ``"total_<group>"`` instead.
     """
 
     def __init__(
-        self, weights: Mapping[str, float], terms: Mapping[str, LossTerm], reduction: Reduction
+        self,
+        weights: Mapping[str, float],
+        terms: Mapping[str, LossTerm],
+        reduction: Reduction,
+        groups: Mapping[str, str] | None = None,
     ) -> None:
         missing = sorted(set(weights) - set(terms))
         if missing:
@@ -331,6 +343,13 @@ class Objective:
         self.weights = dict(weights)
         self.terms = {name: terms[name] for name in self.weights}
         self.reduction: Reduction = reduction
+        self.groups = dict(groups or {})
+        unknown = sorted(set(self.groups) - set(self.terms))
+        if unknown:
+            raise ValueError(
+                f"parameter groups minimise {unknown}, which are no loss terms of this run; "
+                f"known: {', '.join(sorted(self.terms))}"
+            )
 
     @classmethod
     def build(
@@ -340,10 +359,12 @@ class Objective:
         task_terms: Iterable[LossTerm] = (),
         network: nn.Module | None = None,
         overrides: Mapping[str, Any] | None = None,
+        groups: Mapping[str, str] | None = None,
     ) -> Objective:
         """The objective of ``config`` (with ``overrides``: ``--set losses.<name>=<weight>``),
         over the registered terms, ``task_terms`` and the constraints the blocks of
-        ``network`` declare (each at its block's default weight unless weighted here).
+        ``network`` declare (each at its block's default weight unless weighted here);
+        ``groups`` maps the terms parameter groups minimise to the groups.
 
         Raises ``ValueError`` for a weight whose name is no term, listing the known ones.
         """
@@ -368,19 +389,24 @@ class Objective:
             **config.weights,
             **{k: w for k, w in declared.items() if k not in config.weights},
         }
-        return cls({k: w for k, w in weights.items() if k in terms}, terms, config.reduction)
+        return cls(
+            {k: w for k, w in weights.items() if k in terms}, terms, config.reduction, groups
+        )
 
     def __call__(self, result: RICResult, batch: RICBatch) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
+        totals: dict[str, list[Tensor]] = {}
         for name, weight in self.weights.items():
             if not weight:
                 continue
             value = self.terms[name](result, batch)
             if value is not None:
                 out[name] = weight * value
-        if not out:
+                totals.setdefault(self.groups.get(name, ""), []).append(out[name])
+        if "" not in totals:
             raise ValueError(f"no loss term applies: weights {self.weights}")
-        out["total"] = torch.stack(list(out.values())).sum()
+        for group, values in totals.items():
+            out[f"total_{group}" if group else "total"] = torch.stack(values).sum()
         return out
 
     def __repr__(self) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -14,15 +12,17 @@ import torch.nn.functional as F
 from attrs import validators as v
 from torch import Tensor
 
-from .block import Block
-from .blocks.quantize import TRAIN_MODES, TrainMode
-from .data import DataSplit, SampleFn, TaskDataset
+from .. import _deprecated
+from ..block import Block
+from ..data import DataSplit, SampleFn, TaskDataset
+from .groups import ParamGroup, group_of_terms
 from .losses import LossConfig, LossTerm, Objective
-from .ricnet import RICNet, as_ricnet
-from .sampling import SampleRequest
+from .network import RICNet, as_ricnet
+from .quantizer import TRAIN_MODES, TrainMode
 
 __all__ = [
     "Task",
+    "TaskMetric",
     "TrainDefaults",
     "default_display",
     "identity_order",
@@ -71,37 +71,6 @@ def _terms(value: Iterable[LossTerm]) -> tuple[LossTerm, ...]:
     return tuple(value)
 
 
-def _request_style(fn: Callable[..., list[Tensor]]) -> SampleFn:
-    """A sampler of one :class:`~invblocks.sampling.SampleRequest`; one written for the six
-    positional arguments of 0.1 (``items, index, n, crop, generator, train``) is wrapped, with a
-    ``DeprecationWarning`` (removed in 0.3)."""
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):  # builtins without a signature: the new style
-        return fn
-    positional = [
-        p
-        for p in params
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
-    ]
-    if len(positional) < 6:
-        return fn
-    warnings.warn(
-        f"sampler {getattr(fn, '__name__', fn)!r} takes (items, index, n, crop, generator, "
-        "train), the 0.1 signature; take one invblocks.sampling.SampleRequest instead "
-        "(the old signature is removed in 0.3)",
-        DeprecationWarning,
-        stacklevel=4,
-    )
-
-    def sample(request: SampleRequest) -> list[Tensor]:
-        r = request
-        return fn(r.items, r.index, r.n_inputs, r.crop, r.generator, r.train)
-
-    sample.__wrapped__ = fn  # type: ignore[attr-defined]
-    return sample
-
-
 def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
@@ -111,6 +80,29 @@ def _inputs(value: int | Sequence[int]) -> tuple[int, int]:
 
 def _settings(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
+
+
+TaskMetric = Callable[[list[Tensor], list[Tensor], Tensor, "Tensor | None"], Mapping[str, float]]
+"""A task's own evaluation metric: ``f(images, restored, embedding, reference) -> {name:
+value}`` for one item: its images and their restorations ``(C, H, W)`` in natural order,
+the embedding as received ``(c_e, h, w)``, and the reference (``None`` without one)."""
+
+
+def _metrics(value: Iterable[Any]) -> tuple[TaskMetric, ...]:
+    items = tuple(value)
+    names = [m for m in items if isinstance(m, str)]
+    if names:
+        _deprecated.warn(
+            f"Task(metrics={names!r}): metric names are deprecated (PSNR and SSIM are always "
+            "reported); give functions f(images, restored, embedding, reference) -> "
+            "{name: value}",
+            stacklevel=5,
+        )
+    return tuple(m for m in items if not isinstance(m, str))
+
+
+def _channel_spec(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
 
 
 @attrs.frozen(kw_only=True)
@@ -123,7 +115,9 @@ class TrainDefaults:
         optimizer: ``"iicnet"`` or ``"win"`` (see :class:`invblocks.config.TrainConfig`).
         lr: Initial learning rate.
         warmup: Share of the run over which the learning rate rises from 0.
-        quantizer: The quantiser channel's training mode (``None``: the network's own).
+        channel: The channel to train through (a name or a table, as the training config's
+            ``channel``; ``None``: the network's own).
+        quantizer: Deprecated: ``channel={"type": "quantizer", "train_mode": ...}``.
         network: Settings for the task's network function (``{"blocks": 4}``); the run's
             ``network`` settings are applied over them.
         autocast: ``"bfloat16"`` to train under bfloat16 autocast (``None``: float32).
@@ -139,6 +133,9 @@ class TrainDefaults:
     )
     lr: float = attrs.field(default=2e-4, validator=v.gt(0))
     warmup: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
+    channel: str | Mapping[str, Any] | None = attrs.field(
+        default=None, converter=_channel_spec, hash=False
+    )
     quantizer: TrainMode | None = attrs.field(
         default=None, validator=v.optional(v.in_(TRAIN_MODES))
     )
@@ -148,6 +145,14 @@ class TrainDefaults:
     )
     losses: Mapping[str, float] = attrs.field(factory=dict, converter=dict, hash=False)
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.quantizer is not None:
+            if self.channel is not None:
+                raise ValueError("TrainDefaults: give channel or quantizer, not both")
+            spec = _deprecated.quantizer_channel(self.quantizer, "TrainDefaults", stacklevel=5)
+            object.__setattr__(self, "channel", spec)
+            object.__setattr__(self, "quantizer", None)
 
 
 @attrs.frozen(kw_only=True)
@@ -170,20 +175,24 @@ class Task:
             :class:`~invblocks.sampling.SampleRequest`, the sample's ``n`` images ``(C, H, W)``
             in natural order (e.g. frames in time order). Training samples are random;
             validation samples are ``items[index]``, centre-cropped; ``crop=None`` (validation)
-            asks for the whole item (full-image evaluation).
+            asks for the whole item (full-image evaluation). A sampler of paired data returns
+            a :class:`~invblocks.sampling.Sample` instead: the images and their reference
+            (a RAW and the photo its camera rendered).
         default_data: ``f() -> DataSplit``: the built-in default data (installed files only).
         open_data: ``f(path) -> DataSplit``: read a user's data folder (a dataset layout).
         reference: ``f(x, n) -> r``: the reference image the embedding must resemble, from the
             stacked batch ``(B, n*C, H, W)`` (slot 0 is the reference input): ``(B, embed_channels,
-            H/scale, W/scale)``.
+            H/scale, W/scale)``. ``None``: the sampler gives the reference with the images
+            (paired data), or there is none (a codec's latent resembles nothing; the
+            objective then has no embedding term and the evaluation no embedding metric).
         network: ``f(n, /, **overrides) -> RICNet``: the default network for ``n`` inputs (a
-            plain invertible network is wrapped in a :class:`~invblocks.ricnet.RICNet` with
+            plain invertible network is wrapped in a :class:`~invblocks.ric.RICNet` with
             the default 8-bit channel). Take ``n`` positional-only, so that a setting of the
             same name (WIN's width ``n``) reaches the preset.
         order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
-        loss_terms: The task's own loss terms (:class:`~invblocks.losses.LossTerm`, e.g. a
+        loss_terms: The task's own loss terms (:class:`~invblocks.ric.losses.LossTerm`, e.g. a
             loss in another colour space), weighted in ``losses`` by their names.
-        losses: The weights of the loss terms by name (:class:`~invblocks.losses.LossConfig`).
+        losses: The weights of the loss terms by name (:class:`~invblocks.ric.losses.LossConfig`).
         train: The default recipe (:class:`TrainDefaults`): what ``invblocks train`` uses
             for what the config leaves unset.
         reference_train: The papers' recipe (``recipe="reference"`` in the training
@@ -194,6 +203,11 @@ class Task:
             the reference alone, which a useful model must beat (default
             :func:`repeat_reference`: the middle frame for every frame, the left view as the
             right, the cover as the secret, gray as colour, bicubic up for rescaling).
+        metrics: The task's own evaluation metrics (:data:`TaskMetric`), reported beside
+            PSNR and SSIM by every evaluation.
+        param_groups: Parameters trained by optimisers of their own
+            (:class:`~invblocks.ric.groups.ParamGroup`; patterns relative to the network).
+        extra_losses: Deprecated (0.1): give ``loss_terms`` instead.
         sampling: The settings the sampler reads from
             :attr:`~invblocks.sampling.SampleRequest.options`, with their defaults (video:
             ``{"frame_step": 5}``, the spacing of training frames); a recipe or a run sets
@@ -210,10 +224,10 @@ class Task:
     scale: int = attrs.field(default=1, validator=v.gt(0))
     multiple: int = attrs.field(default=1, validator=v.gt(0))
     min_crop: int = attrs.field(default=16, validator=v.gt(0))
-    sample: SampleFn = attrs.field(converter=_request_style)
+    sample: SampleFn = attrs.field(converter=_deprecated.request_sampler)
     default_data: Callable[[], DataSplit]
     open_data: Callable[[Path], DataSplit] | None = None
-    reference: Callable[[Tensor, int], Tensor]
+    reference: Callable[[Tensor, int], Tensor] | None = None
     network: Callable[..., Block]
     order: Callable[[int], list[int]] = identity_order
     loss_terms: tuple[LossTerm, ...] = attrs.field(default=(), converter=_terms)
@@ -222,6 +236,9 @@ class Task:
     reference_train: TrainDefaults | None = None
     display: Callable[[Tensor], Tensor] = default_display
     baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
+    metrics: tuple[TaskMetric, ...] = attrs.field(default=(), converter=_metrics)
+    param_groups: tuple[ParamGroup, ...] = attrs.field(default=(), converter=tuple)
+    extra_losses: Callable[..., Mapping[str, Tensor]] | None = None
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
     plugin: str = ""
 
@@ -231,6 +248,11 @@ class Task:
             raise ValueError(f"task {self.name!r}: inputs must be 1 <= lo <= hi; received {value}")
 
     def __attrs_post_init__(self) -> None:
+        if self.extra_losses is not None:  # 0.1's extra terms: one term, weight 1
+            term = _deprecated.extra_losses_term(self.extra_losses)
+            object.__setattr__(self, "loss_terms", (*self.loss_terms, term))
+            object.__setattr__(self, "losses", self.losses.updated({term.name: 1.0}))
+            object.__setattr__(self, "extra_losses", None)
         self.check_inputs(self.default_inputs)
         if self.multiple % self.scale:
             raise ValueError(
@@ -354,7 +376,7 @@ class Task:
 
     def build_network(self, n_inputs: int | None = None, **overrides: Any) -> RICNet:
         """The default network for ``n_inputs`` images (``overrides`` go to the preset), as a
-        :class:`~invblocks.ricnet.RICNet`."""
+        :class:`~invblocks.ric.RICNet`."""
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
         try:
@@ -377,11 +399,22 @@ class Task:
             return self.reference_train or self.train
         raise ValueError(f"recipe must be 'default' or 'reference'; received {name!r}")
 
-    def trivial_restoration(self, x: Tensor, n: int) -> Tensor:
+    def reference_of(self, x: Tensor, n: int, given: Tensor | None = None) -> Tensor | None:
+        """The reference of the stacked batch ``x`` ``(B, n*C, H, W)``: ``given`` (paired
+        data) when there is one, else ``reference(x, n)``, else ``None`` (the task has
+        none)."""
+        if given is not None:
+            return given
+        return self.reference(x, n) if self.reference is not None else None
+
+    def trivial_restoration(self, x: Tensor, n: int, reference: Tensor | None = None) -> Tensor:
         """The task's trivial restoration of the stacked batch ``x`` ``(B, n*C, H, W)``, from
-        its reference alone (``baseline``)."""
+        its reference alone (``baseline``); ``ValueError`` for a task without one."""
         size = (int(x.shape[-2]), int(x.shape[-1]))
-        return self.restoration_from(self.reference(x, n), n, size)
+        reference = self.reference_of(x, n, reference)
+        if reference is None:
+            raise ValueError(f"task {self.name!r} has no reference to restore from")
+        return self.restoration_from(reference, n, size)
 
     def restoration_from(self, reference: Tensor, n: int, size: tuple[int, int]) -> Tensor:
         """The trivial restoration ``(B, n*C, H, W)`` of ``n`` images of ``size`` ``(H, W)``
@@ -398,8 +431,13 @@ class Task:
         """The training objective: ``losses`` (with ``overrides``, e.g. from
         ``--set losses.<name>=<weight>``) over the registered loss terms, the task's own
         ``loss_terms`` and the constraints the blocks of ``network`` declare."""
+        groups = [*self.param_groups, *getattr(network, "param_groups", list)()]
         return Objective.build(
-            self.losses, task_terms=self.loss_terms, network=network, overrides=overrides
+            self.losses,
+            task_terms=self.loss_terms,
+            network=network,
+            overrides=overrides,
+            groups=group_of_terms(groups),
         )
 
 

@@ -1,0 +1,91 @@
+"""The reversible-image-conversion framework: the network, its channel, tasks, losses, the
+training step and the evaluation.
+
+Modules, each importing only those listed after it:
+
+========================= ==============================================================
+``invblocks.ric.step``    one training step (:func:`ric_step`)
+``.evaluation``           one evaluation for validation, ``invblocks eval`` and benchmarks
+``.task``                 :class:`Task`: what is embedded, the reference, losses, recipes
+``.network``              :class:`RICNet`: an invertible body and the channel
+``.losses``               named loss terms, their weights, the objective
+``.jpeg``, ``.quantizer`` the built-in channels
+``.channel``              the :class:`Channel` contract and the channel registry
+``.groups``, ``.payload`` parameter groups; payloads and their files
+========================= ==============================================================
+
+Every public name is importable from ``invblocks.ric`` itself.
+"""
+
+from .channel import CHANNELS, Channel, build_channel, channel_class, register_channel
+from .evaluation import EvalSample, evaluate
+from .groups import ParamGroup
+from .jpeg import JPEGChannel, jpeg_round_trip
+from .losses import (
+    DEFAULT_WEIGHTS,
+    LOSS_TERMS,
+    LossConfig,
+    LossTerm,
+    Objective,
+    RICBatch,
+    charbonnier_loss,
+    constraint_losses,
+    frequency_loss,
+    l2_loss,
+    loss_term,
+    register_loss_term,
+    total_constraint_loss,
+)
+from .network import RICNet, RICResult, as_ricnet
+from .payload import Payload
+from .quantizer import Quantizer, quantize
+from .step import ric_step
+from .task import (
+    Task,
+    TaskMetric,
+    TrainDefaults,
+    default_display,
+    identity_order,
+    middle_first_order,
+    repeat_reference,
+)
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_WEIGHTS",
+    "LOSS_TERMS",
+    "Channel",
+    "EvalSample",
+    "JPEGChannel",
+    "LossConfig",
+    "LossTerm",
+    "Objective",
+    "ParamGroup",
+    "Payload",
+    "Quantizer",
+    "RICBatch",
+    "RICNet",
+    "RICResult",
+    "Task",
+    "TaskMetric",
+    "TrainDefaults",
+    "as_ricnet",
+    "build_channel",
+    "channel_class",
+    "charbonnier_loss",
+    "constraint_losses",
+    "default_display",
+    "evaluate",
+    "frequency_loss",
+    "identity_order",
+    "jpeg_round_trip",
+    "l2_loss",
+    "loss_term",
+    "middle_first_order",
+    "quantize",
+    "register_channel",
+    "register_loss_term",
+    "repeat_reference",
+    "ric_step",
+    "total_constraint_loss",
+]
