@@ -176,7 +176,8 @@ def request_sampler(fn: Callable[..., Any]) -> Callable[..., Any]:
         return fn
     warn(
         f"sampler {getattr(fn, '__name__', fn)!r} takes (items, index, n, crop, generator, "
-        "train), the 0.1 signature: take one invblocks.sampling.SampleRequest instead",
+        "train), the 0.1 signature, which is deprecated: take one "
+        "invblocks.sampling.SampleRequest instead",
         stacklevel=5,
     )
 

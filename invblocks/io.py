@@ -56,7 +56,9 @@ def read_image(
     ``dtype=torch.uint8`` as its 8-bit values (a quarter of the memory: how data sets keep
     their images, see :func:`invblocks.ops.to_float`).
 
-    ``mode`` is ``"RGB"`` (3 channels) or ``"L"`` (1). Other files are converted: palette and
+    ``mode`` is ``"RGB"`` (3 channels), ``"L"`` (1) or ``"RGBA"`` (4: how 4-channel images
+    such as packed RAW travel; an image without alpha gets an opaque one). Other files are
+    converted: palette and
     grayscale to RGB by Pillow, RGBA by dropping alpha, 16-bit grayscale by dividing by 65535
     (Pillow's own conversion would clip it), 16-bit RGB PNGs as Pillow reads them (8 bits).
     Raises ``ValueError`` naming the file when it is truncated or not an image,
@@ -74,7 +76,10 @@ def read_image(
                 gray = np.asarray(img, dtype=np.float64)
                 scale = 65535.0 if img.mode != "I" or gray.max() > 255 else 255.0
                 t = torch.from_numpy(gray / scale).float().clamp_(0, 1)[None]
-                t = t.repeat(3, 1, 1) if mode == "RGB" else t
+                if mode in ("RGB", "RGBA"):
+                    t = t.repeat(3, 1, 1)
+                if mode == "RGBA":  # opaque
+                    t = torch.cat([t, torch.ones_like(t[:1])])
                 return t.mul(255).round_().to(torch.uint8) if dtype == torch.uint8 else t
             arr = np.asarray(img.convert(mode))
     except FileNotFoundError:
@@ -89,10 +94,11 @@ def read_image(
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
-    """``(C, H, W)`` in ``[0, 1]`` -> ``(H, W, C)`` (or ``(H, W)``) uint8, rounding to nearest."""
-    if image.dim() != 3 or image.shape[0] not in (1, 3):
+    """``(C, H, W)`` in ``[0, 1]`` -> ``(H, W, C)`` (or ``(H, W)``) uint8, rounding to nearest;
+    ``C`` is 1 (gray), 3 (RGB) or 4 (RGBA: 4-channel images such as packed RAW)."""
+    if image.dim() != 3 or image.shape[0] not in (1, 3, 4):
         raise ValueError(
-            f"expected an image of shape (1 or 3, H, W); received {tuple(image.shape)}"
+            f"expected an image of shape (1, 3 or 4, H, W); received {tuple(image.shape)}"
         )
     arr = torch.round(image.detach().float().clamp(0, 1) * 255).to(torch.uint8).cpu().numpy()
     return arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)

@@ -322,7 +322,7 @@ class Model:
         frames, GIF or video (frames ``start``, ``start + step``, ...)."""
         files = [Path(p) for p in paths]
         n, c = self.n_inputs, self.task.image_channels
-        mode = "L" if c == 1 else "RGB"
+        mode = {1: "L", 4: "RGBA"}.get(c, "RGB")
         if len(files) == 1 and (files[0].is_dir() or files[0].suffix.lower() not in IMAGE_SUFFIXES):
             clip = read_clip(files[0], max_frames=start + (n - 1) * step + 1)
             frames = clip[start::step][:n]

@@ -324,7 +324,7 @@ def win(
     ratio: float = 0.75,
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
-    image_channels: int = 3,
+    image_channels: int | None = None,
     channel: ChannelSpec = None,
     quantizer: TrainMode | None = None,
     generator: torch.Generator | None = None,
@@ -349,7 +349,8 @@ def win(
     The channel is the 8-bit :class:`~invblocks.ric.Quantizer` training without quantisation
     (WIN's default, ``train_mode="identity"``; ``"ste"`` is its ``quantization=True``) unless
     ``channel`` says otherwise (``quantizer``: deprecated, the quantiser's training mode).
-    ``image_channels``: channels of each input image.
+    ``image_channels``: channels of each input image (default: 3 when ``in_channels`` is a
+    multiple of 3, else ``in_channels``: one image of them all, e.g. a packed RAW).
 
     Shapes:
         ``(B, in_channels, H, W) -> (B, out_channels, H / scale, W / scale)``
@@ -382,7 +383,7 @@ def win(
         c //= 4
     net.append(B.WIC, out_channels=out_channels, generator=generator)
     use = _channel(channel, quantizer, "identity", net.dims_out[0], "win")
-    return RICNet(net, use, image_channels=image_channels)
+    return RICNet(net, use, image_channels=_image_channels(in_channels, image_channels))
 
 
 def win_naive(
@@ -393,7 +394,7 @@ def win_naive(
     blocks: int = 8,
     size: tuple[int, int] = (64, 64),
     clamp: float = 1.0,
-    image_channels: int = 3,
+    image_channels: int | None = None,
     channel: ChannelSpec = None,
     quantizer: TrainMode | None = None,
     generator: torch.Generator | None = None,
@@ -419,7 +420,14 @@ def win_naive(
         net.append(B.Unsqueeze, order="channel")
     net.append(B.WIC, out_channels=out_channels, generator=generator)
     use = _channel(channel, quantizer, "identity", net.dims_out[0], "win_naive")
-    return RICNet(net, use, image_channels=image_channels)
+    return RICNet(net, use, image_channels=_image_channels(in_channels, image_channels))
+
+
+def _image_channels(in_channels: int, given: int | None) -> int:
+    """The channels of each input image: ``given``, else 3 for a multiple of 3, else all."""
+    if given is not None:
+        return given
+    return 3 if in_channels % 3 == 0 else in_channels
 
 
 for _preset in (iicnet, wicm, win, win_naive):

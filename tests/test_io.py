@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from invblocks import blocks as B
+from invblocks import ric
 from invblocks.io import atomic_write, read_image, write_png
 from invblocks.testing.strategies import image_shapes, seeds
 
@@ -15,7 +15,7 @@ from invblocks.testing.strategies import image_shapes, seeds
 @given(shape=image_shapes(channels=st.sampled_from([1, 3]), max_side=9), seed=seeds())
 def test_quantised_embedding_survives_png_bit_exactly(tmp_path_factory, shape, seed):
     x = torch.rand((1, *shape), generator=torch.Generator().manual_seed(seed)) * 1.2 - 0.1
-    q = B.Quantizer().eval()(x)[0]
+    q = ric.Quantizer().eval()(x)[0]
     path = write_png(q, tmp_path_factory.mktemp("png") / "e.png")
     back = read_image(path, mode="L" if shape[0] == 1 else "RGB")
     assert back.dtype == q.dtype and torch.equal(back, q)

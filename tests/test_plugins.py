@@ -1,5 +1,6 @@
 """The plugin system: entry points, switches, duplicates, and the built-in tasks through it."""
 
+import json
 import types
 
 import pytest
@@ -172,3 +173,50 @@ def test_the_command_line_reports_a_broken_plugin_in_one_line(broken_plugin, cap
     err = capsys.readouterr().err
     assert err.startswith("invblocks tasks: error: the invblocks plugin 'broken'")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_plugin_written_for_0_1_trains_embeds_and_restores_with_deprecation_warnings(
+    plugin_env, tmp_path
+):
+    import subprocess
+    import sys
+
+    env = {**plugin_env("legacy01"), "PYTHONWARNINGS": "always::DeprecationWarning"}
+
+    def cli(*args):
+        proc = subprocess.run(
+            [sys.executable, "-m", "invblocks", *map(str, args)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        warned = [line for line in proc.stderr.splitlines() if "warning" in line.lower()]
+        assert warned and all("deprecated" in line for line in warned), warned
+        return " ".join(warned)
+
+    run = tmp_path / "run"
+    sets = ["steps=2", "val_every=2", "ckpt_every=2", "val_samples=1", "device=cpu"]
+    said = cli("train", "--task", "legacy-raw", "--out", run, "--quiet",
+               *[a for s in sets for a in ("--set", s)])  # fmt: skip
+    for form in (
+        "the 0.1 signature",  # a sampler of six arguments
+        "extra_losses",
+        "metric names",
+        "TrainDefaults quantizer='ste'",
+        "invblocks.losses is deprecated",
+        "invblocks.blocks.Quantizer is deprecated",
+        "iterating a network's nodes",
+        "whose last node is its channel",
+    ):
+        assert form in said, form
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["extra_losses"] > 0  # 0.1's extra losses take part
+    config = json.loads((run / "checkpoints" / "step-00000002" / "config.json").read_text())
+    channel = config["network"]["channel"]  # the preset's quantiser became the channel...
+    assert channel["type"] == "Quantizer" and channel["args"]["train_mode"] == "ste"  # ...as set
+    assert config["network"]["body"]["nodes"][-1]["type"] == "WIC"
+    raw = tmp_path / "raw.png"  # 4-channel images travel as RGBA PNGs
+    invblocks.io.write_png(torch.rand(4, 32, 40, generator=torch.Generator().manual_seed(0)), raw)
+    cli("embed", "--model", run, raw, "-o", tmp_path / "x.png", "--device", "cpu")
+    cli("restore", "--model", run, tmp_path / "x.png", "-o", tmp_path / "back")
+    back = invblocks.io.read_image(tmp_path / "back" / "restored_0.png", mode="RGBA")
+    assert back.shape == (4, 32, 40)

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from invblocks import blocks as B
-from invblocks import presets
+from invblocks import presets, ric
 from invblocks.testing import perturb_parameters
 
 
@@ -18,7 +18,7 @@ def test_st01_matches_reference():
     assert sum(p.numel() for p in net.parameters()) == 6_805_540
     assert net.dims_in == [(15, 144, 144)] and net.dims_out == [(3, 144, 144)]
     assert len(couplings(net)) == 10 and {c.split for c in couplings(net)} == {3}
-    assert isinstance(net.channel, B.Quantizer) and net.channel.train_mode == "noise"
+    assert isinstance(net.channel, ric.Quantizer) and net.channel.train_mode == "noise"
     assert isinstance(net.body[-1], B.ChannelSqueeze)
 
 
@@ -156,7 +156,7 @@ def test_the_hiding_start_hides_and_training_cannot_move_the_embedding(n):
     x = x.double() / 255
     hiding = B.ResidueHiding(channels=3, levels=16, checkerboard=True)
     y = hiding(x)
-    e = B.quantize(y[:, :3])
+    e = ric.quantize(y[:, :3])
     expected = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
     with torch.no_grad():
         assert torch.allclose(net.embed(x), e, atol=1e-12)
@@ -185,7 +185,7 @@ def test_the_downscaling_hiding_start_hides_the_low_bands_and_upscales_them():
     x = torch.rand(2, 9, 8, 10, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     hiding = B.ResidueHiding(channels=3, levels=10, difference=0.03, checkerboard=True)
     y = hiding(F.avg_pool2d(x, 2))
-    e = B.quantize(y[:, :3])
+    e = ric.quantize(y[:, :3])
     lows = hiding.inverse()(torch.cat([e, torch.zeros_like(y[:, 3:])], dim=1))
     bands = torch.cat([lows, torch.zeros(2, 27, 4, 5, dtype=torch.float64)], dim=1)
     haar = B.HaarDownscale([(9, 8, 10)], order="hl")

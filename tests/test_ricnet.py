@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 import invblocks
-from invblocks import RICNet, Sequence, presets
+from invblocks import RICNet, Sequence, presets, ric
 from invblocks import blocks as B
 from invblocks.ric import LossConfig, Objective, RICBatch, ric_step
 from invblocks.testing import check_block, perturb_parameters
@@ -121,7 +121,7 @@ def test_the_shift_constraint_sums_over_every_reducing_wic():
     body.append(B.WIC, out_channels=6)  # reducing, K = 2; its output is not the embedding
     body.append(B.AffineCoupling, split=3)
     body.append(B.WIC, out_channels=3)  # reducing, K = 2: the embedding
-    net = RICNet(body, B.Quantizer(train_mode="identity"))
+    net = RICNet(body, ric.Quantizer(train_mode="identity"))
     perturb_parameters(net, 0.1, torch.Generator().manual_seed(0))
     x = torch.rand(2, 12, 16, 16, generator=torch.Generator().manual_seed(1))
     reference = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(2))
@@ -224,20 +224,33 @@ def test_bgr_networks_take_and_give_rgb():
 
 PLUGIN = '''
 import torch
-from invblocks import Block, Inversion, hookimpl
-from invblocks.ric import loss_term
+from invblocks import Inversion, hookimpl
+from invblocks.ric import Channel, Payload, loss_term
 
 
-class Blur(Block):
+class Blur(Channel):
     """A channel that averages each pixel with its right neighbour (LOSSY: the identity
-    inverse), as a soft image would travel."""
+    inverse), as a soft image would travel; it sends the blurred image's 8-bit values in
+    the bitstream container."""
 
     inversion = Inversion.LOSSY
-    channel_name = "blur"
+    name = "blur"
 
     def __init__(self, dims_in=None, *, amount=0.5):
         super().__init__(dims_in)
         self.amount = amount
+
+    def encode(self, e):
+        (y,), _ = self([e])
+        levels = torch.round(y.clamp(0, 1) * 255).to(torch.uint8).cpu()
+        return [Payload(v.numpy().tobytes(), tuple(v.shape)) for v in levels]
+
+    def decode(self, payloads, dtype=torch.float32):
+        values = [
+            torch.frombuffer(bytearray(p.data), dtype=torch.uint8).reshape(p.shape)
+            for p in payloads
+        ]
+        return torch.stack(values).to(dtype) / 255
 
     def _forward(self, xs, c):
         x = xs[0]
@@ -255,8 +268,8 @@ def embedding_tv(result, batch):
 
 
 @hookimpl
-def invblocks_register_blocks(registry):
-    registry.add_block(Blur)
+def invblocks_register_channels(registry):
+    registry.add_channel(Blur)
 
 
 @hookimpl
@@ -296,8 +309,10 @@ def test_a_plugins_loss_term_and_channel_train_embed_and_restore_from_the_comman
         path = tmp_path / f"f{i}.png"
         invblocks.io.write_png(torch.rand(3, 20, 24), path)
         frames.append(str(path))
-    cli("embed", "--model", str(run), *frames, "-o", str(tmp_path / "clip.png"), "--device", "cpu")
-    cli("restore", "--model", str(run), str(tmp_path / "clip.png"), "-o", str(tmp_path / "out"))
+    clip = tmp_path / "clip.ibc"  # the plugin's channel sends bytes: the bitstream container
+    cli("embed", "--model", str(run), *frames, "-o", str(clip), "--device", "cpu")
+    assert clip.read_bytes().startswith(b"\x89IBC")
+    cli("restore", "--model", str(run), str(clip), "-o", str(tmp_path / "out"))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "restored_0.png",
         "restored_1.png",

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from invblocks import Inversion, Sequence, presets
+from invblocks import Inversion, Sequence, presets, ric
 from invblocks import blocks as B
 from invblocks.data import default_file
 from invblocks.io import read_image
@@ -25,7 +25,7 @@ def test_st01_in_a_few_lines():
     net.append(B.RelationModule, n_images=5)
     net.extend(B.AffineCoupling(net.dims_out, split=3) for _ in range(10))
     net.append(B.ChannelSqueeze, out_channels=3)
-    net.append(B.Quantizer)
+    net.append(ric.Quantizer)
     assert net.dims_out == [(3, 144, 144)]
     assert sum(p.numel() for p in net.parameters()) == 6_805_540
     assert net.inversion is Inversion.LEARNED

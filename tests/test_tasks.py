@@ -269,6 +269,9 @@ def test_a_sampler_of_the_old_six_arguments_still_works_with_a_warning():
     )
     assert torch.equal(legacy.sample(request)[0], x)
     assert task.sample is attrs.evolve(task).sample  # a new-style sampler is kept as it is
+    # registering a task evolves it again: the old sampler is not wrapped a second time
+    again = attrs.evolve(legacy, plugin="old-plugin")
+    assert again.sample is legacy.sample and torch.equal(again.sample(request)[0], x)
 
 
 def test_sample_request_draws_from_its_own_generator():

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from invblocks import Block, Inversion
+from invblocks import Block, Inversion, ric
 from invblocks import blocks as B
 from invblocks.testing import BlockCheckError, CheckNotRun, SavedBytes, check_block
 
@@ -144,7 +144,7 @@ def test_lossy_right_inverse_is_checked():
 
 
 def test_ste_idempotence_is_checked():
-    class Shrink(B.Quantizer):
+    class Shrink(ric.Quantizer):
         inversion = Inversion.STE
 
         def _forward(self, xs, c):
