@@ -61,6 +61,39 @@ def test_model_folders_written_by_0_1_0_load_and_compute_the_same(name, tmp_path
         assert model.net.channel.train_mode == "identity"
 
 
+@pytest.mark.parametrize("name", ["video-quantizer-ste-66cbfdb", "video-jpeg-66cbfdb"])
+def test_run_folders_written_before_the_channel_contract_load_and_resume(name, tmp_path):
+    """Checkpoint format 2 as 66cbfdb wrote it: a ``quantizer`` setting, a JPEG channel found
+    by name. It loads (the config upgraded on read), embeds and restores as it did, and
+    resumes from the command line to the losses the uninterrupted run logged."""
+    import shutil
+
+    source = FIXTURES / "models" / name
+    expected = load_file(str(source / "expected.safetensors"))
+    model = invblocks.Model.load(source, device="cpu", channels_last=False)
+    lossless = model.channel_for(".png")  # the 8-bit embedding as 66cbfdb's embed made it
+    embedding, meta = model.embed(list(expected["images"]), channel=lossless)
+    assert torch.equal(embedding, expected["embedding"])
+    restored = torch.stack(model.restore(embedding, meta))
+    assert torch.allclose(restored, expected["restored"], atol=1e-6)
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    proc = subprocess.run(
+        [sys.executable, "-m", "invblocks", "train", "--out", str(run), "--resume", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = {r["step"]: r for r in logged if "total" in r}
+    want = json.loads((source / "expected.json").read_text())["losses"]
+    assert sorted(steps) == [3, 4]
+    for step in (3, 4):
+        for key, value in want[str(step)].items():
+            assert steps[step][key] == pytest.approx(value, rel=1e-4), (step, key)
+    assert not any("resumed" in r for r in logged)  # nothing changed: the config upgraded
+
+
 def test_a_checkpoint_of_an_unknown_format_is_one_sentence(tmp_path):
     folder = tmp_path / "model"
     folder.mkdir()
