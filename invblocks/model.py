@@ -307,9 +307,10 @@ class Model:
 
     def channel_for(self, path: str | Path, quality: int | None = None) -> Channel:
         """The channel whose deployment face writes and reads a file named ``path`` (by its
-        suffix, or a bare suffix such as ``".png"``): the network's channel for its own files, or one that carries the same
-        embedding in another file (the 8-bit quantiser's embedding as a JPEG at
-        ``quality``). ``ValueError`` naming the suffixes the model writes otherwise."""
+        suffix, or a bare suffix such as ``".png"``): the network's channel for its own files,
+        or one that carries the same embedding in another file (the 8-bit quantiser's
+        embedding as a JPEG at ``quality``). ``ValueError`` naming the suffixes the model
+        writes otherwise."""
         text = str(path)
         suffix = text if text.startswith(".") and "/" not in text else Path(path).suffix
         return self.net.channel.for_file(suffix.lower(), quality)

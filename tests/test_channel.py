@@ -33,6 +33,34 @@ def test_the_quantisers_deployment_face_is_its_eval_rounding(bits, seed, dtype):
     assert torch.equal(q([x])[0][0], ric.quantize(x, bits))
 
 
+def test_quantisers_of_more_than_8_bits_send_their_levels():
+    x = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    for bits in (9, 12, 16):
+        q = ric.Quantizer(bits=bits).eval()
+        (payload,) = q.encode(x)
+        assert payload.data.dtype == torch.int32
+        assert torch.equal(q.decode([payload], dtype=torch.float64), ric.quantize(x, bits))
+        with pytest.raises(ValueError, match=f"a {bits}-bit embedding has no PNG form"):
+            q.dumps(payload, {})
+
+
+def test_channel_arguments_alone_change_the_networks_own_channel():
+    from invblocks.config import TrainConfig
+    from invblocks.trainer import _with_channel
+
+    net = presets.win(6, 3, modules=1, blocks=1, size=(16, 16))
+    config = TrainConfig(task="hiding", channel={"train_mode": "ste", "bits": 6})
+    changed = _with_channel(net, config)
+    assert isinstance(changed.channel, ric.Quantizer)
+    assert (changed.channel.train_mode, changed.channel.bits) == ("ste", 6)
+    with pytest.warns(DeprecationWarning, match="quantizer='round' is deprecated"):
+        old = TrainConfig(task="hiding", quantizer="round")
+    assert old.channel == {"type": "quantizer", "train_mode": "round"}
+    assert "quantizer" not in old.to_dict()
+    upgraded = TrainConfig.upgrade({"task": "hiding", "quantizer": "ste", "channel": None})
+    assert upgraded == {"task": "hiding", "channel": {"type": "quantizer", "train_mode": "ste"}}
+
+
 def test_a_jpeg_channels_payload_is_the_jpeg_file():
     x = torch.rand(1, 3, 24, 32, generator=torch.Generator().manual_seed(0))
     channel = ric.JPEGChannel(quality=80).eval()
@@ -50,7 +78,7 @@ def test_the_network_sends_through_its_channel_and_hands_its_auxiliary_outputs_o
     assert torch.allclose(net.decode(net.encode(x)), net.restore(net.embed(x)))
     jpeg = ric.JPEGChannel(quality=70)
     assert torch.equal(net.embed(x, jpeg), ric.jpeg_round_trip(e, 70))
-    with pytest.raises(TypeError, match="must be an invblocks.ric.Channel"):
+    with pytest.raises(TypeError, match=r"must be an invblocks\.ric\.Channel"):
         ric.RICNet(net.body, presets.B.ChannelSqueeze(out_channels=3))
 
 
