@@ -31,7 +31,7 @@ lint: setup
 	$(BIN)/lint-imports
 
 test: setup lint
-	@$(BIN)/python -m pytest -q invblocks tests plugins; rc=$$?; \
+	@$(BIN)/python -m pytest -q -n auto invblocks tests plugins; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests"; fi; exit $$rc
 
 docs: setup

@@ -50,7 +50,7 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(int|float|str|bool|dict|list|tuple|None|type|object|callable|optional)"),
     (
         r"py:.*",
-        r"(InvertibleModule|GLOWCouplingBlock|invblocks\.blocks\.haar\._SpaceToDepth|invblocks\.blocks\.prior\._Shear|invblocks\.registry\.T)",
+        r"(InvertibleModule|GLOWCouplingBlock|invblocks\.blocks\.haar\._SpaceToDepth|invblocks\.blocks\.prior\._Shear|invblocks\.registry\.[TV])",
     ),
     (r"py:.*", r"(nn\.Module|torch\.(nn\.Module|Generator|Tensor|dtype|Size))"),
 ]

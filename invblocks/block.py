@@ -11,9 +11,9 @@ from collections.abc import Sequence as SequenceABC
 from typing import Any, ClassVar
 
 import torch
-from FrEIA.modules import InvertibleModule
 from torch import Tensor
 
+from ._freia_base import InvertibleModule
 from .registry import BLOCKS
 
 __all__ = ["Block", "Dims", "InverseView", "Inversion", "as_dims"]

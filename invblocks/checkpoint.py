@@ -6,7 +6,7 @@ network's JSON config, the training config, the step) and ``train_state.pt`` (op
 state and RNG state: tensors and plain containers only, loaded with
 ``torch.load(weights_only=True)``). ``checkpoints/LATEST`` names the newest complete one.
 
-Format ``invblocks-checkpoint-2`` holds a :class:`~invblocks.ric.RICNet`. Folders of format
+Format ``invblocks-checkpoint-2`` holds a :class:`~invblocks.ric.network.RICNet`. Folders of format
 ``invblocks-checkpoint-1`` (invblocks 0.1.0, whose network was a ``Sequence`` ending in the
 quantiser, or a WIN ``Sequence`` without one) are read as well: :func:`upgrade` turns their
 config and weights into format 2 when they are loaded.

@@ -103,7 +103,7 @@ class TrainConfig:
         grad_clip: Global gradient-norm clip (10 in both papers).
         channel: What the embedding goes through before it is restored
             (``RICNet.channel``): a registered channel's name (``"quantizer"``, ``"jpeg"``,
-            a plugin's; :data:`invblocks.ric.CHANNELS`) or a table with its arguments
+            a plugin's; :data:`invblocks.ric.channel.CHANNELS`) or a table with its arguments
             (``{"type": "quantizer", "train_mode": "ste"}``; ``--set channel=NAME --set
             channel.ARG=VALUE``, and ``--set channel.train_mode=ste`` alone for the
             network's quantiser). ``None``: the recipe's, else the network's own.

@@ -13,12 +13,14 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import torch
-from FrEIA.modules import AllInOneBlock, GLOWCouplingBlock, InvertibleModule
 from torch import Tensor, nn
 
+from ._freia_base import InvertibleModule
 from .block import Block, Dims, Inversion
 
 if TYPE_CHECKING:
+    from FrEIA.modules import GLOWCouplingBlock
+
     from .blocks.coupling import AffineCoupling
 
 __all__ = ["FreiaBlock", "as_block", "coupling_to_freia"]
@@ -52,6 +54,8 @@ class FreiaBlock(Block):
         super().__init__(dims_in or None)
         self.module = module
         self.inversion = inversion
+        from FrEIA.modules import AllInOneBlock  # FrEIA itself is imported when it is used
+
         if isinstance(module, AllInOneBlock):
             module.subnet.register_forward_hook(_clone_output)
 
@@ -147,6 +151,8 @@ def coupling_to_freia(coupling: AffineCoupling, *, share: bool = False) -> GLOWC
     subnets = iter(
         [_ScaleShift(take(coupling.H), take(coupling.G)), _ShiftOnly(take(coupling.F), c1)]
     )
+    from FrEIA.modules import GLOWCouplingBlock
+
     return GLOWCouplingBlock(
         [tuple(d) for d in coupling.dims_in],
         subnet_constructor=lambda c_in, c_out: next(subnets),

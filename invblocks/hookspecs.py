@@ -37,7 +37,7 @@ hookimpl = pluggy.HookimplMarker("invblocks")
 def invblocks_register_tasks(registry: PluginRegistry) -> None:
     """Add RIC tasks with ``registry.add_task(task)``.
 
-    ``task`` is an :class:`invblocks.ric.Task`; its name must be unique across all plugins.
+    ``task`` is an :class:`invblocks.ric.task.Task`; its name must be unique across all plugins.
 
     .. versionadded:: 0.1
     """
@@ -72,7 +72,7 @@ def invblocks_register_loss_terms(registry: PluginRegistry) -> None:
 def invblocks_register_channels(registry: PluginRegistry) -> None:
     """Add channels with ``registry.add_channel(cls, name=None)``.
 
-    ``cls`` subclasses :class:`invblocks.ric.Channel` (a training surrogate, a deployment
+    ``cls`` subclasses :class:`invblocks.ric.channel.Channel` (a training surrogate, a deployment
     face and its payload files); a run trains through it with ``--set channel=<name>``.
     Names must be unique across the core and all plugins.
 
@@ -83,7 +83,7 @@ def invblocks_register_channels(registry: PluginRegistry) -> None:
 @hookspec
 def invblocks_register_presets(registry: PluginRegistry) -> None:
     """Add network presets with ``registry.add_preset(fn, name=None)``: functions that
-    build a :class:`invblocks.ric.RICNet` (listed in :data:`invblocks.presets.PRESETS`).
+    build a :class:`invblocks.ric.network.RICNet` (listed in :data:`invblocks.presets.PRESETS`).
 
     .. versionadded:: 0.2
     """

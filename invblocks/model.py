@@ -75,7 +75,7 @@ class Model:
 
     Arguments:
         task: The task the network was trained for.
-        net: The network, a :class:`~invblocks.ric.RICNet` (another invertible network is
+        net: The network, a :class:`~invblocks.ric.network.RICNet` (another invertible network is
             wrapped in one with the default 8-bit channel); put in eval mode.
         n_inputs: Images per embedding.
         meta: The checkpoint's metadata.
@@ -535,7 +535,7 @@ def evaluate_images(
     embedded, sent through the deployment face of the model's channel (or of ``channel``:
     e.g. a JPEG for a model trained on PNGs), restored and cropped back.
 
-    Returns the means of :func:`invblocks.ric.evaluate` (``embedding_*``, ``received_*``,
+    Returns the means of :func:`invblocks.ric.evaluation.evaluate` (``embedding_*``, ``received_*``,
     ``restored_*``, ``baseline_*``, ``received_baseline_*`` with ``channel``, the channel's
     and the task's metrics) and ``items``.
     """

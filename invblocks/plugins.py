@@ -93,7 +93,7 @@ class Registry:
 
     @property
     def channels(self) -> dict[str, tuple[type[Channel], str]]:
-        """Every channel by name, with who registered it (:data:`invblocks.ric.CHANNELS`)."""
+        """Every channel by name, with who registered it (:data:`invblocks.ric.channel.CHANNELS`)."""
         return {name: (cls, CHANNELS.owner(name)) for name, cls in sorted(CHANNELS.items())}
 
     @property
@@ -110,7 +110,7 @@ class PluginRegistry:
         self.registry, self.plugin = registry, plugin
 
     def add_task(self, task: Task) -> None:
-        """Register a :class:`~invblocks.ric.Task`."""
+        """Register a :class:`~invblocks.ric.task.Task`."""
         self.registry.add_task(task, self.plugin)
 
     def add_block(self, cls: type, name: str | None = None) -> None:
@@ -122,7 +122,7 @@ class PluginRegistry:
         register_loss_term(term, owner=f"plugin {self.plugin!r}")
 
     def add_channel(self, cls: type[Channel], name: str | None = None) -> None:
-        """Register a :class:`~invblocks.ric.Channel` class under ``name`` (default: its
+        """Register a :class:`~invblocks.ric.channel.Channel` class under ``name`` (default: its
         ``name`` attribute) for ``--set channel=NAME``, and as a block type."""
         register_channel(cls, name, owner=f"plugin {self.plugin!r}")
 

@@ -1,9 +1,9 @@
 """Ready-made networks of the reference methods, built from invblocks' blocks.
 
 Every preset is registered by name in :data:`PRESETS` (a plugin adds its own with
-``registry.add_preset(fn)``); each returns a :class:`~invblocks.ric.RICNet` whose channel is
+``registry.add_preset(fn)``); each returns a :class:`~invblocks.ric.network.RICNet` whose channel is
 the 8-bit quantiser unless ``channel`` names another (a name, a table of arguments, or a
-:class:`~invblocks.ric.Channel`).
+:class:`~invblocks.ric.channel.Channel`).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def iicnet(
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.ric.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
+        A :class:`~invblocks.ric.network.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
         maps ``(B, image_channels*n_images, H, W)`` to the embedding ``(B, out_channels, H',
         W')`` and whose channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer`.
 
@@ -346,7 +346,7 @@ def win(
     secrets ``4C > SM`` and ``n`` grows by the same rule at ``scale=1`` (the reference's
     multi-secret configurations are not published, so those counts are ours).
 
-    The channel is the 8-bit :class:`~invblocks.ric.Quantizer` training without quantisation
+    The channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer` training without quantisation
     (WIN's default, ``train_mode="identity"``; ``"ste"`` is its ``quantization=True``) unless
     ``channel`` says otherwise (``quantizer``: deprecated, the quantiser's training mode).
     ``image_channels``: channels of each input image (default: 3 when ``in_channels`` is a

@@ -9,7 +9,7 @@ the network from its tensors' names and shapes; renames the tensors to invblocks
 fine-tuning (``TrainConfig.init``) use as they are.
 
 IICNet's models were trained on images read with OpenCV, in BGR order: their
-:class:`~invblocks.ric.RICNet` has ``channel_order="bgr"``, so it takes and gives RGB like
+:class:`~invblocks.ric.network.RICNet` has ``channel_order="bgr"``, so it takes and gives RGB like
 every invblocks model. WIN reads images with imageio (RGB): no conversion.
 """
 

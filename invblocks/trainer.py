@@ -172,7 +172,7 @@ def _initial_network(task: Task, n: int, config: TrainConfig) -> RICNet:
 def _with_channel(net: RICNet, config: TrainConfig) -> RICNet:
     """``net`` with the channel the config asks for (``channel``: a name, a table with a
     ``type``, or a table of arguments for the network's own channel), checked against the
-    network's body (:meth:`~invblocks.ric.Channel.problems`)."""
+    network's body (:meth:`~invblocks.ric.channel.Channel.problems`)."""
     spec: Any = config.channel
     if isinstance(spec, dict) and "type" not in spec:  # arguments of the network's channel
         own = net.channel.get_config()
@@ -650,7 +650,7 @@ def train(
 ) -> Path:
     """Train ``config.task`` and write the run folder ``out``; returns it.
 
-    ``task``: a :class:`~invblocks.ric.Task` object to train instead of the registered task
+    ``task``: a :class:`~invblocks.ric.task.Task` object to train instead of the registered task
     ``config.task`` names (a task defined in a notebook; :class:`~invblocks.model.Model`
     loads its runs with ``Model.load(run, task=task)``).
 

@@ -3,18 +3,18 @@ training step and the evaluation.
 
 Modules, each importing only those listed after it:
 
-========================= ==============================================================
-``invblocks.ric.step``    one training step (:func:`ric_step`)
-``.evaluation``           one evaluation for validation, ``invblocks eval`` and benchmarks
-``.task``                 :class:`Task`: what is embedded, the reference, losses, recipes
-``.network``              :class:`RICNet`: an invertible body and the channel
-``.losses``               named loss terms, their weights, the objective
-``.jpeg``, ``.quantizer`` the built-in channels
-``.channel``              the :class:`Channel` contract and the channel registry
-``.groups``, ``.payload`` parameter groups; payloads and their files
-========================= ==============================================================
+* ``invblocks.ric.step``: one training step (:func:`~invblocks.ric.step.ric_step`);
+  ``.evaluation``: one evaluation for validation, ``invblocks eval`` and the benchmarks;
+* ``.task``: the :class:`~invblocks.ric.task.Task` (what is embedded, the reference, losses,
+  recipes);
+* ``.network``: the :class:`~invblocks.ric.network.RICNet`, an invertible body and the channel;
+* ``.losses``: named loss terms, their weights, the objective; ``.jpeg``: the JPEG channel;
+* ``.quantizer``: the 8-bit channel;
+* ``.channel``: the :class:`~invblocks.ric.channel.Channel` contract and the channel registry;
+* ``.groups``, ``.payload``: parameter groups; payloads and their files.
 
-Every public name is importable from ``invblocks.ric`` itself.
+Every public name is importable from ``invblocks.ric`` itself (``from invblocks.ric import
+RICNet, Channel, Task``); the API reference documents each in its module.
 """
 
 from .channel import CHANNELS, Channel, build_channel, channel_class, register_channel

@@ -5,7 +5,7 @@ A channel has two faces, as a learned codec has:
 * the **training face**, the block's forward pass: a differentiable surrogate of what happens
   to the embedding (uniform noise, straight-through rounding, a differentiable JPEG, an
   entropy model's noisy latent). It may return auxiliary outputs (``_forward_aux``, e.g. the
-  likelihoods a rate term reads), which :meth:`invblocks.ric.RICNet.round_trip` hands to the
+  likelihoods a rate term reads), which :meth:`invblocks.ric.network.RICNet.round_trip` hands to the
   loss terms as ``result.channel_aux``; its inverse is what the restorer applies first;
 * the **deployment face**: :meth:`Channel.encode` turns embeddings into what is really sent
   (:class:`~invblocks.ric.payload.Payload`: 8-bit pixels, JPEG bytes, a bitstream) and
@@ -85,7 +85,7 @@ class Channel(Block):
         return self
 
     writable: ClassVar[tuple[str, ...]] = ()
-    """The suffixes :meth:`for_file` answers (default: :attr:`suffixes`), for messages."""
+    """The suffixes :meth:`for_file` answers (default: ``suffixes``), for messages."""
 
     def _unwritable(self, suffix: str) -> ValueError:
         known = list(self.writable or self.suffixes)

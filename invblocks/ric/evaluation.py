@@ -26,8 +26,8 @@ from .task import Task, default_display
 __all__ = ["EvalSample", "evaluate"]
 
 EvalSample = Tensor | tuple[Tensor, Tensor]
-"""A sample to evaluate: the stacked images ``(n*C, H, W)`` in slot order, or the pair
-``(images, reference)`` of paired data (what :class:`~invblocks.data.TaskDataset` gives)."""
+"""The stacked images ``(n*C, H, W)`` of a sample in slot order, or the pair ``(images,
+reference)`` of paired data, as :class:`~invblocks.data.TaskDataset` gives them."""
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def evaluate(
         with_ssim: Compute SSIM (NaN for images under 11x11 pixels).
 
     Returns:
-        Means over the samples of: ``embedding_psnr``/``_ssim`` (the embedding the network's
+        The means over the samples of ``embedding_psnr``/``_ssim`` (the embedding the network's
         own channel delivers, against the reference), ``received_psnr`` (what ``channel``
         delivers), ``restored_psnr``/``_ssim`` (over the images), ``restored_psnr_<i>``
         (image ``i``, natural order), ``restored_psnr_no_ref`` (without the image the

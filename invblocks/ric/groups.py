@@ -28,7 +28,7 @@ class ParamGroup:
     (``total_<name>``), each through its own backward pass, so a group's terms move only its
     parameters. Its state is saved in every checkpoint and resumed bit for bit.
 
-    A channel declares its groups (:meth:`invblocks.ric.Channel.param_groups`, patterns
+    A channel declares its groups (:meth:`invblocks.ric.channel.Channel.param_groups`, patterns
     relative to the channel), a task its own (``Task.param_groups``, patterns relative to
     the network, e.g. ``"channel.density.*"``).
 

@@ -1,7 +1,7 @@
 """Losses of the reference methods as named terms, and the constraints blocks contribute.
 
 A training objective is a set of **loss terms**, each a named function of one step's
-:class:`~invblocks.ric.RICResult` and its :class:`RICBatch` returning a scalar, and one
+:class:`~invblocks.ric.network.RICResult` and its :class:`RICBatch` returning a scalar, and one
 mapping of weights by term name (:class:`LossConfig`). The step logs every weighted term
 under its name and their sum as ``"total"``. Built-in terms (:data:`LOSS_TERMS`):
 

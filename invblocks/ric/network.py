@@ -246,7 +246,8 @@ class RICNet(Block):
 
     # ------------------------------------------------------------- training
     def problems(self) -> list[str]:
-        """Why the channel does not suit the body (:meth:`Channel.problems`), one sentence
+        """Why the channel does not suit the body
+        (:meth:`~invblocks.ric.channel.Channel.problems`), one sentence
         each; empty when it does."""
         return list(self.channel.problems(self.body))
 
@@ -256,7 +257,8 @@ class RICNet(Block):
         return [g.prefixed("channel") for g in self.channel.param_groups()]
 
     def finalize(self) -> None:
-        """Bring the channel's deployment state up to date (:meth:`Channel.finalize`);
+        """Bring the channel's deployment state up to date
+        (:meth:`~invblocks.ric.channel.Channel.finalize`);
         the trainer calls it before every checkpoint."""
         self.channel.finalize()
 

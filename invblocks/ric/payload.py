@@ -46,7 +46,8 @@ CONTAINER_VERSION = 1
 CONTAINER_SUFFIX = ".ibc"
 _MAX_HEADER = 1 << 20
 META_KEY = "invblocks"
-"""The key of an embedding file's metadata: a PNG text chunk, a JPEG comment's JSON."""
+"""The key under which an embedding file carries the model's metadata (a PNG text chunk, the
+JSON of a JPEG comment)."""
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -71,7 +72,7 @@ class Payload:
 
     @property
     def nbytes(self) -> int:
-        """The size of :attr:`data` in bytes."""
+        """The size of the data in bytes."""
         if isinstance(self.data, bytes):
             return len(self.data)
         return self.data.numel() * self.data.element_size()

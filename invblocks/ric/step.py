@@ -1,11 +1,11 @@
 """One RIC training step: the network's round trip, the task's reference, the objective.
 
-``ric_step(task, net, x)`` runs :meth:`~invblocks.ric.RICNet.round_trip` (body, channel,
+``ric_step(task, net, x)`` runs :meth:`~invblocks.ric.network.RICNet.round_trip` (body, channel,
 inverse) on the stacked batch, takes the task's reference (computed from the batch, or given
 with it for paired data), and returns the weighted loss terms of the objective
-(:meth:`~invblocks.ric.Task.objective`) by name, with their sum under ``"total"`` (and each
+(:meth:`~invblocks.ric.task.Task.objective`) by name, with their sum under ``"total"`` (and each
 parameter group's under ``"total_<group>"``). A network compiled with
-:meth:`~invblocks.ric.RICNet.compile_body` trains through the same step.
+:meth:`~invblocks.ric.network.RICNet.compile_body` trains through the same step.
 """
 
 from __future__ import annotations

@@ -83,8 +83,8 @@ def _settings(value: Mapping[str, Any]) -> dict[str, Any]:
 
 
 TaskMetric = Callable[[list[Tensor], list[Tensor], Tensor, "Tensor | None"], Mapping[str, float]]
-"""A task's own evaluation metric: ``f(images, restored, embedding, reference) -> {name:
-value}`` for one item: its images and their restorations ``(C, H, W)`` in natural order,
+"""The type of a task's own evaluation metric, ``f(images, restored, embedding, reference)
+-> {name: value}`` for one item: its images and their restorations ``(C, H, W)`` in natural order,
 the embedding as received ``(c_e, h, w)``, and the reference (``None`` without one)."""
 
 
@@ -186,7 +186,7 @@ class Task:
             (paired data), or there is none (a codec's latent resembles nothing; the
             objective then has no embedding term and the evaluation no embedding metric).
         network: ``f(n, /, **overrides) -> RICNet``: the default network for ``n`` inputs (a
-            plain invertible network is wrapped in a :class:`~invblocks.ric.RICNet` with
+            plain invertible network is wrapped in a :class:`~invblocks.ric.network.RICNet` with
             the default 8-bit channel). Take ``n`` positional-only, so that a setting of the
             same name (WIN's width ``n``) reaches the preset.
         order: ``f(n) -> [input index per slot]``: how inputs are stacked (reference first).
@@ -376,7 +376,7 @@ class Task:
 
     def build_network(self, n_inputs: int | None = None, **overrides: Any) -> RICNet:
         """The default network for ``n_inputs`` images (``overrides`` go to the preset), as a
-        :class:`~invblocks.ric.RICNet`."""
+        :class:`~invblocks.ric.network.RICNet`."""
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
         try:

@@ -295,7 +295,7 @@ def check_block(
 
     A :class:`~invblocks.sequence.Sequence` is checked as a whole (the kind checks only when it is
     EXACT or LEFT throughout) and then node by node at the shapes it infers; a
-    :class:`~invblocks.ric.RICNet` as a whole, then its body and its channel.
+    :class:`~invblocks.ric.network.RICNet` as a whole, then its body and its channel.
 
     Returns the checks that could not run on this block (each also warned as
     :class:`CheckNotRun`), e.g. the idempotence of an ``STE`` block that declares
@@ -475,9 +475,9 @@ def check_task(
 
     Checks that the data load and give deterministic samples of shape ``(n*C, crop, crop)``
     in ``[0, 1]`` for the smallest, default and largest input counts; that
-    :meth:`~invblocks.ric.Task.stack` and :meth:`~invblocks.ric.Task.unstack` invert each
+    :meth:`~invblocks.ric.task.Task.stack` and :meth:`~invblocks.ric.task.Task.unstack` invert each
     other; that the reference has shape ``(B, embed_channels, crop/scale, crop/scale)``; that
-    the network (``network`` or the task's default, a :class:`~invblocks.ric.RICNet`)
+    the network (``network`` or the task's default, a :class:`~invblocks.ric.network.RICNet`)
     maps a sample to an embedding of the reference's shape, with the auxiliary outputs its
     blocks declare; that the objective's names are known and every loss term is finite and
     reaches at least one parameter, and their total every trainable parameter; and that
