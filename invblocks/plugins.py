@@ -93,7 +93,8 @@ class Registry:
 
     @property
     def channels(self) -> dict[str, tuple[type[Channel], str]]:
-        """Every channel by name, with who registered it (:data:`invblocks.ric.channel.CHANNELS`)."""
+        """Every channel by name, with who registered it
+        (:data:`invblocks.ric.channel.CHANNELS`)."""
         return {name: (cls, CHANNELS.owner(name)) for name, cls in sorted(CHANNELS.items())}
 
     @property

@@ -143,9 +143,10 @@ def iicnet(
         generator: Random source for every initialisation.
 
     Returns:
-        A :class:`~invblocks.ric.network.RICNet` whose body (a :class:`~invblocks.sequence.Sequence`)
-        maps ``(B, image_channels*n_images, H, W)`` to the embedding ``(B, out_channels, H',
-        W')`` and whose channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer`.
+        A :class:`~invblocks.ric.network.RICNet` whose body (a
+        :class:`~invblocks.sequence.Sequence`) maps ``(B, image_channels*n_images, H, W)``
+        to the embedding ``(B, out_channels, H', W')`` and whose channel is the 8-bit
+        :class:`~invblocks.ric.quantizer.Quantizer` (or ``channel``).
 
     References:
         Cheng et al., "IICNet: A Generic Framework for Reversible Image Conversion", ICCV 2021.
@@ -346,9 +347,10 @@ def win(
     secrets ``4C > SM`` and ``n`` grows by the same rule at ``scale=1`` (the reference's
     multi-secret configurations are not published, so those counts are ours).
 
-    The channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer` training without quantisation
-    (WIN's default, ``train_mode="identity"``; ``"ste"`` is its ``quantization=True``) unless
-    ``channel`` says otherwise (``quantizer``: deprecated, the quantiser's training mode).
+    The channel is the 8-bit :class:`~invblocks.ric.quantizer.Quantizer` training without
+    quantisation (WIN's default, ``train_mode="identity"``; ``"ste"`` is its
+    ``quantization=True``) unless ``channel`` says otherwise (``quantizer``: deprecated, the
+    quantiser's training mode).
     ``image_channels``: channels of each input image (default: 3 when ``in_channels`` is a
     multiple of 3, else ``in_channels``: one image of them all, e.g. a packed RAW).
 

@@ -3,9 +3,9 @@
 One idiom for every kind a plugin can add: block classes (:data:`BLOCKS`, so networks
 rebuild from JSON configs), channels (:data:`invblocks.ric.channel.CHANNELS`), loss terms
 (:data:`invblocks.ric.losses.LOSS_TERMS`), presets (:data:`invblocks.presets.PRESETS`) and
-tasks (``Registry.tasks`` of :class:`invblocks.plugins.Registry`). A :class:`NamedRegistry` is a ``dict`` (read
-it as one) whose :meth:`~NamedRegistry.register` refuses a name taken by another object,
-naming both owners, and whose lookups fail listing the known names.
+tasks (``Registry.tasks`` of :class:`invblocks.plugins.Registry`). A :class:`NamedRegistry`
+is a ``dict`` (read it as one) whose :meth:`~NamedRegistry.register` refuses a name taken by
+another object, naming both owners, and whose lookups fail listing the known names.
 """
 
 from __future__ import annotations
