@@ -32,7 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ._version import VERSION
-from .io import atomic_write, ensure_folder, file_mode, folder_mode
+from .io import atomic_write, check_regular, ensure_folder, file_mode, folder_mode, parse_json
 from .registry import block_from_config
 
 __all__ = [
@@ -87,10 +87,24 @@ def _write_folder(
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
+    except (OSError, SafetensorError, RuntimeError) as err:  # a full disk, a vanished folder
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ValueError(f"cannot write the checkpoint {final}: {_write_failure(err)}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _write_failure(err: BaseException) -> str:
+    """Why a write failed, in a few words: a full disk as such, else the error's first line."""
+    text = str(err)
+    if getattr(err, "errno", None) == 28 or "No space left" in text or "StorageFull" in text:
+        return "no space left on the device (free some and resume)"
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return first[:120]
 
 
 def _config(step: int, meta: dict[str, Any]) -> dict[str, Any]:
@@ -149,9 +163,11 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
     """``(config, state_dict, folder)`` of the checkpoint at ``path`` (:func:`find_checkpoint`)."""
     folder = find_checkpoint(path)
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError) as err:
-        raise ValueError(f"corrupt checkpoint config {folder / 'config.json'}: {err}") from err
+        text = check_regular(folder / "config.json", "checkpoint config").read_text()
+        config = parse_json(text, "it")
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or err
+        raise ValueError(f"corrupt checkpoint config {folder / 'config.json'}: {reason}") from None
     found = config.get("format") if isinstance(config, dict) else None
     if found not in FORMATS:
         raise ValueError(
@@ -159,7 +175,7 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
             f"its format is {found!r}, expected one of {', '.join(map(repr, FORMATS))}"
         )
     try:
-        state = load_file(str(folder / "model.safetensors"))
+        state = load_file(str(check_regular(folder / "model.safetensors", "weights")))
     except (OSError, SafetensorError, ValueError) as err:
         raise ValueError(
             f"corrupt or truncated weights {folder / 'model.safetensors'}: {err}"
@@ -211,7 +227,9 @@ def load_train_state(folder: Path) -> dict[str, Any]:
     """The optimizer / RNG state of a checkpoint, loaded without unpickling code."""
     path = folder / "train_state.pt"
     try:
-        return torch.load(path, weights_only=True, map_location="cpu")
+        return torch.load(
+            check_regular(path, "training state"), weights_only=True, map_location="cpu"
+        )
     except Exception as err:  # torch raises several types for corrupt files
         text = str(err)
         if "Weights only load failed" in text:
@@ -222,7 +240,15 @@ def load_train_state(folder: Path) -> dict[str, Any]:
 
 
 def load_network(config: dict[str, Any], state: dict[str, torch.Tensor], where: str) -> nn.Module:
-    """Rebuild the network from its JSON config and load ``state`` strictly."""
+    """Rebuild the network from its JSON config and load ``state`` strictly; ``ValueError``
+    for weights that are not finite (a diverged or damaged model would embed garbage
+    silently)."""
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ValueError(
+            f"{where}: {len(broken)} of its weight tensors hold NaN or infinite values "
+            f"({broken[0]}, ...): the model is damaged or its training diverged"
+        )
     if not isinstance(config.get("network"), dict):
         raise ValueError(f"{where}: its config.json describes no network")
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import warnings
@@ -19,6 +20,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
+
+
+def _one_line(message: str) -> str:
+    from ._text import one_line
+
+    return one_line(message)
 
 
 def _count(least: int) -> Callable[[str], int]:
@@ -115,9 +122,24 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise UserError("name a task with --task NAME (see `invblocks tasks`) or in --config")
     config = TrainConfig.from_dict(data)
     out = out or Path(f"runs/{config.task}")
-    run = train(config, out, resume=args.resume, progress=not args.quiet)
+    try:
+        run = train(config, out, resume=args.resume, progress=not args.quiet)
+    except KeyboardInterrupt:
+        args.interrupted = _resume_hint(out)
+        raise
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
         print(f"run written to {run} (report: {run / 'report.html'})")
+
+
+def _resume_hint(out: Path) -> str:
+    """What an interrupted run kept, and how to go on."""
+    latest = out / "checkpoints" / "LATEST"
+    try:
+        step = int(latest.read_text().strip().rsplit("-", 1)[-1])
+    except (OSError, ValueError):
+        return "; no checkpoint was written" if out.exists() else ""
+    resume = f"invblocks train --out {out} --resume"
+    return f"; the run keeps its checkpoint of step {step}: resume with {resume}"
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -321,40 +343,75 @@ def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__
     print(f"warning: {_one_line(str(message))}", file=sys.stderr)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, systemd, container runtimes): stops a command as Ctrl-C does."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code.
 
     Unless ``INVBLOCKS_NO_TUNE_MALLOC`` is set, first keeps freed memory in the heap
     (:func:`invblocks.runtime.tune_malloc`), which makes whole-frame work markedly faster.
+    SIGTERM stops a command as SIGINT does (the trainer keeps its last checkpoint and says
+    how to resume); the exit code is then 143 (130 for SIGINT).
     """
     args = build_parser().parse_args(argv)
-    from .plugins import PluginLoadError
-    from .runtime import tune_malloc
-
-    if not os.environ.get("INVBLOCKS_NO_TUNE_MALLOC"):
-        tune_malloc()
     try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
+    try:
+        from .runtime import tune_malloc  # imports torch: interruptible like the rest
+
+        if not os.environ.get("INVBLOCKS_NO_TUNE_MALLOC"):
+            tune_malloc()
         with warnings.catch_warnings():  # a warning is one line on stderr, as errors are
             warnings.showwarning = _show_warning
             args.func(args)
-    except (UserError, ValueError, KeyError, OSError, PluginLoadError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        if isinstance(err, OSError) and err.filename is not None and err.strerror:
-            message = f"{err.filename}: {err.strerror}"
+    except KeyboardInterrupt as err:
+        hint = getattr(args, "interrupted", None)
+        print(f"invblocks {args.command}: {_interrupted(err)}{hint or ''}", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
+    except Exception as err:
+        message = _user_error(err)
+        if message is None:
+            raise  # a bug: the traceback is shown
         print(f"invblocks {args.command}: error: {_one_line(message)}", file=sys.stderr)
         return 2
-    except MemoryError:
-        print(f"invblocks {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
-        return 2
-    except RuntimeError as err:
-        if not _allocation_failure(err):
-            raise
-        print(f"invblocks {args.command}: error: {_OUT_OF_MEMORY}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"invblocks {args.command}: interrupted", file=sys.stderr)
-        return 130
     return 0
+
+
+def _interrupted(err: KeyboardInterrupt) -> str:
+    return "terminated" if isinstance(err, Terminated) else "interrupted"
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one sentence an error caused by the user's input or machine is reported with, or
+    ``None`` for a bug. Input errors (``ValueError``, ``KeyError``, a plugin that fails to
+    load, files: ``OSError``), exhausted memory, numbers out of range (``OverflowError``),
+    input nested too deeply for Python (``RecursionError``) and a training that diverged
+    (``FloatingPointError``)."""
+    from .plugins import PluginLoadError
+
+    if isinstance(err, UserError | ValueError | PluginLoadError | FloatingPointError):
+        return str(err)
+    if isinstance(err, KeyError):
+        return str(err.args[0]) if err.args else str(err)
+    if isinstance(err, OSError):
+        if err.filename is not None and err.strerror:
+            return f"{err.filename}: {err.strerror}"
+        return str(err)
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and _allocation_failure(err)):
+        return _OUT_OF_MEMORY
+    if isinstance(err, OverflowError):
+        return f"a number in the input is too large ({err})"
+    if isinstance(err, RecursionError):
+        return "the input is nested too deeply to read"
+    return None
 
 
 _OUT_OF_MEMORY = (
@@ -366,12 +423,6 @@ _OUT_OF_MEMORY = (
 def _allocation_failure(err: RuntimeError) -> bool:
     text = str(err)
     return any(s in text for s in ("can't allocate memory", "out of memory", "DefaultCPUAllocator"))
-
-
-def _one_line(message: str) -> str:
-    """A message as one line: several lines (a graph's list of problems) joined by "; "."""
-    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
-    return "; ".join(lines) if lines else message
 
 
 if __name__ == "__main__":

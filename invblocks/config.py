@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Literal
@@ -11,6 +12,8 @@ import attrs
 from attrs import validators as v
 
 from . import _deprecated
+from ._text import short
+from .io import check_regular, parse_json
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -21,8 +24,19 @@ __all__ = ["TrainConfig", "apply_overrides", "load_config"]
 
 
 _KINDS = {
-    "int": ("an integer", lambda x: isinstance(x, int) and not isinstance(x, bool)),
-    "float": ("a number", lambda x: isinstance(x, int | float) and not isinstance(x, bool)),
+    "int": (
+        "an integer (of at most 63 bits)",
+        lambda x: isinstance(x, int) and not isinstance(x, bool) and -(2**63) <= x < 2**63,
+    ),
+    "float": (
+        "a finite number",
+        lambda x: (
+            isinstance(x, int | float)
+            and not isinstance(x, bool)
+            and abs(x) < 2**63
+            and math.isfinite(x)
+        ),
+    ),
     "bool": ("true or false", lambda x: isinstance(x, bool)),
     "str": ("a string", lambda x: isinstance(x, str)),
     "table": ("a table of key=value settings", lambda x: isinstance(x, dict)),
@@ -41,7 +55,8 @@ def _is(kind: str, *more: Any) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not test(value):
             raise TypeError(
-                f"{attribute.name}: expected {what}; received {value!r} ({type(value).__name__})"
+                f"{attribute.name}: expected {what}; received {short(value)} "
+                f"({type(value).__name__})"
             )
 
     return v.and_(check, *more)
@@ -57,7 +72,7 @@ def _one_of(*choices: Any) -> Any:
     def check(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
         if value is not None and value not in choices:
             listed = ", ".join(repr(c) for c in choices)
-            raise ValueError(f"{attribute.name}: expected one of {listed}; received {value!r}")
+            raise ValueError(f"{attribute.name}: expected one of {listed}; received {short(value)}")
 
     return check
 
@@ -238,7 +253,10 @@ class TrainConfig:
         names = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValueError(f"unknown training config key(s) {unknown}; known: {sorted(names)}")
+            listed = ", ".join(short(k, 30) for k in unknown[:3]) + (
+                ", ..." if len(unknown) > 3 else ""
+            )
+            raise ValueError(f"unknown training config key(s) {listed}; known: {sorted(names)}")
         try:
             return cls(**data)
         except (TypeError, ValueError) as err:
@@ -247,16 +265,27 @@ class TrainConfig:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a ``.json`` or ``.toml`` config file into a dict (a ``[train]`` table is unwrapped)."""
-    path = Path(path)
+    path = check_regular(path, "config")
     try:
         text = path.read_text()
-    except OSError as err:
-        raise ValueError(f"cannot read config {path}: {err}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"cannot read config {path}: {getattr(err, 'strerror', None) or err}"
+        ) from None
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else parse_json(text, "it")
+    except RecursionError:
+        raise ValueError(f"cannot parse config {path}: it is nested too deeply") from None
     except (ValueError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"cannot parse config {path}: {err}") from err
-    return data.get("train", data)
+        raise ValueError(f"cannot parse config {path}: {err}") from None
+    if isinstance(data, dict) and "train" in data:
+        data = data["train"]
+    if not isinstance(data, dict):
+        raise ValueError(
+            f"config {path}: expected a table of settings (or one named train); received a "
+            f"{type(data).__name__}"
+        )
+    return data
 
 
 _PYTHON_WORDS = {"True": True, "False": False, "None": None}
@@ -271,6 +300,8 @@ def _parse_value(text: str) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:
+        raise ValueError(f"the value {short(text)} is nested too deeply") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -282,7 +313,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"an override is key=value; received {item!r}")
+            raise ValueError(f"an override is key=value; received {short(item)}")
         target = data
         *parents, leaf = key.split(".")
         for p in parents:
@@ -290,6 +321,6 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
                 target[p] = {"type": target[p]}
             target = target.setdefault(p, {})
             if not isinstance(target, dict):
-                raise ValueError(f"cannot set {key!r}: {p!r} is not a table")
+                raise ValueError(f"cannot set {short(key)}: {short(p)} is not a table")
         target[leaf] = _parse_value(value)
     return data

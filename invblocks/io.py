@@ -10,7 +10,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -23,7 +23,9 @@ from torch import Tensor
 from . import _deprecated
 
 __all__ = [
+    "FolderLocked",
     "atomic_write",
+    "check_regular",
     "decode_image",
     "encode_jpeg",
     "encode_png",
@@ -31,12 +33,14 @@ __all__ = [
     "file_mode",
     "folder_mode",
     "json_safe",
+    "lock_folder",
     "parse_json",
     "read_image",
     "read_metadata",
     "read_png_text",
     "to_uint8",
     "with_jpeg_text",
+    "write_all",
     "write_bytes",
     "write_image",
     "write_jpeg",
@@ -47,6 +51,31 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 """File endings written as JPEG by :func:`write_image` (anything else is refused there)."""
 
 __getattr__ = _deprecated.getattr_for(__name__)  # PHOTOS, photo_path (removed in 0.3)
+
+
+def check_regular(path: str | os.PathLike, what: str = "file") -> Path:
+    """``path``, when it is a regular file (symbolic links followed); ``FileNotFoundError``
+    when it does not exist, ``ValueError`` in one sentence for anything else that would
+    block or mislead a reader: a named pipe, a device, a socket, a folder."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(2, "No such file or directory", str(path)) from None
+    except OSError as err:  # a symbolic-link loop, a name too long, no permission
+        raise ValueError(f"cannot read {what} {path}: {err.strerror or err}") from None
+    import stat
+
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a folder" if stat.S_ISDIR(mode)
+            else "a named pipe" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )  # fmt: skip
+        raise ValueError(f"cannot read {what} {path}: it is {kind}, not a regular file")
+    return path
 
 
 def read_image(
@@ -68,7 +97,7 @@ def read_image(
         raise ValueError(
             f"read_image: dtype must be torch.float32 or torch.uint8; received {dtype}"
         )
-    path = Path(path)
+    path = check_regular(path, "image")
     try:
         with Image.open(path) as img:
             img.load()
@@ -169,12 +198,13 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Write ``path`` all at once or not at all: yields a binary file to write into.
 
-    The data go to a temporary file in the same folder, which is flushed to disk and renamed
-    over ``path`` when the ``with`` block ends normally; when it raises (or the process
-    dies) the temporary file is removed or left under a hidden name, and an existing
-    ``path`` is untouched. The folder must exist. The file gets the mode the umask gives new
-    files (:func:`file_mode`), not the temporary file's owner-only one. OS errors raise
-    ``ValueError`` naming ``path`` (never the temporary file).
+    The data go to a temporary file in the same folder (a short hidden name, ``.ib-XXXXXXXX.tmp``,
+    so that any name the file system takes can be written), which is flushed to disk and renamed
+    over ``path`` when the ``with`` block ends normally; when it raises (or the process dies) the
+    temporary file is removed or left under a hidden name, and an existing ``path`` is untouched.
+    The folder must exist. The file gets the mode the umask gives new files (:func:`file_mode`), not
+    the temporary file's owner-only one. OS errors raise ``ValueError`` naming ``path`` (never the
+    temporary file).
 
     Example:
         >>> import tempfile, pathlib
@@ -188,7 +218,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     if path.is_dir():
         raise ValueError(f"cannot write {path}: it is a folder")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=path.parent)
     except FileNotFoundError:
         raise ValueError(f"cannot write {path}: its folder does not exist") from None
     except NotADirectoryError:
@@ -263,6 +293,113 @@ def with_jpeg_text(data: bytes, text: dict[str, str]) -> bytes:
     if not data.startswith(b"\xff\xd8") or len(comment) > 65533:
         raise ValueError("with_jpeg_text: not a JPEG, or a comment over 64 KiB")
     return data[:2] + b"\xff\xfe" + (len(comment) + 2).to_bytes(2, "big") + comment + data[2:]
+
+
+class FolderLocked(ValueError):
+    """Another live process holds the folder's lock (:func:`lock_folder`)."""
+
+
+@contextlib.contextmanager
+def lock_folder(folder: str | os.PathLike, what: str = "folder") -> Iterator[Path]:
+    """Hold an exclusive lock on ``folder`` (which must exist) while the ``with`` block runs:
+    a second process (or a second lock in this one) is refused with :class:`FolderLocked`,
+    one sentence naming the process that holds it.
+
+    The lock is the kernel's (``fcntl.flock`` on the hidden file ``.invblocks.lock``, which
+    also holds the holder's process id): it goes with its process, so a killed process never
+    leaves a stale lock behind. The file is removed when the block ends. Where ``fcntl`` does
+    not exist (Windows), nothing is locked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield Path(folder)
+        return
+    path = Path(folder) / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:
+        raise ValueError(f"cannot lock {what} {folder}: {_reason(err)}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            raise FolderLocked(
+                f"{what} {folder} is in use by process {holder} (another invblocks command is "
+                "writing it); wait for it to end, or choose another folder"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        try:
+            yield Path(folder)
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+    finally:
+        os.close(fd)
+
+
+LOCK_NAME = ".invblocks.lock"
+"""The hidden file by which :func:`lock_folder` locks a folder."""
+
+TEMPORARY_PREFIX = ".ib-"
+"""The start of the hidden names of files being written (``.ib-XXXXXXXX.tmp``)."""
+
+
+def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
+    """Write several files all or none: each is written and flushed under a hidden temporary
+    name in its folder first, then they are renamed into place one by one; when one of them
+    cannot be (a full disk, a folder in the way, a permission), those already placed are taken
+    back and the files they replaced put back, so that nothing at those paths has changed.
+    Errors are ``ValueError`` naming the path."""
+    staged: list[tuple[Path, Path]] = []
+    placed: list[tuple[Path, Path | None]] = []
+    current: Path | None = None
+    try:
+        for target, data in files:
+            current = Path(target)
+            ensure_folder(current.parent)
+            if current.is_dir():
+                raise ValueError(f"cannot write {current}: it is a folder")
+            fd, temporary = tempfile.mkstemp(
+                prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=current.parent
+            )
+            staged.append((Path(temporary), current))
+            os.fchmod(fd, file_mode())
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for staging, current in staged:
+            backup = None
+            if current.exists():
+                fd, kept = tempfile.mkstemp(
+                    prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=current.parent
+                )
+                os.close(fd)
+                backup = Path(kept)
+                os.replace(current, backup)
+            placed.append((current, backup))
+            os.replace(staging, current)
+    except BaseException as err:
+        for path, backup in reversed(placed):  # take back what was placed
+            with contextlib.suppress(OSError):
+                if backup is not None:
+                    os.replace(backup, path)
+                else:
+                    path.unlink(missing_ok=True)
+        for staging, _ in staged:
+            with contextlib.suppress(OSError):
+                staging.unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise ValueError(f"cannot write {current or 'the files'}: {_reason(err)}") from None
+        raise
+    for _, backup in placed:
+        if backup is not None:
+            with contextlib.suppress(OSError):
+                backup.unlink()
+    return [path for _, path in staged]
 
 
 def write_png(

@@ -13,7 +13,6 @@ when another program dropped an image's metadata, the original size given by han
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Iterator, Sequence
@@ -24,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._text import short as _short
 from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
-from .io import ensure_folder, read_image, write_png
+from .io import encode_png, read_image
+from .io import write_all as io_write_all
 from .ops import to_float
 from .plugins import get_task
 from .ric.channel import Channel
@@ -362,7 +363,7 @@ class Model:
         model's channel writes them. The metadata restoring needs goes in the file."""
         output = Path(output)
         channel = self.channel_for(output, quality)
-        if any(output.resolve() == Path(p).resolve() for p in inputs):
+        if any(_same_path(output, p) for p in inputs):
             raise ValueError(f"{output} is one of the inputs; refusing to overwrite it")
         payload, meta = self.encode(
             self.read_inputs(inputs, start=start, step=step), channel=channel
@@ -419,31 +420,20 @@ class Model:
         image, meta = self.read_embedding(embedding, size=size)
         images = self.restore(image, meta)
         outputs = [Path(out_dir) / f"restored_{i}.png" for i in range(len(images))]
-        if any(p.resolve() == embedding.resolve() for p in outputs):
+        if any(_same_path(p, embedding) for p in outputs):
             raise ValueError(f"restoring into {out_dir} would overwrite the input {embedding}")
         return write_all(images, outputs)
 
 
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (symbolic links followed; a link loop is no error)."""
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
 def write_all(images: Sequence[Tensor], paths: Sequence[Path]) -> list[Path]:
-    """Write every image as a PNG, all or none: each goes to a hidden temporary file first,
-    and only when all are written are they renamed into place (on failure the temporary
-    files are removed and nothing at ``paths`` changes)."""
-    for folder in {p.parent for p in paths}:
-        ensure_folder(folder)
-    temporary = [p.with_name(f".{p.name}.{os.getpid()}.partial.png") for p in paths]
-    try:
-        for image, tmp in zip(images, temporary, strict=True):
-            write_png(image, tmp)
-        for tmp, path in zip(temporary, paths, strict=True):
-            try:
-                os.replace(tmp, path)
-            except OSError as err:
-                raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
-    finally:
-        for tmp in temporary:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-    return list(paths)
+    """Write every image as a PNG, all or none (:func:`invblocks.io.write_all`): on any
+    failure nothing at ``paths`` has changed."""
+    return io_write_all([(p, encode_png(im)) for im, p in zip(images, paths, strict=True)])
 
 
 def _as_image(image: Any, what: str) -> Tensor:
@@ -477,15 +467,6 @@ _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}
 _MAX_SIDE = 1 << 24
 """The largest image side metadata may name (16,777,216 pixels): far beyond any image that
 fits in memory, and small enough that every size computation stays exact."""
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, for messages."""
-    try:
-        text = repr(value)
-    except (ValueError, RecursionError):  # an int of more digits than repr allows
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_meta(meta: Any) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from . import _deprecated
 from . import blocks as B
+from ._text import short
 from .graph import Graph
 from .registry import NamedRegistry
 from .ric.channel import Channel, build_channel
@@ -37,6 +38,22 @@ def register_preset(
 ) -> Callable[..., Any]:
     """Register the network function ``fn`` under ``name`` (default: its ``__name__``)."""
     return PRESETS.register(fn, name or fn.__name__, owner=owner)
+
+
+_LIMITS = {"blocks": 512, "width": 4096, "growth": 4096, "n": 1 << 16, "modules": 64, "levels": 8}
+"""The largest value of each size setting a preset builds: far beyond any published network
+(st-01 has 10 blocks of growth 32), and small enough that a typo (``blocks=1000000000``) is
+refused at once instead of building until memory runs out."""
+
+
+def _check_sizes(where: str, **sizes: int) -> None:
+    """``ValueError`` naming the setting unless each size is an integer in its range."""
+    for name, value in sizes.items():
+        limit = _LIMITS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+            raise ValueError(
+                f"{where}: {name} must be an integer in 0..{limit}; received {short(value)}"
+            )
 
 
 def _channel(
@@ -156,10 +173,9 @@ def iicnet(
         >>> sum(p.numel() for p in net.parameters())
         6805540
     """
-    if n_images < 1 or blocks < 0:
-        raise ValueError(
-            f"iicnet: need n_images >= 1 and blocks >= 0; received {n_images}, {blocks}"
-        )
+    _check_sizes("iicnet", blocks=blocks, width=width, growth=growth, levels=levels)
+    if n_images < 1:
+        raise ValueError(f"iicnet: need n_images >= 1; received {n_images}")
     if downscale not in (None, "haar", "squeeze"):
         raise ValueError(
             f"iicnet: downscale must be None, 'haar' or 'squeeze'; received {downscale!r}"
@@ -361,6 +377,7 @@ def win(
         Huang and Huang, "WIN: Variable-Length Reversible Image Conversion with a
         Well-Posed Invertible Network", arXiv 2508.02111.
     """
+    _check_sizes("win", n=n, modules=modules, blocks=blocks)
     if scale < 1 or scale & (scale - 1):
         raise ValueError(f"win: scale must be a power of two; received {scale}")
     h, w = size
@@ -410,6 +427,7 @@ def win_naive(
     ``win_naive(6, 3)`` has 2,025,156 parameters, rescaling x2 ``win_naive(3, 3, scale=2)``
     1,670,016, as in the reference.
     """
+    _check_sizes("win_naive", blocks=blocks)
     if scale < 1 or scale & (scale - 1):
         raise ValueError(f"win_naive: scale must be a power of two; received {scale}")
     net = Sequence(in_channels, *size)

@@ -201,6 +201,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file")
+    _check_archive(path)
     try:
         with warnings.catch_warnings():  # e.g. about pickle protocols: the errors below say it
             warnings.simplefilter("ignore")
@@ -228,6 +229,44 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     return tensors
+
+
+_MAX_RATIO = 16
+"""How much larger than its compressed size an entry of a checkpoint's zip archive may say it
+is. ``torch.save`` stores its entries uncompressed (ratio 1); a zip bomb's ratio is in the
+thousands."""
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip archive (``torch.save``'s format) whose table of contents promises more
+    than it can hold, before anything is inflated: an entry compressed more than
+    :data:`_MAX_RATIO` times (a zip bomb), entries that add up to more memory than is free,
+    or names that leave the archive's one folder."""
+    import zipfile
+
+    from .model import available_memory
+
+    if not zipfile.is_zipfile(path):
+        return  # the legacy pickle format: torch.load's weights_only guards it
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {err}") from None
+    roots = {e.filename.split("/", 1)[0] for e in entries}
+    if len(roots) > 1 or any(e.filename.startswith("/") or ".." in e.filename for e in entries):
+        raise ValueError(f"{path} is not a torch.save archive (its entries are not in one folder)")
+    for e in entries:
+        if e.file_size > _MAX_RATIO * e.compress_size + (1 << 20):
+            raise ValueError(
+                f"{path} declares {e.file_size / 2**30:.1f} GiB in an entry of "
+                f"{e.compress_size / 2**20:.1f} MiB (a zip bomb?); refused before reading it"
+            )
+    total, free = sum(e.file_size for e in entries), available_memory()
+    if free is not None and total > free:
+        raise ValueError(
+            f"{path} holds {total / 2**30:.1f} GiB of tensors and {free / 2**30:.1f} GiB are free"
+        )
 
 
 # ---------------------------------------------------------- IICNet shapes

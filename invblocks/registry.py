@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._text import short as _short
+
 __all__ = [
     "BLOCKS",
     "NamedRegistry",
@@ -133,12 +135,6 @@ def block_from_config(config: dict[str, Any]) -> Any:
         return cls(**args)
     except TypeError as err:  # an argument the class does not take, or a missing one
         raise ValueError(f"cannot build {config['type']} from {_short(args)}: {err}") from err
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to about ``limit`` characters (values in messages stay short)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def config_fields(config: dict[str, Any], *keys: str) -> list[Any]:

@@ -19,6 +19,7 @@ the ranks check that their weights are identical.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -46,8 +47,8 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import DataSplit, TaskDataset
-from .io import atomic_write, ensure_folder, json_safe
-from .model import load_for_eval
+from .io import LOCK_NAME, atomic_write, ensure_folder, json_safe, lock_folder
+from .model import available_memory, load_for_eval
 from .plugins import get_task
 from .ric.channel import build_channel
 from .ric.evaluation import evaluate
@@ -229,7 +230,7 @@ def _prepare_out(out: Path, resume: bool) -> bool:
     the same folder."""
     if resume:
         started = (out / "config.json").is_file()  # the run's own config, written first
-        if out.is_dir() and all(p.name.endswith(".tmp") for p in out.iterdir()):
+        if out.is_dir() and all(p.name.endswith(".tmp") for p in _contents(out)):
             started = True  # killed before it wrote its config: nothing to keep
         if not started or any(
             (out / name).is_file() for name in ("checkpoints/LATEST", "model.safetensors")
@@ -242,7 +243,7 @@ def _prepare_out(out: Path, resume: bool) -> bool:
             shutil.rmtree(out / folder, ignore_errors=True)
         _clean_leftovers(out, 0)
         return False
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if out.exists() and (not out.is_dir() or any(_contents(out))):
         raise ValueError(f"{out} exists and is not empty: choose another --out or pass --resume")
     ensure_folder(out)
     try:
@@ -252,6 +253,33 @@ def _prepare_out(out: Path, resume: bool) -> bool:
     except OSError as err:
         raise ValueError(f"cannot write to {out}: {err.strerror or err}") from None
     return False
+
+
+def _contents(out: Path) -> list[Path]:
+    """What a run folder holds, but for the lock of the process writing it."""
+    return [p for p in out.iterdir() if p.name != LOCK_NAME]
+
+
+@contextlib.contextmanager
+def _locked(run: _Run, resume: bool) -> Iterator[None]:
+    """One writer per run folder: rank 0 holds the folder's lock (made first for a new run,
+    remembered in ``run.created``) while the run is set up and trains. A resume of a folder
+    that does not exist takes no lock: its error comes from the resume itself."""
+    if run.rank != 0:
+        yield
+        return
+    run.created = not run.out.exists()
+    if run.created and resume:
+        yield
+        return
+    ensure_folder(run.out)
+    try:
+        with lock_folder(run.out, "the run folder"):
+            yield
+    except BaseException:
+        if run.created and run.out.is_dir() and not _contents(run.out):
+            shutil.rmtree(run.out, ignore_errors=True)  # a start refused leaves nothing
+        raise
 
 
 def _clean_leftovers(out: Path, step: int) -> None:
@@ -396,6 +424,7 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
         net.memory_saving = True
     if config.compact_dense:
         set_compact_dense(net)
+    _check_training_memory(net, device)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     net = net.to(device=device, memory_format=layout)
     declared = [*task.param_groups, *net.param_groups()]
@@ -413,11 +442,26 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     )  # fmt: skip
 
 
+def _check_training_memory(net: nn.Module, device: torch.device) -> None:
+    """``ValueError`` in one sentence, before anything is allocated for training, when the
+    network's weights, gradients and the optimiser's two moments (16 bytes per parameter)
+    need more memory than this machine has free (CPU training)."""
+    if device.type != "cpu":
+        return
+    count = sum(p.numel() for p in net.parameters())
+    need, free = 16 * count, available_memory()
+    if free is not None and need > free:
+        raise ValueError(
+            f"the network has {count:,} parameters: training it needs about "
+            f"{need / 2**30:.1f} GiB for its weights, gradients and optimiser state, and "
+            f"{free / 2**30:.1f} GiB are free (use fewer blocks or a narrower network)"
+        )
+
+
 def _resume(run: _Run, resume: bool) -> None:
     """Make the run folder, or load its checkpoint: weights, optimiser, RNG, budget."""
     has_checkpoint = resume
     if run.rank == 0:
-        run.created = not run.out.exists()
         has_checkpoint = _prepare_out(run.out, resume)
     if run.world > 1:
         flags: list[Any] = [has_checkpoint]
@@ -668,6 +712,19 @@ def train(
     network, e.g. to evaluate it at points of the budget; time spent in it is not counted.
     """
     run = _setup(config, Path(out), task)
+    with _locked(run, resume):
+        return _train(run, config, resume, progress, source, on_step)
+
+
+def _train(
+    run: _Run,
+    config: TrainConfig,
+    resume: bool,
+    progress: bool,
+    source: DataSplit | None,
+    on_step: Callable[[int, dict[str, Any], RICNet], None] | None,
+) -> Path:
+    """:func:`train` once its run folder is locked."""
     _resume(run, resume)
     first_step_done = False
     try:

@@ -132,6 +132,11 @@ class DenseBlock(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (("c_in", c_in), ("c_out", c_out), ("growth", growth)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(
+                    f"DenseBlock: {name} must be a positive integer; received {value!r}"
+                )
         self.c_in, self.c_out, self.growth = c_in, c_out, growth
         self.convs = nn.ModuleList(
             conv2d(c_in + i * growth, growth, 3, init="xavier", scale=0.1, generator=generator)

@@ -78,7 +78,7 @@ def voc2012(root: str | Path, *, min_side: int = 144) -> DataSplit:
     first 13,758 for training and the rest for validation (IICNet's grayscale split, or a
     deterministic 90/10 split of fewer files)."""
     files = list_images(_require(Path(root) / "JPEGImages", "VOC2012 layout"))
-    images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
+    images = _large_enough(files, min_side, f"{root} (VOC 2012 layout)")
     if len(images) > 13_758:
         train, val = images[:13_758], images[13_758:]
     else:
@@ -90,13 +90,25 @@ def flickr2w(root: str | Path, *, min_side: int = 576) -> DataSplit:
     """Flickr 2W (image hiding): a folder of photographs at least ``min_side`` on both sides;
     70/10/20 split in sorted order (train / validation; the last 20% is the test set)."""
     files = list_images(root)
-    images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
+    images = _large_enough(files, min_side, f"{root} (Flickr 2W layout)")
     n = len(images)
     return DataSplit(
         train=images[: int(0.7 * n)] or images,
         val=images[int(0.7 * n) : int(0.8 * n)] or images,
         description=f"Flickr 2W at {root}",
     )
+
+
+def _large_enough(files: list[Path], min_side: int, where: str) -> list[Tensor]:
+    """The images of ``files`` at least ``min_side`` on both sides; ``ValueError`` saying how
+    many were dropped and why when none is left."""
+    images = [img for img in map(_read8, files) if min(img.shape[-2:]) >= min_side]
+    if not images:
+        raise ValueError(
+            f"{where}: all {len(files)} images are smaller than the layout's minimum of "
+            f"{min_side} pixels on both sides, so none is used"
+        )
+    return images
 
 
 def adobe_matting(root: str | Path) -> DataSplit:

@@ -15,8 +15,28 @@ from torch import Tensor
 
 from ..io import read_image
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm")
+
+_NOT_IMAGES = {"GIF", "BUFR", "GRIB", "HDF5", "MPEG", "WMF", "EPS"}
+"""Pillow formats read otherwise (GIF: a clip) or not at all without more software (the
+stubs, PostScript without Ghostscript)."""
+
+
+def _image_suffixes() -> tuple[str, ...]:
+    """The file endings of the still-image formats this Pillow opens (AVIF, WebP, JPEG 2000,
+    QOI, ... as its wheel was built), PNG and JPEG first."""
+    Image.init()
+    found = {
+        ext
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and fmt not in _NOT_IMAGES and ext not in VIDEO_SUFFIXES
+    }
+    first = (".png", ".jpg", ".jpeg")
+    return (*first, *sorted(found - set(first)))
+
+
+IMAGE_SUFFIXES = _image_suffixes()
+"""File endings read as images: the still-image formats Pillow opens here."""
 
 
 # ------------------------------------------------------------------------------- files
@@ -42,7 +62,9 @@ def list_images(folder: str | Path) -> list[Path]:
         key=_natural_key,
     )
     if not files:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+        raise ValueError(
+            f"no images (PNG, JPEG, WebP, AVIF, TIFF, any file Pillow reads) in {folder}"
+        )
     return files
 
 

@@ -211,9 +211,17 @@ class RICNet(Block):
         """What is sent for ``x`` ``(B, N*C, H, W)``: the body's embeddings through the
         deployment face of the channel (``channel``: another one, e.g. the JPEG channel
         for a model trained through the 8-bit quantiser), one payload per item. Call
-        ``eval()`` first for inference."""
+        ``eval()`` first for inference. ``ValueError`` when the body's output is not finite."""
+        return (channel or self.channel).encode(self._embedding(x))
+
+    def _embedding(self, x: Tensor) -> Tensor:
         (e,), _ = self.body([self._in(x)])
-        return (channel or self.channel).encode(self._out_embedding(e))
+        if not bool(torch.isfinite(e).all()):
+            raise ValueError(
+                "the network computed NaN or infinite values for these inputs: its weights are "
+                "damaged, or the inputs are not images in [0, 1]"
+            )
+        return self._out_embedding(e)
 
     def decode(self, payloads: Sequence[Payload], channel: Channel | None = None) -> Tensor:
         """The inputs ``(B, N*C, H, W)`` restored from payloads (:meth:`encode`)."""
@@ -226,8 +234,7 @@ class RICNet(Block):
         face (``channel``: another one's). With the 8-bit quantiser, the body's output
         clamped and rounded to 256 levels; with the JPEG channel, the JPEG's pixels. Call
         ``eval()`` first for inference."""
-        (e,), _ = self.body([self._in(x)])
-        e = self._out_embedding(e)
+        e = self._embedding(x)
         use = channel or self.channel
         return use.decode(use.encode(e), dtype=e.dtype).to(e.device)
 

@@ -13,6 +13,7 @@ from attrs import validators as v
 from torch import Tensor
 
 from .. import _deprecated
+from .._text import short
 from ..block import Block
 from ..data import DataSplit, SampleFn, TaskDataset
 from .groups import ParamGroup, group_of_terms
@@ -376,19 +377,32 @@ class Task:
 
     def build_network(self, n_inputs: int | None = None, **overrides: Any) -> RICNet:
         """The default network for ``n_inputs`` images (``overrides`` go to the preset), as a
-        :class:`~invblocks.ric.network.RICNet`."""
+        :class:`~invblocks.ric.network.RICNet`, checked to run: a tiny input goes through its
+        body once, so a setting that builds a network that cannot compute (a dense block of
+        no channels) is refused here, naming the settings, not at the first training step."""
         n = n_inputs or self.default_inputs
         self.check_inputs(n)
-        try:
-            net = self.network(n, **overrides)
-        except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as err:
-            settings = {k: v for k, v in overrides.items() if k != "generator"}
+        settings = {k: v for k, v in overrides.items() if k != "generator"}
+
+        def refuse(err: BaseException, what: str) -> ValueError:
             text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ValueError(
-                f"task {self.name!r}: its network cannot be built with the settings "
-                f"{settings}: {text}"
-            ) from err
-        return as_ricnet(net, image_channels=self.image_channels)
+            return ValueError(
+                f"task {self.name!r}: its network cannot {what} with the settings "
+                f"{short(settings, 120)}: {short(text, 160)[1:-1]}"
+            )
+
+        try:
+            net = as_ricnet(self.network(n, **overrides), image_channels=self.image_channels)
+        except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError) as err:
+            raise refuse(err, "be built") from err
+        side = max(self.min_crop, self.multiple)
+        side = -(-side // self.multiple) * self.multiple
+        try:
+            with torch.no_grad():
+                net.body([torch.zeros(1, n * self.image_channels, side, side)])
+        except (RuntimeError, ValueError) as err:
+            raise refuse(err, "run") from err
+        return net
 
     def recipe(self, name: str = "default") -> TrainDefaults:
         """The training recipe ``name``: ``"default"`` (``train``) or ``"reference"``

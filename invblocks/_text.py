@@ -1,0 +1,35 @@
+"""What messages share: values quoted short, several lines as one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["one_line", "short"]
+
+
+def short(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, so that a message quoting a value
+    stays one short sentence whatever the value (a 50 MB string, an int of 400 digits).
+
+    Example:
+        >>> short("x" * 100, 12)
+        "'xxxxxxxx..."
+    """
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):  # an int beyond repr's digits, a nested structure
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(message: str, limit: int = 280) -> str:
+    """``message`` as one line of at most ``limit`` characters: several lines (a graph's list
+    of problems) joined by ``"; "``, the rest cut with ``"..."``.
+
+    Example:
+        >>> one_line("problems:\\n- a\\n- b")
+        'problems:; a; b'
+    """
+    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    text = "; ".join(lines) if lines else message
+    return text if len(text) <= limit else text[: limit - 3] + "..."
