@@ -88,18 +88,30 @@ def _write_folder(
         os.replace(tmp, final)
         _fsync_dir(root)
     except (OSError, SafetensorError, RuntimeError) as err:  # a full disk, a vanished folder
+        reason = _write_failure(err, root)  # before the temporary folder frees its space
         shutil.rmtree(tmp, ignore_errors=True)
-        raise ValueError(f"cannot write the checkpoint {final}: {_write_failure(err)}") from None
+        raise ValueError(f"cannot write the checkpoint {final}: {reason}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
 
 
-def _write_failure(err: BaseException) -> str:
-    """Why a write failed, in a few words: a full disk as such, else the error's first line."""
+def _write_failure(err: BaseException, folder: Path) -> str:
+    """Why a write into ``folder`` failed, in a few words: a full disk as such (by the error,
+    or by the free space left: torch's writer reports it as a position mismatch), else the
+    error's first line."""
     text = str(err)
-    if getattr(err, "errno", None) == 28 or "No space left" in text or "StorageFull" in text:
+    try:
+        full = shutil.disk_usage(folder).free < 1 << 20
+    except OSError:
+        full = False
+    if (
+        full
+        or getattr(err, "errno", None) == 28
+        or "No space left" in text
+        or "StorageFull" in text
+    ):
         return "no space left on the device (free some and resume)"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
@@ -162,8 +174,9 @@ def find_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor], Path]:
     """``(config, state_dict, folder)`` of the checkpoint at ``path`` (:func:`find_checkpoint`)."""
     folder = find_checkpoint(path)
+    check_regular(folder / "config.json", "checkpoint config")
     try:
-        text = check_regular(folder / "config.json", "checkpoint config").read_text()
+        text = (folder / "config.json").read_text()
         config = parse_json(text, "it")
     except (OSError, ValueError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or err
@@ -174,8 +187,9 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.T
             f"{folder / 'config.json'} is not an invblocks checkpoint this version reads: "
             f"its format is {found!r}, expected one of {', '.join(map(repr, FORMATS))}"
         )
+    weights = check_regular(folder / "model.safetensors", "weights")
     try:
-        state = load_file(str(check_regular(folder / "model.safetensors", "weights")))
+        state = load_file(str(weights))
     except (OSError, SafetensorError, ValueError) as err:
         raise ValueError(
             f"corrupt or truncated weights {folder / 'model.safetensors'}: {err}"

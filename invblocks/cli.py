@@ -22,10 +22,10 @@ from typing import Any
 __all__ = ["main"]
 
 
-def _one_line(message: str) -> str:
+def _one_line(message: str, limit: int = 280) -> str:
     from ._text import one_line
 
-    return one_line(message)
+    return one_line(message, limit)
 
 
 def _count(least: int) -> Callable[[str], int]:
@@ -380,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = _user_error(err)
         if message is None:
             raise  # a bug: the traceback is shown
-        print(f"invblocks {args.command}: error: {_one_line(message)}", file=sys.stderr)
+        prefix = f"invblocks {args.command}: error: "
+        print(prefix + _one_line(message, 299 - len(prefix)), file=sys.stderr)
         return 2
     return 0
 

@@ -253,10 +253,17 @@ class TrainConfig:
         names = {a.name for a in attrs.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
+            import difflib
+
             listed = ", ".join(short(k, 30) for k in unknown[:3]) + (
                 ", ..." if len(unknown) > 3 else ""
             )
-            raise ValueError(f"unknown training config key(s) {listed}; known: {sorted(names)}")
+            close = difflib.get_close_matches(str(unknown[0]), sorted(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"unknown training config key(s) {listed}{hint}; the keys are listed by "
+                "help(invblocks.TrainConfig) and in the workflow guide"
+            )
         try:
             return cls(**data)
         except (TypeError, ValueError) as err:

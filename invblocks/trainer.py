@@ -349,6 +349,10 @@ class _Run:
         factory=list
     )
     start: int = 0
+    lr_scale: float = 1.0
+    bad_in_a_row: int = 0
+    skipped: int = 0
+    recoveries: int = 0
     budget: _Budget | None = None
     changed: dict[str, Any] = attrs.field(factory=dict)
     created: bool = False
@@ -491,6 +495,8 @@ def _resume(run: _Run, resume: bool) -> None:
     if run.device.type == "cuda" and "cuda_rng" in ts:
         torch.cuda.set_rng_state(ts["cuda_rng"], run.device)
     run.start = int(meta["step"])
+    if "lr_scale" in ts:
+        run.lr_scale = float(ts["lr_scale"])
     if "budget" in ts:
         run.budget = _Budget(run.config, float(ts["budget"][0]), float(ts["budget"][1]))
     run.changed = _check_resume(run.config, meta, run.start)
@@ -540,14 +546,16 @@ def _say_split(source: DataSplit, folder: str) -> None:
 
 def _step(
     run: _Run, step: int, x: Tensor, step_module: nn.Module, reference: Tensor | None = None
-) -> tuple[float, dict[str, float], Any]:
+) -> tuple[float, dict[str, Any], Any]:
     """One optimisation step of every optimiser; ``(lr, losses, grad_norm)`` (the main
-    optimiser's learning rate and gradient norm)."""
+    optimiser's learning rate and gradient norm). A step whose losses or gradients are not
+    finite changes nothing: its record says ``skipped`` and why (one process; data-parallel
+    ranks cannot skip alone, so there it stops the run)."""
     config, budget = run.config, run.budget
     assert budget is not None
     kind, base_lr, warmup = str(config.optimizer), float(config.lr or 0), config.warmup or 0.0
     before = budget.progress(step - 1) if budget.limited else None
-    lr = learning_rate(kind, base_lr, step - 1, config.steps, before)
+    lr = learning_rate(kind, base_lr, step - 1, config.steps, before) * run.lr_scale
     if warmup:
         lr *= min(1.0, (budget.progress(step - 1) + 1 / config.steps) / warmup)
     for group in run.opt.param_groups:
@@ -558,15 +566,24 @@ def _step(
             group["lr"] = declared.lr * scale
     if config.compile == "reduce-overhead":
         torch.compiler.cudagraph_mark_step_begin()  # the last step's graph outputs are free
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast == "bfloat16"):
-        terms = step_module(x, reference)
     run.opt.zero_grad(set_to_none=True)
+    try:
+        with torch.autocast(x.device.type, torch.bfloat16, enabled=config.autocast == "bfloat16"):
+            terms = step_module(x, reference)
+    except FloatingPointError as err:  # non-finite loss terms
+        if run.world > 1:
+            raise
+        return lr, {"skipped": str(err)}, float("nan")
     if run.groups:
         _backward_each(run, terms)
         grad_norm = torch.nn.utils.clip_grad_norm_(run.main_params, config.grad_clip)
     else:
         terms["total"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(run.net.parameters(), config.grad_clip)
+    if not bool(torch.isfinite(grad_norm)) and run.world == 1:
+        run.opt.zero_grad(set_to_none=True)
+        losses = {k: float(v.detach()) for k, v in terms.items()}
+        return lr, {**losses, "skipped": "non-finite gradients"}, grad_norm
     run.opt.step()
     for declared, opt, params in run.groups:
         if declared.grad_clip is not None:
@@ -587,6 +604,58 @@ def _backward_each(run: _Run, terms: dict[str, Tensor]) -> None:
             loss.backward(inputs=params, retain_graph=i < len(work) - 1)
 
 
+SKIPS_BEFORE_RECOVERY = 3
+"""Steps skipped in a row (non-finite losses or gradients) before the run goes back to its
+last checkpoint with half the learning rate."""
+RECOVERIES = 3
+"""How many times a run goes back before it stops as diverged."""
+
+
+def _after_skip(run: _Run, step: int, losses: dict[str, Any]) -> dict[str, Any] | None:
+    """Count a skipped step; after :data:`SKIPS_BEFORE_RECOVERY` in a row, reload the last
+    checkpoint's weights and optimiser state with half the learning rate (said with a
+    warning), and return the log record that says so. ``FloatingPointError`` in one
+    sentence when there is no checkpoint to go back to, or after :data:`RECOVERIES`."""
+    if "skipped" not in losses:
+        run.bad_in_a_row = 0
+        return None
+    run.skipped += 1
+    run.bad_in_a_row += 1
+    if run.bad_in_a_row < SKIPS_BEFORE_RECOVERY:
+        return None
+    why = losses["skipped"]
+    lr = float(run.config.lr or 0) * run.lr_scale
+    if run.recoveries >= RECOVERIES:
+        raise FloatingPointError(
+            f"training diverged: {run.bad_in_a_row} steps in a row to step {step} were not "
+            f"finite ({why}) after the learning rate was halved {run.recoveries} times; "
+            "lower lr or check the data"
+        )
+    try:
+        meta, state, folder = load_checkpoint(run.out)
+    except ValueError:
+        raise FloatingPointError(
+            f"training diverged: {run.bad_in_a_row} steps in a row to step {step} were not "
+            f"finite ({why}) before the first checkpoint; lower lr (now {lr:g})"
+        ) from None
+    run.net.load_state_dict(state)
+    ts = load_train_state(folder)
+    run.opt.load_state_dict(ts["optimizer"])
+    for group, opt, _ in run.groups:
+        opt.load_state_dict(ts.get("optimizers", {}).get(group.name, opt.state_dict()))
+    run.lr_scale *= 0.5
+    run.recoveries += 1
+    run.bad_in_a_row = 0
+    warnings.warn(
+        f"step {step}: {SKIPS_BEFORE_RECOVERY} steps in a row were not finite ({why}); went "
+        f"back to the checkpoint of step {meta['step']} with half the learning rate "
+        f"(x{run.lr_scale:g})",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return {"step": step, "recovered": {"from_step": int(meta["step"]), "lr_scale": run.lr_scale}}
+
+
 def _save(run: _Run, step: int) -> None:
     assert run.budget is not None
     run.net.finalize()  # the channel's deployment state (an entropy coder's tables)
@@ -595,6 +664,7 @@ def _save(run: _Run, step: int) -> None:
         "optimizers": {g.name: opt.state_dict() for g, opt, _ in run.groups},
         "rng": torch.get_rng_state(),
         "budget": torch.tensor([run.budget.cpu_s, run.budget.wall_s], dtype=torch.float64),
+        "lr_scale": torch.tensor(run.lr_scale, dtype=torch.float64),
     }
     if run.device.type == "cuda":
         train_state["cuda_rng"] = torch.cuda.get_rng_state(run.device)
@@ -638,12 +708,17 @@ def _loop(
         budget.cpu_s += time.process_time() - cpu_mark
         budget.wall_s += time.perf_counter() - t_data
         last = step == config.steps or _spent(budget, step, run.world, run.device)
+        recovered = _after_skip(run, step, losses)
         if run.rank == 0:
             record = {"step": step, "lr": lr, "grad_norm": float(grad_norm), **losses}
+            if "skipped" in losses:
+                record["skipped_total"] = run.skipped
+            if recovered is not None:
+                _log(run.log_path, recovered)
             record.update(step_s=time.perf_counter() - t_step, data_s=data_s, cpu_s=budget.cpu_s)
             _log(run.log_path, record)
             if bar is not None:
-                bar.set_postfix(loss=f"{record['total']:.4g}")
+                bar.set_postfix(loss=f"{record.get('total', float('nan')):.4g}")
                 bar.update(1)
             if on_step is not None:
                 on_step(step, record, run.net)

@@ -7,9 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from invblocks import data
+import invblocks
+from invblocks import data, presets
 from invblocks.data import _bundled as bundled
 from invblocks.io import read_image, write_png
+from invblocks.model import Model
 from invblocks.ops import to_float
 
 
@@ -243,3 +245,27 @@ def test_the_old_name_of_data_split_is_a_deprecated_alias():
     assert old is data.DataSplit
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         data.nope  # noqa: B018
+
+
+def test_a_layout_that_drops_every_image_says_how_many_and_why(tmp_path):
+    from invblocks.data import flickr2w
+
+    for i in range(3):
+        write_png(torch.rand(3, 40, 60), tmp_path / f"{i}.png")
+    with pytest.raises(
+        ValueError, match=r"all 3 images are smaller than the layout's minimum of 576"
+    ):
+        flickr2w(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".avif", ".webp", ".jp2", ".qoi"])
+def test_every_still_image_format_pillow_reads_is_an_image(tmp_path, suffix):
+    from invblocks.data import IMAGE_SUFFIXES, list_images
+
+    assert suffix in IMAGE_SUFFIXES and ".gif" not in IMAGE_SUFFIXES  # a GIF is a clip
+    Image.new("RGB", (24, 16), (200, 30, 90)).save(tmp_path / f"photo{suffix}")
+    assert list_images(tmp_path) == [tmp_path / f"photo{suffix}"]
+    model = Model(invblocks.get_task("grayscale"), presets.iicnet(1, out_channels=1, blocks=1,
+                  width=4, growth=4, size=(16, 16)), 1, {}, device="cpu")  # fmt: skip
+    (image,) = model.read_inputs([tmp_path / f"photo{suffix}"])  # an image, not a video
+    assert image.shape == (3, 16, 24)

@@ -1,9 +1,12 @@
 """invblocks.trainer: the schedules, the step sampler, the recipes' resolution."""
 
+import json
 import math
 
 import attrs
 import pytest
+import torch
+from safetensors.torch import load_file
 
 import invblocks
 from invblocks.config import TrainConfig
@@ -234,3 +237,49 @@ def test_a_default_recipe_that_downscales_restores_about_the_bicubic_baseline_un
         got = psnr(back[0, k * c : (k + 1) * c], image)
         assert got >= psnr(baseline[0, k * c : (k + 1) * c], image) - 0.5
         assert got >= psnr(box[0], image) + 0.5
+
+
+def _poisoned(bad):
+    """The video task whose samples ``bad`` (indices: step - 1 with batch 1) are NaN."""
+    import attrs
+
+    task = invblocks.get_task("video")
+
+    def sample(request):
+        images = task.sample(request)
+        if request.train and request.index in bad:
+            return [torch.full_like(im, float("nan")) for im in images]
+        return images
+
+    return attrs.evolve(task, sample=sample)
+
+
+def test_non_finite_steps_are_skipped_and_a_run_that_keeps_failing_goes_back(tmp_path):
+    from invblocks.config import TrainConfig
+    from invblocks.trainer import train
+
+    config = TrainConfig(
+        task="video", steps=9, crop=16, batch=1, n_inputs=3, val_every=100, ckpt_every=2,
+        device="cpu", network={"blocks": 1, "width": 4, "growth": 4}, lr=1e-3,
+    )  # fmt: skip
+    with pytest.warns(RuntimeWarning, match="went back to the checkpoint of step 4"):
+        run = train(config, tmp_path / "run", progress=False, task=_poisoned({2, 3, 4}))
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    skipped = [r["step"] for r in records if "skipped" in r]
+    assert skipped == [3, 4, 5] and [r["skipped_total"] for r in records if "skipped" in r] == [
+        1, 2, 3
+    ]  # fmt: skip
+    assert "non-finite loss terms" in records[2]["skipped"]
+    (back,) = [r["recovered"] for r in records if "recovered" in r]
+    assert back == {"from_step": 4, "lr_scale": 0.5}
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert lrs[6] == pytest.approx(learning_rate("iicnet", 1e-3, 5, 9) / 2)  # halved from then on
+    assert lrs[2] == pytest.approx(learning_rate("iicnet", 1e-3, 1, 9))
+    weights = load_file(str(run / "checkpoints" / "step-00000009" / "model.safetensors"))
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    state = torch.load(run / "checkpoints" / "step-00000009" / "train_state.pt", weights_only=True)
+    assert float(state["lr_scale"]) == 0.5  # a resume keeps it
+
+    with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match="halved 3 times"):
+        longer = attrs.evolve(config, steps=20)
+        train(longer, tmp_path / "diverged", progress=False, task=_poisoned(set(range(2, 99))))

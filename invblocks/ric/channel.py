@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Inversion
-from ..io import atomic_write, ensure_folder
+from ..io import atomic_write, check_regular, ensure_folder
 from ..registry import BLOCKS, NamedRegistry
 from .groups import ParamGroup
 from .payload import CONTAINER_SUFFIX, Payload, dumps_container, loads_container
@@ -123,9 +123,9 @@ class Channel(Block):
         """``(payload, meta)`` from a file this channel wrote; ``ValueError`` in one sentence
         for a missing, irregular, truncated, damaged or foreign file."""
         path = Path(path)
-        if not path.is_file():
-            what = "does not exist" if not path.exists() else "is not a regular file"
-            raise ValueError(f"cannot read {path}: it {what}")
+        if not path.exists():
+            raise ValueError(f"cannot read {path}: it does not exist")
+        check_regular(path, "the embedding")
         try:
             data = path.read_bytes()
         except OSError as err:
