@@ -89,6 +89,10 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
         count = str(lo) if lo == hi else f"{lo}-{hi}"
         plugin = f"[{task.plugin}]"
         print(f"{name:<{width}}  {plugin:<{pwidth}}  inputs {count:<4} {task.description}")
+        if task.recipes or task.default_recipe != "default":
+            names = task.recipe_names()
+            listed = ", ".join([f"{names[0]} (default)", *names[1:]])
+            print(f"{'':<{width}}  {'':<{pwidth}}  recipes {listed}")
 
 
 def _cmd_blocks(args: argparse.Namespace) -> None:
@@ -372,6 +376,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():  # a warning is one line on stderr, as errors are
             warnings.showwarning = _show_warning
             args.func(args)
+    except BrokenPipeError:  # the reader went away (`invblocks tasks | head`): nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as err:
         hint = getattr(args, "interrupted", None)
         print(f"invblocks {args.command}: {_interrupted(err)}{hint or ''}", file=sys.stderr)

@@ -86,8 +86,9 @@ class TrainConfig:
         recipe: Whose defaults fill what the config leaves unset: ``"default"`` (the task's
             recipe for getting a useful model within a short budget on a CPU: a small
             network that starts at the trivial solution or a classical hiding, see the
-            tasks guide) or
-            ``"reference"`` (the papers' networks and hyper-parameters).
+            tasks guide), ``"reference"`` (the papers' networks and hyper-parameters), or
+            another recipe the task names (``Task.recipes``; hiding's ``residue``, its
+            default, and ``learned``).
         n_inputs: Images per sample.
         network: Keyword arguments for the task's network preset (e.g. ``{"blocks": 4}``;
             tasks that offer several take ``{"preset": "win"}``).
@@ -166,8 +167,8 @@ class TrainConfig:
     """
 
     task: str = attrs.field(validator=_is("str"))
-    recipe: Literal["default", "reference"] = attrs.field(
-        default="default", validator=_one_of("default", "reference")
+    recipe: str = attrs.field(
+        default="default", validator=_is("str", v.matches_re(r"^[a-z][a-z0-9_-]*$"))
     )
     n_inputs: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))

@@ -17,7 +17,7 @@ from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import default_photos, flickr2w
 from invblocks.sampling import SampleRequest, common_size, slot_reference
 
-from ._common import hidden_recipe
+from ._common import SEVERAL_IMAGES, cpu_recipe, hidden_recipe
 
 
 def distinct_pieces(items: Sequence[Tensor], n: int, min_side: int = 1) -> Sequence[Tensor]:
@@ -87,9 +87,19 @@ HIDING = Task(
     reference=cover,
     network=_network,
     # the secrets start hidden in the residue of the cover's 8-bit image (ResidueHiding):
-    # the untrained network already hides and restores them; docs/benchmarks.md
+    # the untrained network already hides and restores them; docs/benchmarks.md. Its name
+    # says what it is: a classical hiding in the low bits, which steganalysis detects.
     train=hidden_recipe(),
+    default_recipe="residue",
     reference_train=TrainDefaults(),
+    recipes={
+        # IICNet learns the hiding, from the secrets' differences from the cover
+        "learned": cpu_recipe(network={"init": "trivial", "prior": 1}, losses=SEVERAL_IMAGES),
+        # WIN's hiding network (2.3 million parameters, the published one)
+        "win": TrainDefaults(
+            crop=64, batch=2, lr=5e-4, network={"preset": "win"}, losses=SEVERAL_IMAGES
+        ),
+    },
 )
 
 

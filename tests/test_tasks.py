@@ -300,3 +300,19 @@ def test_a_win_network_takes_its_width_n(name):
     wide = task.build_network(task.default_inputs, preset="win", n=64, modules=1, blocks=1)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert 0 < count(net) < count(wide)
+
+
+def test_hidings_recipes_are_named_for_what_they_are():
+    from invblocks.config import TrainConfig
+    from invblocks.trainer import resolved
+
+    task = invblocks.get_task("hiding")
+    assert task.recipe_names() == ["residue", "reference", "learned", "win"]
+    assert task.recipe("residue") is task.recipe("default") is task.train
+    assert "hiding_levels" in task.train.network  # the residue hiding
+    win = resolved(TrainConfig(task="hiding", recipe="win"), task)
+    assert win.network == {"preset": "win"} and win.crop == 64
+    net = task.build_network(2, **task.recipe("learned").network)
+    assert not any(type(m).__name__ == "ResidueHiding" for m in net.modules())
+    with pytest.raises(ValueError, match="has the recipes residue, reference, learned, win"):
+        task.recipe("secret")

@@ -198,6 +198,10 @@ class Task:
             for what the config leaves unset.
         reference_train: The papers' recipe (``recipe="reference"`` in the training
             config): the reference-faithful network and hyper-parameters (default: ``train``).
+        recipes: More recipes by name (``--set recipe=NAME``).
+        default_recipe: The name that says what the default recipe (``train``) is (hiding's:
+            ``"residue"``, a classical hiding that any steganalyst detects); ``recipe=NAME``
+            and ``recipe="default"`` both choose it.
         display: ``f(image) -> (1 or 3, H, W)``: how one input image is shown in reports and
             validation samples (:func:`default_display`).
         baseline: ``f(reference, n, (H, W)) -> (B, n*C, H, W)``: the trivial restoration from
@@ -237,6 +241,12 @@ class Task:
     reference_train: TrainDefaults | None = None
     display: Callable[[Tensor], Tensor] = default_display
     baseline: Callable[[Tensor, int, tuple[int, int]], Tensor] | None = None
+    recipes: Mapping[str, TrainDefaults] = attrs.field(
+        factory=dict, converter=_settings, hash=False
+    )
+    default_recipe: str = attrs.field(
+        default="default", validator=v.matches_re(r"^[a-z][a-z0-9_-]*$")
+    )
     metrics: tuple[TaskMetric, ...] = attrs.field(default=(), converter=_metrics)
     param_groups: tuple[ParamGroup, ...] = attrs.field(default=(), converter=tuple)
     extra_losses: Callable[..., Mapping[str, Tensor]] | None = None
@@ -405,13 +415,22 @@ class Task:
         return net
 
     def recipe(self, name: str = "default") -> TrainDefaults:
-        """The training recipe ``name``: ``"default"`` (``train``) or ``"reference"``
-        (``reference_train``, the papers'; the default recipe where the task has none)."""
-        if name == "default":
+        """The training recipe ``name``: ``"default"`` (``train``, also under its name
+        :attr:`default_recipe`), ``"reference"`` (``reference_train``, the papers'; the
+        default recipe where the task has none), or one of :attr:`recipes`."""
+        if name in ("default", self.default_recipe):
             return self.train
         if name == "reference":
             return self.reference_train or self.train
-        raise ValueError(f"recipe must be 'default' or 'reference'; received {name!r}")
+        if name in self.recipes:
+            return self.recipes[name]
+        known = ", ".join(self.recipe_names())
+        raise ValueError(f"task {self.name!r} has the recipes {known}; received {short(name)}")
+
+    def recipe_names(self) -> list[str]:
+        """The names :meth:`recipe` takes: the default's (first), ``reference``, the others."""
+        names = [self.default_recipe, "reference", *self.recipes]
+        return list(dict.fromkeys(n for n in names if n))
 
     def reference_of(self, x: Tensor, n: int, given: Tensor | None = None) -> Tensor | None:
         """The reference of the stacked batch ``x`` ``(B, n*C, H, W)``: ``given`` (paired
