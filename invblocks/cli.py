@@ -44,6 +44,11 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _count_or_all(text: str) -> int | str:
+    """An argparse type: a positive integer, or ``all``."""
+    return "all" if text.lower() == "all" else _count(1)(text)
+
+
 def _quality(text: str) -> int:
     """An argparse type: a JPEG quality 1..100."""
     value = _count(1)(text)
@@ -154,11 +159,14 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     model = Model.load(args.model, device=args.device)
     task, n, meta = model.task, model.n_inputs, model.meta
     source = task.load_data(args.data or None)
+    limit = None if args.samples == "all" else args.samples
+    how = {"space": args.space, "shave": args.shave}
     if args.crop is None:  # whole held-out images, as a user's files go
-        metrics = evaluate_images(model, source.val, limit=args.samples)
+        metrics = evaluate_images(model, source.val, limit=limit, **how)
     else:
-        data = task.dataset(source, "val", n_inputs=n, crop=args.crop, length=args.samples)
-        metrics = evaluate(task, model.net, [data[i] for i in range(len(data))], n)
+        count = len(source.val) if limit is None else limit
+        data = task.dataset(source, "val", n_inputs=n, crop=args.crop, length=count)
+        metrics = evaluate(task, model.net, [data[i] for i in range(len(data))], n, **how)
     report: dict[str, Any] = {"model": str(args.model), **metrics}
     report["train_crop"] = meta.get("train_config", {}).get("crop")
     print(json.dumps(json_safe(report), indent=2, allow_nan=False))
@@ -234,7 +242,19 @@ def _args_train(p: argparse.ArgumentParser) -> None:
 def _args_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
     p.add_argument("--data", help="a dataset folder (default: the task's default data)")
-    p.add_argument("--samples", type=_count(1), default=4, help="held-out items (at most 4)")
+    p.add_argument(
+        "--samples",
+        type=_count_or_all,
+        default=4,
+        help="held-out items to evaluate, or all (default 4)",
+    )
+    p.add_argument(
+        "--space",
+        choices=("rgb", "y"),
+        default="rgb",
+        help="rgb, or y: PSNR/SSIM of the BT.601 luma, as the rescaling papers report",
+    )
+    p.add_argument("--shave", type=_count(0), default=0, help="pixels cut from every border first")
     p.add_argument(
         "--crop", type=_count(1), help="evaluate centre crops of this size instead of whole images"
     )

@@ -28,6 +28,7 @@ from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, read_clip
 from .io import encode_png, read_image
 from .io import write_all as io_write_all
+from .metrics import Space
 from .ops import to_float
 from .plugins import get_task
 from .ric.channel import Channel
@@ -510,11 +511,14 @@ def evaluate_images(
     limit: int | None = None,
     channel: Channel | None = None,
     ssim_too: bool = True,
+    space: Space = "rgb",
+    shave: int = 0,
 ) -> dict[str, float]:
     """The papers' metrics on **whole** held-out items, as a user's files go: each item's
     images (the task's sampler with ``crop=None``) are padded as :meth:`Model.embed` pads,
     embedded, sent through the deployment face of the model's channel (or of ``channel``:
-    e.g. a JPEG for a model trained on PNGs), restored and cropped back.
+    e.g. a JPEG for a model trained on PNGs), restored and cropped back. ``space`` and
+    ``shave``: as the papers measure (:func:`invblocks.ric.evaluation.evaluate`).
 
     Returns the means of :func:`invblocks.ric.evaluation.evaluate` (``embedding_*``, ``received_*``,
     ``restored_*``, ``baseline_*``, ``received_baseline_*`` with ``channel``, the channel's
@@ -545,7 +549,10 @@ def evaluate_images(
     def pad(x: Tensor) -> Tensor:
         return model._layout(model.pad(x))
 
-    means = evaluate(task, model.net, samples(), n, channel=channel, pad=pad, with_ssim=ssim_too)
+    means = evaluate(
+        task, model.net, samples(), n, channel=channel, pad=pad, with_ssim=ssim_too,
+        space=space, shave=shave,
+    )  # fmt: skip
     means["items"] = float(count)
     return means
 

@@ -76,6 +76,12 @@ def _network(n: int, /, preset: str = "iicnet", **kw: Any) -> Any:
     return presets.iicnet(n, **kw)
 
 
+WIN_RECIPE = TrainDefaults(
+    crop=64, batch=2, lr=5e-4, network={"preset": "win"}, losses=SEVERAL_IMAGES
+)
+"""WIN's hiding network (2.3 million parameters, the published one) on the default recipe's
+crops and learning rate."""
+
 HIDING = Task(
     name="hiding",
     description="image hiding: a cover and 1-4 secret images into the cover",
@@ -95,10 +101,7 @@ HIDING = Task(
     recipes={
         # IICNet learns the hiding, from the secrets' differences from the cover
         "learned": cpu_recipe(network={"init": "trivial", "prior": 1}, losses=SEVERAL_IMAGES),
-        # WIN's hiding network (2.3 million parameters, the published one)
-        "win": TrainDefaults(
-            crop=64, batch=2, lr=5e-4, network={"preset": "win"}, losses=SEVERAL_IMAGES
-        ),
+        "win": WIN_RECIPE,
     },
 )
 

@@ -156,6 +156,14 @@ def test_eval_reports_whole_images_in_standard_json(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NaN" not in out and json.loads(out)["embedding_psnr"] > 0
     assert main(["eval", "--model", str(run), "--data", str(tmp_path), "--device", "cpu"]) == 2
+    capsys.readouterr()
+    argv = ["eval", "--model", str(run), "--device", "cpu", "--samples", "all"]
+    assert main([*argv, "--space", "y", "--shave", "4"]) == 0
+    luma = json.loads(capsys.readouterr().out)
+    assert main(argv) == 0
+    rgb = json.loads(capsys.readouterr().out)
+    assert luma["items"] == rgb["items"] == 1  # all: the default data's one held-out clip
+    assert luma["restored_psnr"] != rgb["restored_psnr"] and luma["restored_psnr"] > 0
 
 
 def test_json_safe():

@@ -64,3 +64,26 @@ def test_identical_images_count_as_the_cap_in_a_mean():
     assert math.isnan(mean_psnr([float("nan"), 20.0]))
     with pytest.raises(ValueError, match="no values"):
         mean_psnr([])
+
+
+def test_the_luma_psnr_and_the_shave_as_the_rescaling_papers_compute_them():
+    a = torch.zeros(3, 8, 8)
+    b = a.clone()
+    b[0] = 1 / 255  # one level of red everywhere: the luma moves by 65.481 / 255
+    assert psnr(a, b, space="y") == pytest.approx(20 * math.log10(255 / (65.481 / 255)))
+    c = a.clone()
+    c[:, :2, :] = 0.5  # a difference in the two top rows only: shaved away
+    assert psnr(a, c, shave=2) == math.inf and psnr(a, c) < 20
+    d = a.clone()
+    d[2, 2:6, 2:6] = 4 / 255  # blue, inside the shaved border: 16 of the 16 shaved pixels
+    mse = (4 * 24.966 / 255) ** 2 * 16 / 16
+    assert psnr(a, d, space="y", shave=2) == pytest.approx(10 * math.log10(255**2 / mse))
+    gray = torch.zeros(1, 16, 16)
+    lighter = gray + 10 / 255  # gray's luma: 16 + 219 v / 255
+    assert psnr(gray, lighter, space="y") == pytest.approx(20 * math.log10(255 / (10 * 219 / 255)))
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert 0 < ssim(x, x.flip(-1), space="y", shave=4) < 1
+    with pytest.raises(ValueError, match="cannot shave 4 pixels"):
+        psnr(a, b, shave=4)
+    with pytest.raises(ValueError, match="space must be 'rgb' or 'y'"):
+        psnr(a, b, space="ycbcr")

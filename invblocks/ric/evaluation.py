@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..io import write_png
-from ..metrics import PSNR_CAP, mean_psnr, psnr, ssim
+from ..metrics import PSNR_CAP, Space, mean_psnr, psnr, ssim
 from .channel import Channel
 from .network import RICNet
 from .task import Task, default_display
@@ -42,6 +42,8 @@ def evaluate(
     channel: Channel | None = None,
     pad: Callable[[Tensor], Tensor] | None = None,
     with_ssim: bool = True,
+    space: Space = "rgb",
+    shave: int = 0,
 ) -> dict[str, float]:
     """The metrics of ``net`` on ``samples``, in eval mode, as means over the samples.
 
@@ -60,6 +62,10 @@ def evaluate(
         pad: ``f(x) -> (1, n*C, H', W')``: how a whole image is padded to the network's
             multiple (:meth:`invblocks.model.Model.pad`); restorations are cropped back.
         with_ssim: Compute SSIM (NaN for images under 11x11 pixels).
+        space: ``"rgb"`` (the papers of IICNet and WIN's hiding) or ``"y"``: PSNR and SSIM
+            of the BT.601 luma, as the rescaling papers report (:mod:`invblocks.metrics`).
+        shave: Pixels cut from every border before the metrics (the rescaling papers shave
+            the scale factor).
 
     Returns:
         The means over the samples of ``embedding_psnr``/``_ssim`` (the embedding the network's
@@ -85,10 +91,15 @@ def evaluate(
         rows.setdefault(key, []).append(value)
 
     def ssim_or_nan(a: Tensor, b: Tensor) -> float:
-        return ssim(a, b) if with_ssim and min(b.shape[-2:]) >= 11 else float("nan")
+        if not with_ssim or min(b.shape[-2:]) - 2 * shave < 11:
+            return float("nan")
+        return ssim(a, b, shave=shave, space=space)
+
+    def measure(a: Tensor, b: Tensor) -> float:
+        return min(psnr(a, b, shave=shave, space=space), PSNR_CAP)
 
     def compare(name: str, outs: list[Tensor], images: list[Tensor]) -> None:
-        per = [min(psnr(o, im), PSNR_CAP) for o, im in zip(outs, images, strict=True)]
+        per = [measure(o, im) for o, im in zip(outs, images, strict=True)]
         add(f"{name}_psnr", sum(per) / n)
         add(f"{name}_ssim", sum(map(ssim_or_nan, outs, images)) / n)
         for i, value in enumerate(per):
@@ -117,9 +128,9 @@ def evaluate(
                 seen, got = seen[..., :rh, :rw], got[..., :rh, :rw]
             if reference is not None:
                 ref = reference[0].clamp(0, 1)
-                add("embedding_psnr", min(psnr(seen, ref), PSNR_CAP))
+                add("embedding_psnr", measure(seen, ref))
                 add("embedding_ssim", ssim_or_nan(seen, ref))
-                add("received_psnr", min(psnr(got, ref), PSNR_CAP))
+                add("received_psnr", measure(got, ref))
             compare("restored", backs, images)
             if reference is not None:
                 size = (int(xp.shape[-2]), int(xp.shape[-1]))

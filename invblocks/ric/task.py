@@ -140,11 +140,11 @@ class TrainDefaults:
     quantizer: TrainMode | None = attrs.field(
         default=None, validator=v.optional(v.in_(TRAIN_MODES))
     )
-    network: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
+    network: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
     autocast: Literal["bfloat16"] | None = attrs.field(
         default=None, validator=v.optional(v.in_(("bfloat16",)))
     )
-    losses: Mapping[str, float] = attrs.field(factory=dict, converter=dict, hash=False)
+    losses: Mapping[str, float] = attrs.field(factory=dict, converter=_settings, hash=False)
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
 
     def __attrs_post_init__(self) -> None:
