@@ -172,13 +172,70 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(json.dumps(json_safe(report), indent=2, allow_nan=False))
 
 
+class _SomeFailed(UserError):
+    """Some items of a folder failed (each said on its own line); the summary."""
+
+
+def _for_each(
+    args: argparse.Namespace,
+    verb: str,
+    items: list[Path],
+    output_of: Callable[[Path], Path],
+    work: Callable[[Path, Path], None],
+) -> None:
+    """Run ``work(item, output)`` on every item whose output does not exist yet (a rerun
+    goes on where the last one stopped), with a progress bar; an item that fails is said in
+    one line and skipped while the others go on; one summary line at the end, and exit code 2
+    when any failed."""
+    from tqdm import tqdm
+
+    done, failed, kept = 0, 0, 0
+    quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
+    bar = tqdm(items, desc=verb, unit="item", disable=quiet)
+    for item in bar:
+        output = output_of(item)
+        if output.exists():
+            kept += 1
+            continue
+        try:
+            work(item, output)
+            done += 1
+        except Exception as err:
+            message = _user_error(err)
+            if message is None:
+                raise  # a bug, not the item
+            failed += 1
+            bar.write(f"invblocks {args.command}: {item.name}: {_one_line(message)}", sys.stderr)
+    bar.close()
+    summary = f"{verb} {done} of {len(items)} items into {args.output}"
+    if kept:
+        summary += f" ({kept} already there)"
+    if failed:
+        raise _SomeFailed(f"{summary}; {failed} failed (said above)")
+    print(summary)
+
+
 def _cmd_embed(args: argparse.Namespace) -> None:
     from .model import Model
 
+    if bool(args.each) == bool(args.inputs):
+        raise UserError("give the input files, or a folder of items with --each, not both")
     model = Model.load(args.model, device=args.device)
-    channel = model.channel_for(args.output, args.quality)
+    suffix = args.suffix or model.net.channel.suffixes[0]
+    target = Path(args.output) / f"x{suffix}" if args.each else args.output
+    channel = model.channel_for(target, args.quality)
     for problem in channel.problems(model.net.body):  # e.g. a JPEG of a residue hiding
         print(f"warning: {_one_line(problem)}", file=sys.stderr)
+    if args.each:
+
+        def embed(item: Path, output: Path) -> None:
+            model.embed_files(
+                [item], output, start=args.start, step=args.step, quality=args.quality
+            )
+
+        items = model.items_in(args.each)
+        _for_each(args, "embedded", items, lambda p: Path(args.output) / f"{p.stem}{suffix}", embed)
+        return
     started = time.perf_counter()
     _say(args, f"embedding {len(args.inputs)} input(s) with {model.task.name} on {model.device}...")
     path = model.embed_files(
@@ -191,11 +248,27 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 def _cmd_restore(args: argparse.Namespace) -> None:
     from .model import Model
 
+    if bool(args.each) == bool(args.embedding):
+        raise UserError("give an embedding file, or a folder of them with --each, not both")
     model = Model.load(args.model, device=args.device)
     if args.task is not None and args.task != model.task.name:
         raise UserError(
             f"--task {args.task} names another task than the model's ({model.task.name})"
         )
+    if args.each:
+        readable = set(model.net.channel.writable or model.net.channel.suffixes)
+        folder = Path(args.each)
+        if not folder.is_dir():
+            raise UserError(f"{folder} is not a folder")
+        items = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in readable)
+        if not items:
+            raise UserError(f"no embeddings ({', '.join(sorted(readable))}) in {folder}")
+
+        def restore(item: Path, output: Path) -> None:
+            model.restore_file(item, output, size=args.size)
+
+        _for_each(args, "restored", items, lambda p: Path(args.output) / p.stem, restore)
+        return
     started = time.perf_counter()
     _say(args, f"restoring {args.embedding} with {model.task.name} on {model.device}...")
     paths = model.restore_file(args.embedding, args.output, size=args.size)
@@ -263,13 +336,22 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
 
 def _args_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
-    p.add_argument("inputs", nargs="+", help="image files in order, or one folder/GIF/video")
+    p.add_argument("inputs", nargs="*", help="image files in order, or one folder/GIF/video")
+    p.add_argument(
+        "--each",
+        metavar="FOLDER",
+        help="embed every item of FOLDER (an image, or a folder of an item's images, a clip) "
+        "into the folder -o names, skipping those already there",
+    )
+    p.add_argument(
+        "--suffix", help="with --each: the file type written (default: the channel's, .png)"
+    )
     p.add_argument(
         "-o",
         "--output",
         required=True,
         help="the file to write, by the model's channel: .png or .jpg for images, .ibc for a "
-        "bitstream",
+        "bitstream (with --each: the folder to write into)",
     )
     p.add_argument(
         "--quality", type=_quality, help="JPEG quality 1-100 for a .jpg output (default 95)"
@@ -282,7 +364,15 @@ def _args_embed(p: argparse.ArgumentParser) -> None:
 
 def _args_restore(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="run or checkpoint folder")
-    p.add_argument("embedding", help="the file written by `invblocks embed` (.png, .jpg, .ibc)")
+    p.add_argument(
+        "embedding", nargs="?", help="the file written by `invblocks embed` (.png, .jpg, .ibc)"
+    )
+    p.add_argument(
+        "--each",
+        metavar="FOLDER",
+        help="restore every embedding in FOLDER into a folder of its name under -o, skipping "
+        "those already there",
+    )
     p.add_argument("-o", "--output", required=True, help="folder for restored_<i>.png")
     p.add_argument(
         "--size",

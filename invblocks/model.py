@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ._text import short as _short
 from .checkpoint import load_checkpoint, load_network
-from .data import IMAGE_SUFFIXES, read_clip
+from .data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_images, read_clip
 from .io import encode_png, read_image
 from .io import write_all as io_write_all
 from .metrics import Space
@@ -326,6 +326,10 @@ class Model:
         files = [Path(p) for p in paths]
         n, c = self.n_inputs, self.task.image_channels
         mode = {1: "L", 4: "RGBA"}.get(c, "RGB")
+        if len(files) == 1 and files[0].is_dir() and n > 1:
+            listed = list_images(files[0])
+            if len(listed) == n:  # a folder of the item's n images (a stereo pair, layers)
+                files = listed
         if len(files) == 1 and (files[0].is_dir() or files[0].suffix.lower() not in IMAGE_SUFFIXES):
             clip = read_clip(files[0], max_frames=start + (n - 1) * step + 1)
             frames = clip[start::step][:n]
@@ -348,6 +352,31 @@ class Model:
             )
             raise ValueError(f"the images must have one size; received {listing}")
         return images
+
+    def items_in(self, folder: str | Path) -> list[Path]:
+        """The items of a folder, in natural order, as :meth:`read_inputs` reads each: for a
+        model of one image, every image file; for several, every subfolder (the item's
+        images, or a clip's frames), video file and GIF."""
+        from .data._readers import _natural_key
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ValueError(f"{folder} is not a folder")
+        if self.n_inputs == 1:
+            return list_images(folder)
+        clips = (*VIDEO_SUFFIXES, ".gif")
+        found = [
+            p
+            for p in folder.iterdir()
+            if not p.name.startswith(".")
+            and (p.is_dir() or (p.is_file() and p.suffix.lower() in clips))
+        ]
+        if not found:
+            raise ValueError(
+                f"no items in {folder}: expected folders of {self.n_inputs} images or of a "
+                "clip's frames, video files or GIFs"
+            )
+        return sorted(found, key=_natural_key)
 
     def embed_files(
         self,

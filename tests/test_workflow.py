@@ -749,3 +749,33 @@ def test_a_hiding_model_restores_its_secret_from_a_png_and_warns_before_a_jpeg(t
     assert psnr(read_image(back[1]), original) > psnr(read_image(files[0]), original) + 10
     assert main(["embed", "--model", str(run), *map(str, files), "-o", str(out_jpg)]) == 0
     assert "a JPEG destroys" in capsys.readouterr().err
+
+
+def test_folders_of_items_are_embedded_and_restored_with_one_model_load(half_model, tmp_path):
+    from invblocks.cli import main
+
+    items = tmp_path / "items"
+    for k in range(3):  # three clips as folders of frames
+        clip = items / f"clip{k}"
+        for i in range(3):
+            write_png(torch.rand(3, 20, 24, generator=torch.Generator().manual_seed(9 * k + i)),
+                      clip / f"{i}.png")  # fmt: skip
+    (items / "clip1" / "1.png").write_bytes(b"not a PNG")  # one item cannot be read
+    from invblocks.checkpoint import save_model
+
+    out, back = tmp_path / "out", tmp_path / "back"
+    meta = {"task": "video-x2", "n_inputs": 3, "network": half_model.net.get_config()}
+    model = str(save_model(tmp_path / "model", net=half_model.net, meta=meta))
+    argv = ["embed", "--model", model, "--each", str(items), "-o", str(out), "--device", "cpu"]
+    assert main(argv) == 2  # one failed: said, skipped, counted
+    assert sorted(p.name for p in out.iterdir()) == ["clip0.png", "clip2.png"]
+    before = (out / "clip0.png").read_bytes()
+    write_png(torch.rand(3, 20, 24), items / "clip1" / "1.png")  # mended
+    assert main(argv) == 0  # a rerun writes what is missing and keeps what is there
+    assert (out / "clip0.png").read_bytes() == before and (out / "clip1.png").exists()
+    assert main(["restore", "--model", model, "--each", str(out), "-o", str(back)]) == 0
+    assert sorted(p.name for p in back.iterdir()) == ["clip0", "clip1", "clip2"]
+    assert sorted(p.name for p in (back / "clip2").iterdir()) == [
+        f"restored_{i}.png" for i in range(3)
+    ]
+    assert main(["restore", "--model", model, "-o", str(back)]) == 2  # neither a file nor --each
