@@ -86,7 +86,7 @@ _SUBMODULES = {
     "autograd", "block", "checkpoint", "cli", "config", "container", "freia", "graph", "hookspecs",
     "initializers", "io", "losses", "memory", "mixing",
     "metrics", "model", "plugins", "published", "registry", "report", "ric", "ricnet", "runtime",
-    "sampling", "sequence", "step", "task", "testing", "trainer", "training",
+    "sampling", "sequence", "step", "task", "testing", "tiling", "trainer", "training",
 }  # fmt: skip
 """Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
 

@@ -44,6 +44,20 @@ def _count(least: int) -> Callable[[str], int]:
     return parse
 
 
+def _memory(text: str) -> int:
+    """An argparse type: a number of bytes, ``512M``, ``3G``, ``1.5GiB``, ``800k``."""
+    import re
+
+    found = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kmgt]?)(i?b)?\s*", text.lower())
+    if found is None:
+        raise argparse.ArgumentTypeError(f"expected a size such as 3G or 512M; received {text!r}")
+    number, unit = float(found[1]), found[2]
+    value = int(number * 1024 ** " kmgt".index(unit or " "))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive size; received {text!r}")
+    return value
+
+
 def _count_or_all(text: str) -> int | str:
     """An argparse type: a positive integer, or ``all``."""
     return "all" if text.lower() == "all" else _count(1)(text)
@@ -156,7 +170,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from .model import Model, evaluate_images
     from .ric import evaluate
 
-    model = Model.load(args.model, device=args.device)
+    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
     task, n, meta = model.task, model.n_inputs, model.meta
     source = task.load_data(args.data or None)
     limit = None if args.samples == "all" else args.samples
@@ -220,7 +234,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
     if bool(args.each) == bool(args.inputs):
         raise UserError("give the input files, or a folder of items with --each, not both")
-    model = Model.load(args.model, device=args.device)
+    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
     suffix = args.suffix or model.net.channel.suffixes[0]
     target = Path(args.output) / f"x{suffix}" if args.each else args.output
     channel = model.channel_for(target, args.quality)
@@ -250,7 +264,7 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
     if bool(args.each) == bool(args.embedding):
         raise UserError("give an embedding file, or a folder of them with --each, not both")
-    model = Model.load(args.model, device=args.device)
+    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
     if args.task is not None and args.task != model.task.name:
         raise UserError(
             f"--task {args.task} names another task than the model's ({model.task.name})"
@@ -293,6 +307,16 @@ def _cmd_report(args: argparse.Namespace) -> None:
     print(f"report written to {write_report(args.run)}")
 
 
+def _add_max_memory(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-memory",
+        type=_memory,
+        metavar="SIZE",
+        help="memory one pass may use, e.g. 3G (default: half of what is free); larger "
+        "images are embedded and restored in tiles, with the same result",
+    )
+
+
 def _add_device(p: argparse.ArgumentParser, default: str | None = "auto") -> None:
     p.add_argument(
         "--device",
@@ -331,6 +355,7 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--crop", type=_count(1), help="evaluate centre crops of this size instead of whole images"
     )
+    _add_max_memory(p)
     _add_device(p)
 
 
@@ -359,6 +384,7 @@ def _args_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=_count(0), default=0, help="first frame of a clip")
     p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_max_memory(p)
     _add_device(p)
 
 
@@ -382,6 +408,7 @@ def _args_restore(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--task", help="the task the embedding is of (checked against the model's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_max_memory(p)
     _add_device(p)
 
 

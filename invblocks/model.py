@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,8 @@ from .ric.payload import Payload
 from .ric.task import Task
 from .runtime import resolve_device
 from .sampling import Sample, SampleRequest
+from .tiling import NotTileable, TilePlan, plan, tiled
+from .tiling import count as tile_count
 
 __all__ = ["Model", "evaluate_images", "load_for_eval", "size_multiple"]
 
@@ -91,6 +94,10 @@ class Model:
             on the CPU whatever the device. An embedding made on one device restores on any
             other; the two devices' float rounding can move a few embedding pixels by one
             8-bit level.
+        max_memory: Bytes one pass of the network may use (``None``: half the memory this
+            machine has free). An image that needs more is embedded and restored in tiles
+            (:mod:`invblocks.tiling`): the same result, up to float rounding, in less memory,
+            with a progress bar on a terminal (``progress = False`` hides it).
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class Model:
         *,
         channels_last: bool | None = None,
         device: str | torch.device | None = None,
+        max_memory: int | None = None,
     ) -> None:
         net = as_ricnet(net, image_channels=task.image_channels)
         if device is not None:
@@ -115,7 +123,10 @@ class Model:
             net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.task, self.n_inputs, self.meta = task, n_inputs, meta
         self.net: RICNet = net.eval()
+        self.max_memory = max_memory
+        self.progress = True
         self._probe_bytes_per_pixel: float | None = None
+        self._tile_plan: TilePlan | None = None
         self.multiple = size_multiple(
             self.net, task.image_channels * n_inputs, task.multiple, max(64, task.min_crop)
         )
@@ -138,12 +149,19 @@ class Model:
         channels_last: bool | None = None,
         device: str | torch.device | None = "auto",
         task: Task | None = None,
+        max_memory: int | None = None,
     ) -> Model:
         """Load from a run folder (its latest checkpoint) or a checkpoint folder, onto
         ``device`` (default ``"auto"``: the GPU when PyTorch sees one, else the CPU).
         ``task``: the task object, for a run of a task that is not registered (one defined
-        in a notebook); by default the registered task the checkpoint names."""
-        return cls(*load_for_eval(path, task), channels_last=channels_last, device=device)
+        in a notebook); by default the registered task the checkpoint names.
+        ``max_memory``: as in :class:`Model`."""
+        return cls(
+            *load_for_eval(path, task),
+            channels_last=channels_last,
+            device=device,
+            max_memory=max_memory,
+        )
 
     def _layout(self, x: Tensor) -> Tensor:
         x = x.to(self.device)
@@ -201,7 +219,71 @@ class Model:
                     handle.remove()
             self._probe_bytes_per_pixel = largest / (ph * pw)
         ph, pw = self.padded_size(height, width)
-        return int(4 * self._probe_bytes_per_pixel * ph * pw)
+        return self._bytes(ph, pw)
+
+    def _bytes(self, height: int, width: int) -> int:
+        """:meth:`memory_estimate` of an input already of a size the network takes."""
+        if self._probe_bytes_per_pixel is None:
+            self.memory_estimate(16, 16)
+        assert self._probe_bytes_per_pixel is not None
+        return int(4 * self._probe_bytes_per_pixel * height * width)
+
+    def budget(self) -> int | None:
+        """Bytes one pass may use: :attr:`max_memory`, else half of what this machine has
+        free (``None`` where that cannot be read: nothing is tiled)."""
+        if self.max_memory is not None:
+            return self.max_memory
+        free = available_memory()
+        return None if free is None else free // 2
+
+    def tile_plan(self) -> TilePlan:
+        """How this network is tiled (:func:`invblocks.tiling.plan`, measured once);
+        ``ValueError`` in one sentence when it cannot be tiled exactly."""
+        if self._tile_plan is None:
+            channels = self.n_inputs * self.task.image_channels
+            try:
+                self._tile_plan = plan(self.net.body, channels, self.multiple)
+            except NotTileable as err:
+                raise ValueError(f"{err}; give it more memory (--max-memory)") from None
+        return self._tile_plan
+
+    def _tile_side(self, halo: int, unit: int, scale: float, budget: int) -> int:
+        """The largest tile (input pixels of the direction run, a multiple of ``unit``)
+        whose window with its halo fits in ``budget`` bytes."""
+        ratio = max(1.0, scale)  # full-resolution pixels per pixel of the tiled tensor
+        side = max(unit, -(-halo // unit) * unit)  # a core at least its halo: else halos dominate
+        while self._bytes(*[round((2 * side + 2 * halo) * ratio)] * 2) <= budget:
+            side *= 2
+        if self._bytes(*[round((side + 2 * halo) * ratio)] * 2) > budget:
+            need = self._bytes(*[round((side + 2 * halo) * ratio)] * 2)
+            raise ValueError(
+                f"not enough memory even for tiles: a tile with its halo needs about "
+                f"{need / 2**30:.1f} GiB and {budget / 2**30:.1f} GiB may be used "
+                "(--max-memory, or a machine with more memory)"
+            )
+        return side
+
+    def _run(self, fn: Callable[[Tensor], Tensor], x: Tensor, full: tuple[int, int],
+             inverse: bool) -> Tensor:  # fmt: skip
+        """``fn(x)`` for an input of full-resolution size ``full``: whole when it fits the
+        budget, else in tiles with a progress bar."""
+        budget = self.budget()
+        if budget is None or self._bytes(*full) <= budget:
+            return fn(self._layout(x))
+        p = self.tile_plan()
+        halo, unit, scale = p.halo, p.unit, float(p.scale)
+        if inverse:
+            halo, unit, scale = p.halo_inverse, max(1, p.unit // p.scale), 1 / p.scale
+        side = self._tile_side(halo, unit, 1 / scale, budget)
+        total = tile_count(x.shape[-2], side) * tile_count(x.shape[-1], side)
+        from tqdm import tqdm
+
+        show = self.progress and sys.stderr.isatty()
+        with tqdm(total=total, unit="tile", desc="tiles", disable=not show, leave=False) as bar:
+            return tiled(
+                lambda t: fn(self._layout(t)), x, tile=side, halo=halo, unit=unit,
+                scale=scale, progress=lambda k: bar.update(1),
+            )  # fmt: skip
 
     def check_memory(self, height: int, width: int) -> None:
         """``ValueError`` in one sentence, before any work, when ``height x width`` images
@@ -221,9 +303,15 @@ class Model:
         images = [_as_image(im, "images") for im in images]
         if len(images) != self.n_inputs:
             raise ValueError(f"this model embeds {self.n_inputs} images; received {len(images)}")
-        x = self.task.stack(images)
-        self.check_memory(*x.shape[-2:])
-        return x
+        return self.task.stack(images)
+
+    def _embedding(self, x: Tensor) -> Tensor:
+        """The body's embedding ``(1, C_e, H_e, W_e)`` of stacked images ``(n*C, H, W)``,
+        padded, in tiles when they need more memory than the budget."""
+        xp = self.pad(x)
+        with torch.no_grad():
+            size = (int(xp.shape[-2]), int(xp.shape[-1]))
+            return self._run(self.net._embedding, xp, size, inverse=False)
 
     def _meta(self, height: int, width: int) -> dict[str, Any]:
         return {
@@ -241,8 +329,7 @@ class Model:
         -> what is sent (the payload of ``channel``'s deployment face, default the
         network's channel: 8-bit pixels, a JPEG's bytes, a bitstream) and its metadata."""
         x = self._stacked(images)
-        with torch.no_grad():
-            (payload,) = self.net.encode(self._layout(self.pad(x)), channel)
+        (payload,) = (channel or self.net.channel).encode(self._embedding(x))
         return payload, self._meta(*x.shape[-2:])
 
     def embed(
@@ -255,8 +342,9 @@ class Model:
         ``model.channel_for(".png")`` for the lossless 8-bit embedding of a model trained
         through JPEG)."""
         x = self._stacked(images)
-        with torch.no_grad():
-            embedding = self.net.embed(self._layout(self.pad(x)), channel)
+        e = self._embedding(x)
+        use = channel or self.net.channel
+        embedding = use.decode(use.encode(e), dtype=e.dtype)
         return embedding[0].cpu(), self._meta(*x.shape[-2:])
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
@@ -280,9 +368,9 @@ class Model:
                 f"embedding is {embedding.shape[1]}x{embedding.shape[2]}: was it resized or "
                 "cropped after embedding?"
             )
-        self.check_memory(meta["height"], meta["width"])
+        full = self.padded_size(meta["height"], meta["width"])
         with torch.no_grad():
-            x = self.net.restore(self._layout(embedding[None]))
+            x = self._run(self.net.restore, embedding[None], full, inverse=True)
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
         return self.task.unstack(x, self.n_inputs)
 
@@ -575,12 +663,17 @@ def evaluate_images(
             reference = sample.reference if isinstance(sample, Sample) else None
             yield x if reference is None else (x, reference)
 
-    def pad(x: Tensor) -> Tensor:
-        return model._layout(model.pad(x))
+    def forward(xp: Tensor) -> Tensor:
+        size = (int(xp.shape[-2]), int(xp.shape[-1]))
+        return model._run(model.net._embedding, xp, size, inverse=False)
+
+    def inverse(e: Tensor) -> Tensor:
+        size = (int(e.shape[-2]) * task.scale, int(e.shape[-1]) * task.scale)
+        return model._run(model.net.restore, e, size, inverse=True)
 
     means = evaluate(
-        task, model.net, samples(), n, channel=channel, pad=pad, with_ssim=ssim_too,
-        space=space, shave=shave,
+        task, model.net, samples(), n, channel=channel, pad=model.pad, with_ssim=ssim_too,
+        space=space, shave=shave, forward=forward, inverse=inverse,
     )  # fmt: skip
     means["items"] = float(count)
     return means

@@ -44,6 +44,8 @@ def evaluate(
     with_ssim: bool = True,
     space: Space = "rgb",
     shave: int = 0,
+    forward: Callable[[Tensor], Tensor] | None = None,
+    inverse: Callable[[Tensor], Tensor] | None = None,
 ) -> dict[str, float]:
     """The metrics of ``net`` on ``samples``, in eval mode, as means over the samples.
 
@@ -66,6 +68,9 @@ def evaluate(
             of the BT.601 luma, as the rescaling papers report (:mod:`invblocks.metrics`).
         shave: Pixels cut from every border before the metrics (the rescaling papers shave
             the scale factor).
+        forward, inverse: How the body's embedding ``(1, C_e, h, w)`` is computed from a
+            padded sample and the inputs restored from a received embedding (default: the
+            network's own passes; :class:`~invblocks.model.Model` passes its tiled ones).
 
     Returns:
         The means over the samples of ``embedding_psnr``/``_ssim`` (the embedding the network's
@@ -113,13 +118,17 @@ def evaluate(
             x, given = sample if isinstance(sample, tuple | list) else (sample, None)
             h, w = x.shape[-2:]
             xp = (pad(x) if pad is not None else x[None]).to(device)
-            (e,), _ = net.body([net._in(xp)])
-            e = net._out_embedding(e)
+            if forward is not None:
+                e = forward(xp)
+            else:
+                (e,), _ = net.body([net._in(xp)])
+                e = net._out_embedding(e)
             own_payloads = own.encode(e)
             embedding = own.decode(own_payloads, dtype=e.dtype).to(device)
             payloads = send.encode(e) if send is not own else None
             received = embedding if payloads is None else send.decode(payloads, dtype=e.dtype)
-            restored = net.restore(received.to(device))[0, :, :h, :w].clamp(0, 1).cpu()
+            back = inverse(received) if inverse is not None else net.restore(received.to(device))
+            restored = back[0, :, :h, :w].clamp(0, 1).cpu()
             images, backs = task.unstack(x, n), task.unstack(restored, n)
             reference = task.reference_of(xp.cpu(), n, None if given is None else given[None])
             seen, got = embedding[0].cpu(), received[0].cpu()
