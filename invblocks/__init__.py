@@ -83,10 +83,11 @@ _WHERE: dict[str, str | None] = {
 
 
 _SUBMODULES = {
-    "autograd", "block", "checkpoint", "cli", "config", "container", "freia", "graph", "hookspecs",
-    "initializers", "io", "losses", "memory", "mixing",
+    "autograd", "block", "checkpoint", "cli", "config", "container", "export", "freia", "graph",
+    "hookspecs", "initializers", "io", "losses", "memory", "mixing",
     "metrics", "model", "plugins", "published", "registry", "report", "ric", "ricnet", "runtime",
-    "sampling", "sequence", "step", "task", "testing", "tiling", "trainer", "training",
+    "sampling", "sequence", "steganalysis", "step", "task", "testing", "tiling", "trainer",
+    "training",
 }  # fmt: skip
 """Submodules reachable as attributes too (``invblocks.io``), imported on first use."""
 

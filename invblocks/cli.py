@@ -170,7 +170,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from .model import Model, evaluate_images
     from .ric import evaluate
 
-    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
+    model = Model.load(
+        args.model, device=args.device, max_memory=args.max_memory, precision=args.precision
+    )
     task, n, meta = model.task, model.n_inputs, model.meta
     source = task.load_data(args.data or None)
     limit = None if args.samples == "all" else args.samples
@@ -234,7 +236,9 @@ def _cmd_embed(args: argparse.Namespace) -> None:
 
     if bool(args.each) == bool(args.inputs):
         raise UserError("give the input files, or a folder of items with --each, not both")
-    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
+    model = Model.load(
+        args.model, device=args.device, max_memory=args.max_memory, precision=args.precision
+    )
     suffix = args.suffix or model.net.channel.suffixes[0]
     target = Path(args.output) / f"x{suffix}" if args.each else args.output
     channel = model.channel_for(target, args.quality)
@@ -264,7 +268,9 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
     if bool(args.each) == bool(args.embedding):
         raise UserError("give an embedding file, or a folder of them with --each, not both")
-    model = Model.load(args.model, device=args.device, max_memory=args.max_memory)
+    model = Model.load(
+        args.model, device=args.device, max_memory=args.max_memory, precision=args.precision
+    )
     if args.task is not None and args.task != model.task.name:
         raise UserError(
             f"--task {args.task} names another task than the model's ({model.task.name})"
@@ -301,10 +307,42 @@ def _cmd_import_weights(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .export import export
+    from .model import Model
+
+    model = Model.load(args.model, device="cpu")
+    try:
+        record = export(model, args.output, onnx=not args.no_onnx, check=not args.no_check,
+                        size=args.size)  # fmt: skip
+    except ImportError as err:
+        raise UserError(str(err)) from None
+    kinds = "torch.export and ONNX" if not args.no_onnx else "torch.export"
+    sizes = "any height and width" if record["embed"]["dynamic"] else "the example's size only"
+    print(f"{kinds} programs of embed and restore written to {args.output} ({sizes}, "
+          f"multiples of {record['multiple']})")  # fmt: skip
+    check = record.get("check")
+    if check and check.get("onnxruntime"):
+        print(f"checked in onnxruntime {check['onnxruntime']}: embedding "
+              f"{check['embed_identical']:.4%} identical, restored images within "
+              f"{check['restore_max_difference']:.1g}")  # fmt: skip
+
+
 def _cmd_report(args: argparse.Namespace) -> None:
     from .report import write_report
 
     print(f"report written to {write_report(args.run)}")
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16", "auto"),
+        default="float32",
+        help="the couplings' subnets in bfloat16 (faster with bfloat16 units; the inverse "
+        "stays exact) or float32; auto: bfloat16 where the device has the units. restore "
+        "follows the embedding's own",
+    )
 
 
 def _add_max_memory(p: argparse.ArgumentParser) -> None:
@@ -312,7 +350,7 @@ def _add_max_memory(p: argparse.ArgumentParser) -> None:
         "--max-memory",
         type=_memory,
         metavar="SIZE",
-        help="memory one pass may use, e.g. 3G (default: half of what is free); larger "
+        help="memory one pass may use, e.g. 3G (default: half of what is free, at most 2G); larger "
         "images are embedded and restored in tiles, with the same result",
     )
 
@@ -356,6 +394,7 @@ def _args_eval(p: argparse.ArgumentParser) -> None:
         "--crop", type=_count(1), help="evaluate centre crops of this size instead of whole images"
     )
     _add_max_memory(p)
+    _add_precision(p)
     _add_device(p)
 
 
@@ -385,6 +424,7 @@ def _args_embed(p: argparse.ArgumentParser) -> None:
     p.add_argument("--step", type=_count(1), default=1, help="frame step in a clip")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_max_memory(p)
+    _add_precision(p)
     _add_device(p)
 
 
@@ -409,6 +449,7 @@ def _args_restore(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="the task the embedding is of (checked against the model's)")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_max_memory(p)
+    _add_precision(p)
     _add_device(p)
 
 
@@ -418,6 +459,18 @@ def _args_import_weights(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="the model folder to write")
     p.add_argument(
         "--config", help="IICNet configuration (st-01, hide-04, ...) where the file is ambiguous"
+    )
+
+
+def _args_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="run folder or checkpoint folder")
+    p.add_argument("-o", "--output", required=True, help="the folder to write the programs to")
+    p.add_argument("--no-onnx", action="store_true", help="torch.export programs only")
+    p.add_argument(
+        "--no-check", action="store_true", help="do not run the ONNX files in onnxruntime"
+    )
+    p.add_argument(
+        "--size", type=_count(1), help="the example's side in pixels (default: about 64)"
     )
 
 
@@ -448,6 +501,12 @@ _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
         "turn a checkpoint of the IICNet or WIN authors into a model folder",
         _args_import_weights,
         _cmd_import_weights,
+    ),
+    (
+        "export",
+        "write a model's embed and restore as torch.export programs and ONNX files",
+        _args_export,
+        _cmd_export,
     ),
     ("report", "(re)write a run's HTML report", _args_report, _cmd_report),
 ]

@@ -13,10 +13,11 @@ when another program dropped an image's metadata, the original size given by han
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ._text import short as _short
+from .blocks.dense import set_subnet_dtype
 from .checkpoint import load_checkpoint, load_network
 from .data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, list_images, read_clip
 from .io import encode_png, read_image
@@ -37,12 +39,17 @@ from .ric.evaluation import evaluate
 from .ric.network import RICNet, as_ricnet
 from .ric.payload import Payload
 from .ric.task import Task
-from .runtime import resolve_device
+from .runtime import resolve_device, resolve_precision
 from .sampling import Sample, SampleRequest
-from .tiling import NotTileable, TilePlan, plan, tiled
-from .tiling import count as tile_count
+from .tiling import NotTileable, TilePlan, plan, run_nodes
+from .tiling import tile_count as tiles_of
 
 __all__ = ["Model", "evaluate_images", "load_for_eval", "size_multiple"]
+
+DEFAULT_BUDGET = 2 * 2**30
+"""The most memory one pass uses by default (2 GiB, the estimate's: it counts the largest
+convolution four times over): tiles of that size are large enough that their halos cost
+little, and a 12-megapixel photograph or a 1080p clip stays within a few GB."""
 
 EMBEDDING_FORMAT = 1
 """The version of an embedding file's metadata (files of invblocks 0.1 have none: 1)."""
@@ -95,9 +102,16 @@ class Model:
             other; the two devices' float rounding can move a few embedding pixels by one
             8-bit level.
         max_memory: Bytes one pass of the network may use (``None``: half the memory this
-            machine has free). An image that needs more is embedded and restored in tiles
-            (:mod:`invblocks.tiling`): the same result, up to float rounding, in less memory,
-            with a progress bar on a terminal (``progress = False`` hides it).
+            machine has free, at most :data:`DEFAULT_BUDGET`). An image that needs more is
+            embedded and restored in tiles (:mod:`invblocks.tiling`): the same result, up to
+            float rounding, in less memory, with a progress bar on a terminal (``progress =
+            False`` hides it).
+        precision: ``"float32"`` (default), ``"bfloat16"``: the couplings' subnets run in
+            bfloat16 (their affine arithmetic and the linear blocks stay float32, so the
+            inverse stays exact: :func:`invblocks.blocks.set_subnet_dtype`), faster on a CPU
+            with bfloat16 units or a GPU; ``"auto"``: bfloat16 where the device has them
+            (:func:`invblocks.runtime.fast_bfloat16`). An embedding's metadata records it, and
+            restoring uses the embedding's precision whatever the model's.
     """
 
     def __init__(
@@ -110,6 +124,7 @@ class Model:
         channels_last: bool | None = None,
         device: str | torch.device | None = None,
         max_memory: int | None = None,
+        precision: str = "float32",
     ) -> None:
         net = as_ricnet(net, image_channels=task.image_channels)
         if device is not None:
@@ -123,6 +138,8 @@ class Model:
             net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.task, self.n_inputs, self.meta = task, n_inputs, meta
         self.net: RICNet = net.eval()
+        self.precision = resolve_precision(precision, self.device)
+        set_subnet_dtype(self.net, torch.bfloat16 if self.precision == "bfloat16" else None)
         self.max_memory = max_memory
         self.progress = True
         self._probe_bytes_per_pixel: float | None = None
@@ -150,17 +167,19 @@ class Model:
         device: str | torch.device | None = "auto",
         task: Task | None = None,
         max_memory: int | None = None,
+        precision: str = "float32",
     ) -> Model:
         """Load from a run folder (its latest checkpoint) or a checkpoint folder, onto
         ``device`` (default ``"auto"``: the GPU when PyTorch sees one, else the CPU).
         ``task``: the task object, for a run of a task that is not registered (one defined
         in a notebook); by default the registered task the checkpoint names.
-        ``max_memory``: as in :class:`Model`."""
+        ``max_memory``, ``precision``: as in :class:`Model`."""
         return cls(
             *load_for_eval(path, task),
             channels_last=channels_last,
             device=device,
             max_memory=max_memory,
+            precision=precision,
         )
 
     def _layout(self, x: Tensor) -> Tensor:
@@ -230,11 +249,12 @@ class Model:
 
     def budget(self) -> int | None:
         """Bytes one pass may use: :attr:`max_memory`, else half of what this machine has
-        free (``None`` where that cannot be read: nothing is tiled)."""
+        free, at most :data:`DEFAULT_BUDGET` (``None`` where the free memory cannot be read:
+        nothing is tiled)."""
         if self.max_memory is not None:
             return self.max_memory
         free = available_memory()
-        return None if free is None else free // 2
+        return None if free is None else min(free // 2, DEFAULT_BUDGET)
 
     def tile_plan(self) -> TilePlan:
         """How this network is tiled (:func:`invblocks.tiling.plan`, measured once);
@@ -247,11 +267,12 @@ class Model:
                 raise ValueError(f"{err}; give it more memory (--max-memory)") from None
         return self._tile_plan
 
-    def _tile_side(self, halo: int, unit: int, scale: float, budget: int) -> int:
-        """The largest tile (input pixels of the direction run, a multiple of ``unit``)
-        whose window with its halo fits in ``budget`` bytes."""
-        ratio = max(1.0, scale)  # full-resolution pixels per pixel of the tiled tensor
-        side = max(unit, -(-halo // unit) * unit)  # a core at least its halo: else halos dominate
+    def _tile_side(self, halo: int, unit: int, at: float, budget: int) -> int:
+        """The largest tile (pixels of the tensor tiled, a multiple of ``unit``, ``at``
+        full-resolution pixels per such pixel) whose window with its halo fits in ``budget``
+        bytes."""
+        ratio = max(1.0, at)
+        side = max(unit, -(-halo // (4 * unit)) * unit)  # a core of a quarter of its halo at least
         while self._bytes(*[round((2 * side + 2 * halo) * ratio)] * 2) <= budget:
             side *= 2
         if self._bytes(*[round((side + 2 * halo) * ratio)] * 2) > budget:
@@ -263,27 +284,33 @@ class Model:
             )
         return side
 
-    def _run(self, fn: Callable[[Tensor], Tensor], x: Tensor, full: tuple[int, int],
-             inverse: bool) -> Tensor:  # fmt: skip
-        """``fn(x)`` for an input of full-resolution size ``full``: whole when it fits the
-        budget, else in tiles with a progress bar."""
+    def _run(self, x: Tensor, full: tuple[int, int], inverse: bool) -> Tensor:
+        """The embedding of padded stacked images ``x`` ``(1, n*C, H, W)`` (``inverse``: the
+        restoration ``(1, n*C, H, W)`` of a received embedding ``x``), for images of padded
+        size ``full``: whole when the pass fits the budget, else node by node in tiles
+        (:func:`invblocks.tiling.run_nodes`) with a progress bar."""
         budget = self.budget()
+        net = self.net
         if budget is None or self._bytes(*full) <= budget:
-            return fn(self._layout(x))
+            return net.restore(self._layout(x)) if inverse else net._embedding(self._layout(x))
         p = self.tile_plan()
-        halo, unit, scale = p.halo, p.unit, float(p.scale)
-        if inverse:
-            halo, unit, scale = p.halo_inverse, max(1, p.unit // p.scale), 1 / p.scale
-        side = self._tile_side(halo, unit, 1 / scale, budget)
-        total = tile_count(x.shape[-2], side) * tile_count(x.shape[-1], side)
+
+        def side(halo: int, unit: int, at: float) -> int:
+            return self._tile_side(halo, unit, at, budget)
+
+        total = tiles_of(p, *x.shape[-2:], inverse=inverse, tile_side=side)
         from tqdm import tqdm
 
         show = self.progress and sys.stderr.isatty()
         with tqdm(total=total, unit="tile", desc="tiles", disable=not show, leave=False) as bar:
-            return tiled(
-                lambda t: fn(self._layout(t)), x, tile=side, halo=halo, unit=unit,
-                scale=scale, progress=lambda k: bar.update(1),
-            )  # fmt: skip
+            if inverse:
+                (e,), _ = net.channel([self._layout(x)], rev=True)
+                t = run_nodes(net.body, net._in_embedding(e), p, inverse=True, tile_side=side,
+                              prepare=self._layout, progress=bar.update)  # fmt: skip
+                return net._out(t)
+            t = run_nodes(net.body, net._in(x), p, inverse=False, tile_side=side,
+                          prepare=self._layout, progress=bar.update)  # fmt: skip
+            return net._embedding_of(t)
 
     def check_memory(self, height: int, width: int) -> None:
         """``ValueError`` in one sentence, before any work, when ``height x width`` images
@@ -311,16 +338,32 @@ class Model:
         xp = self.pad(x)
         with torch.no_grad():
             size = (int(xp.shape[-2]), int(xp.shape[-1]))
-            return self._run(self.net._embedding, xp, size, inverse=False)
+            return self._run(xp, size, inverse=False)
 
     def _meta(self, height: int, width: int) -> dict[str, Any]:
-        return {
+        meta: dict[str, Any] = {
             "format": EMBEDDING_FORMAT,
             "task": self.task.name,
             "n_inputs": self.n_inputs,
             "height": int(height),
             "width": int(width),
         }
+        if self.precision != "float32":
+            meta["precision"] = self.precision
+        return meta
+
+    @contextlib.contextmanager
+    def _precision(self, precision: str) -> Iterator[None]:
+        """Run the subnets in ``precision`` for the block's duration (an embedding's own)."""
+        if precision == self.precision:
+            yield
+            return
+        set_subnet_dtype(self.net, torch.bfloat16 if precision == "bfloat16" else None)
+        try:
+            yield
+        finally:
+            own = torch.bfloat16 if self.precision == "bfloat16" else None
+            set_subnet_dtype(self.net, own)
 
     def encode(
         self, images: Sequence[Tensor], *, channel: Channel | None = None
@@ -369,8 +412,8 @@ class Model:
                 "cropped after embedding?"
             )
         full = self.padded_size(meta["height"], meta["width"])
-        with torch.no_grad():
-            x = self._run(self.net.restore, embedding[None], full, inverse=True)
+        with torch.no_grad(), self._precision(meta.get("precision", "float32")):
+            x = self._run(embedding[None], full, inverse=True)
         x = x[0, :, : meta["height"], : meta["width"]].clamp(0, 1).cpu()
         return self.task.unstack(x, self.n_inputs)
 
@@ -599,6 +642,10 @@ def _check_meta(meta: Any) -> None:
             raise ValueError(f"expected {key!r} to be {kind.__name__}; received {_short(value)}")
         if isinstance(value, int) and not 0 < value <= _MAX_SIDE:
             raise ValueError(f"expected {key!r} to be in 1..{_MAX_SIDE}; received {_short(value)}")
+    if meta.get("precision", "float32") not in ("float32", "bfloat16"):
+        raise ValueError(
+            f"expected 'precision' to be float32 or bfloat16; received {_short(meta['precision'])}"
+        )
     version = meta.get("format", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version > EMBEDDING_FORMAT:
         raise ValueError(
@@ -665,11 +712,11 @@ def evaluate_images(
 
     def forward(xp: Tensor) -> Tensor:
         size = (int(xp.shape[-2]), int(xp.shape[-1]))
-        return model._run(model.net._embedding, xp, size, inverse=False)
+        return model._run(xp, size, inverse=False)
 
     def inverse(e: Tensor) -> Tensor:
         size = (int(e.shape[-2]) * task.scale, int(e.shape[-1]) * task.scale)
-        return model._run(model.net.restore, e, size, inverse=True)
+        return model._run(e, size, inverse=True)
 
     means = evaluate(
         task, model.net, samples(), n, channel=channel, pad=model.pad, with_ssim=ssim_too,

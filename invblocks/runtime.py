@@ -24,7 +24,12 @@ import sys
 
 import torch
 
-__all__ = ["fast_bfloat16", "resolve_device", "tune_malloc"]
+__all__ = ["PRECISIONS", "fast_bfloat16", "resolve_device", "resolve_precision", "tune_malloc"]
+
+PRECISIONS = ("float32", "bfloat16", "auto")
+"""The precisions inference runs in: the couplings' subnets in float32 or bfloat16
+(:func:`invblocks.blocks.set_subnet_dtype`), ``auto`` choosing bfloat16 where the device has
+bfloat16 units."""
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -142,3 +147,20 @@ def fast_bfloat16(device: torch.device | str) -> bool:
     names = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     probes = [getattr(torch.cpu, name) for name in names if hasattr(torch.cpu, name)]
     return not probes or any(bool(probe()) for probe in probes)
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """``"float32"`` or ``"bfloat16"`` for a precision of :data:`PRECISIONS` on ``device``:
+    ``"auto"`` is bfloat16 where :func:`fast_bfloat16` says the device has bfloat16 units.
+
+    Example:
+        >>> resolve_precision("float32", "cpu")
+        'float32'
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(
+            f"precision must be one of {', '.join(PRECISIONS)}; received {precision!r}"
+        )
+    if precision == "auto":
+        return "bfloat16" if fast_bfloat16(device) else "float32"
+    return precision

@@ -10,10 +10,14 @@ each node's downscaling. It also checks that each node computes the same thing o
 on the whole (no global statistics, no dependence on the image's centre or size), at crop
 offsets of the network's period; a network that fails is refused with the reason.
 
-:func:`tiled` then runs a direction tile by tile: each tile is read with a halo of at least the
-receptive field around it, so its core is computed from the same pixels as without tiles, and
-only the core is kept. The result equals the untiled one up to float rounding (the
-convolutions' arithmetic may differ with the input's size).
+:func:`tiled` runs a function tile by tile: each tile is read with a halo of at least the
+function's receptive field around it, so its core is computed from the same pixels as without
+tiles, and only the core is kept. :func:`run_nodes` runs a whole body that way one node at a
+time (each node tiled with its own halo, the whole image between nodes): a deep network's
+receptive field is hundreds of pixels, and tiling the whole body with it would compute each
+tile's halo many times over, while one coupling reads 10 pixels around. The result equals the
+untiled one up to float rounding (the convolutions' arithmetic may differ with the input's
+size).
 """
 
 from __future__ import annotations
@@ -29,7 +33,17 @@ from torch import Tensor, nn
 
 from .block import Block
 
-__all__ = ["NotTileable", "TilePlan", "count", "plan", "tiled"]
+__all__ = [
+    "NodeReach",
+    "NotTileable",
+    "TilePlan",
+    "count",
+    "nodes",
+    "plan",
+    "run_nodes",
+    "tile_count",
+    "tiled",
+]
 
 _PROBE_SIDES = (32, 64, 128, 256)
 """Probe sizes (node input pixels) tried in turn for a node's receptive field."""
@@ -37,6 +51,21 @@ _PROBE_SIDES = (32, 64, 128, 256)
 
 class NotTileable(ValueError):
     """The network cannot be tiled exactly; the message says why."""
+
+
+@attrs.frozen
+class NodeReach:
+    """What one node of a body reads around each of its outputs.
+
+    Attributes:
+        forward: Node input pixels on each side of an output pixel's position.
+        inverse: Node output pixels on each side, for its inverse.
+        factor: Node input pixels per node output pixel (2 for a x2 downscale).
+    """
+
+    forward: int
+    inverse: int
+    factor: float
 
 
 @attrs.frozen
@@ -50,12 +79,21 @@ class TilePlan:
             (its size multiple, and twice it for position-dependent blocks such as a
             checkerboard).
         scale: Input pixels per embedding pixel.
+        nodes: Each node's own reach, in the order of :func:`nodes`.
     """
 
     halo: int
     halo_inverse: int
     unit: int
     scale: int
+    nodes: tuple[NodeReach, ...] = ()
+
+
+def nodes(body: nn.Module) -> list[Block]:
+    """The nodes of ``body`` that :func:`plan` measures and :func:`run_nodes` runs one at a
+    time: nested sequences flattened; other containers (graphs) and blocks are nodes
+    themselves. :class:`NotTileable` for a module that is not a block."""
+    return list(_nodes(body))
 
 
 def _nodes(body: nn.Module) -> Iterator[Block]:
@@ -144,6 +182,7 @@ def plan(body: Block, channels: int, multiple: int, *, seed: int = 0) -> TilePla
     unit = 2 * multiple  # the period of position-dependent blocks (a checkerboard) included
     factor = 1.0  # input pixels per pixel at the current node's input
     halo = halo_inverse_px = 0.0
+    reaches: list[NodeReach] = []
     dims: Any = [(channels, 8 * unit, 8 * unit)]
     scale_in = 8 * unit
     for node in _nodes(body):
@@ -190,6 +229,7 @@ def plan(body: Block, channels: int, multiple: int, *, seed: int = 0) -> TilePla
                 "image?)"
             )
         r_f, r_i = found
+        reaches.append(NodeReach(forward=r_f, inverse=r_i, factor=node_factor))
         halo += r_f * factor  # in input pixels
         halo_inverse_px += r_i * factor * node_factor  # node output pixels -> input pixels
         factor *= node_factor
@@ -201,6 +241,7 @@ def plan(body: Block, channels: int, multiple: int, *, seed: int = 0) -> TilePla
         halo_inverse=math.ceil(halo_inverse_px / scale),
         unit=unit,
         scale=scale,
+        nodes=tuple(reaches),
     )
 
 
@@ -252,3 +293,74 @@ def tiled(
                 progress(done)
     assert out is not None
     return out
+
+
+def run_nodes(
+    body: Block,
+    x: Tensor,
+    tile_plan: TilePlan,
+    *,
+    inverse: bool,
+    tile_side: Callable[[int, int, float], int],
+    prepare: Callable[[Tensor], Tensor] = lambda t: t,
+    progress: Callable[[int], None] | None = None,
+) -> Tensor:
+    """``body`` (or its inverse) on ``x`` ``(1, C, H, W)``, one node at a time, each node in
+    tiles (:func:`tiled`) read with that node's own halo; the whole image between nodes.
+
+    ``tile_side(halo, unit, factor)`` chooses a node's tile (a multiple of ``unit``, in the
+    pixels the node reads, with ``factor`` input pixels of the body per such pixel) from its
+    halo; ``prepare`` is applied to each tile before the node (a memory layout);
+    ``progress(1)`` is called after each tile of each node. ``tile_plan`` is the body's
+    (:func:`plan`)."""
+    chain = nodes(body)
+    if len(chain) != len(tile_plan.nodes):
+        raise ValueError(f"the plan has {len(tile_plan.nodes)} nodes and the body {len(chain)}")
+    factors = [1.0]  # body input pixels per pixel at each node's input
+    for reach in tile_plan.nodes:
+        factors.append(factors[-1] * reach.factor)
+    order = range(len(chain) - 1, -1, -1) if inverse else range(len(chain))
+    for k in order:
+        node, reach = chain[k], tile_plan.nodes[k]
+        if inverse:  # the node's output pixels are read
+            at, halo, scale = factors[k + 1], reach.inverse, 1 / reach.factor
+        else:
+            at, halo, scale = factors[k], reach.forward, reach.factor
+        unit = max(1, round(tile_plan.unit / at))
+        if not inverse and reach.factor > 1:  # a downscale's cells stay whole
+            unit = math.lcm(unit, round(reach.factor))
+
+        def step(t: Tensor, node: Block = node) -> Tensor:
+            return node([prepare(t)], rev=inverse)[0][0]
+
+        side = tile_side(halo, unit, at)
+        x = tiled(step, x, tile=side, halo=halo, unit=unit, scale=scale,
+                  progress=None if progress is None else lambda _k: progress(1))  # fmt: skip
+    return x
+
+
+def tile_count(
+    tile_plan: TilePlan,
+    height: int,
+    width: int,
+    *,
+    inverse: bool,
+    tile_side: Callable[[int, int, float], int],
+) -> int:
+    """How many tiles :func:`run_nodes` runs on a ``height x width`` input (body input pixels
+    forward, body output pixels inverse), all nodes together."""
+    factors = [1.0]
+    for reach in tile_plan.nodes:
+        factors.append(factors[-1] * reach.factor)
+    if inverse:  # the embedding's size back to the input's
+        height, width = round(height * factors[-1]), round(width * factors[-1])
+    total = 0
+    for k, reach in enumerate(tile_plan.nodes):
+        at = factors[k + 1] if inverse else factors[k]
+        halo = reach.inverse if inverse else reach.forward
+        unit = max(1, round(tile_plan.unit / at))
+        if not inverse and reach.factor > 1:
+            unit = math.lcm(unit, round(reach.factor))
+        side = tile_side(halo, unit, at)
+        total += count(round(height / at), side) * count(round(width / at), side)
+    return total

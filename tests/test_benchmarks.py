@@ -327,3 +327,28 @@ def test_budget_table_judges_each_task_against_its_targets(tmp_path):
     lines = table(found).splitlines()[2:]
     assert [line.rsplit("|", 2)[1].strip() for line in lines] == ["met", "not met", "not met"]
     assert "+1.50" in lines[0] and rows([tmp_path], "reference") == []
+
+
+def test_large_images_runs_at_toy_size_and_tiles(tmp_path):
+    out = tmp_path / "large.json"
+    run_module("large_images", "--cases", "grayscale", "--photo-size", "160x120", "--blocks", 2,
+               "--max-memory", "8M", "--out", out)  # fmt: skip
+    ((row,),) = json.loads(out.read_text())["runs"].values()
+    # embed and restore tiled, each node: the relation module, 2 couplings, the channel squeeze
+    assert row["size"] == "160x120" and row["tiled_node_passes"] == 2 * 4
+    assert row["tiles"] > row["tiled_node_passes"]
+    assert row["peak_rss_gib"] > 0 and row["embed_s"] > 0
+
+
+def test_steganalysis_runs_at_toy_size(tmp_path):
+    out = tmp_path / "steg"
+    proc = run_module("steganalysis", "--budget", 2, "--recipes", "residue", "--size", 192,
+                      "--out", out)  # fmt: skip
+    record = json.loads((out / "results.json").read_text())
+    assert record["pairs"] >= 15 and "| residue |" in proc.stdout
+    calibration = record["results"]["LSB replacement, 10% (calibration)"]["detectors"]
+    assert calibration["sample_pairs"][0] > 0.75  # the detectors see what they were made for
+    residue = record["results"]["residue"]
+    assert set(residue["detectors"]) == {"chi_square", "sample_pairs", "rs_analysis",
+                                         "weighted_stego", "spam_logistic"}  # fmt: skip
+    assert residue["stego_psnr"] > 25

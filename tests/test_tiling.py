@@ -105,3 +105,27 @@ def test_the_command_line_takes_a_memory_budget(tmp_path):
     assert ((a - b).abs() * 255).round().max() <= 1
     assert main([*base, "-o", str(tmp_path / "none.png"), "--max-memory", "1k"]) == 2
     assert not (tmp_path / "none.png").exists()
+
+
+@given(side=st.sampled_from([8, 16, 24]), h=st.integers(20, 70), w=st.integers(20, 70),
+       inverse=st.booleans())  # fmt: skip
+@settings(deadline=None, max_examples=12)
+def test_a_body_run_node_by_node_in_tiles_is_itself(side, h, w, inverse):
+    from invblocks.tiling import run_nodes, tile_count
+
+    g = torch.Generator().manual_seed(h * 97 + w)
+    body = Sequence(3, 32, 32).append(B.HaarDownscale)
+    body.append(B.InvConv1x1, generator=g).append(B.AffineCoupling, split=3)
+    perturb_parameters(body, 0.05, g)
+    p = plan(body, 3, 2)
+    assert [n.factor for n in p.nodes] == [2, 1, 1] and p.nodes[2].forward == 10
+    h, w = 2 * (h // 2), 2 * (w // 2)
+    x = torch.rand(1, 3, h, w, generator=g) if not inverse else torch.rand(1, 12, h // 2, w // 2)
+    with torch.no_grad():
+        (whole,), _ = body([x], rev=inverse)
+        calls = []
+        got = run_nodes(body, x, p, inverse=inverse, tile_side=lambda halo, unit, at: side,
+                        progress=calls.append)  # fmt: skip
+    assert torch.allclose(got, whole, atol=1e-5)
+    size = x.shape[-2:]
+    assert len(calls) == tile_count(p, *size, inverse=inverse, tile_side=lambda *a: side) >= 3

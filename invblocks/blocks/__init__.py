@@ -6,7 +6,7 @@ The channels (the quantiser, the JPEG channel) are in :mod:`invblocks.ric`.
 from .. import _deprecated
 from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
-from .dense import DenseBlock, set_compact_dense
+from .dense import DenseBlock, set_compact_dense, set_subnet_dtype
 from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
 from .relation import RelationBlock, RelationModule
@@ -35,6 +35,7 @@ __all__ = [
     "reference_prediction",
     "secret_phases",
     "set_compact_dense",
+    "set_subnet_dtype",
     "shift",
     "shift_offsets",
     "upscale_detail",

@@ -89,6 +89,24 @@ def set_compact_dense(module: nn.Module, value: bool = True) -> int:
     return len(blocks)
 
 
+def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
+    """Run every :class:`DenseBlock` in ``module`` under autocast to ``dtype``
+    (``torch.bfloat16``; ``None``: in the input's dtype), its output cast back to the input's
+    dtype; returns how many.
+
+    Dense blocks are the couplings' subnets, nearly all of a RIC network's arithmetic; the
+    couplings' affine arithmetic and the invertible linear blocks stay in float32, so the
+    inverse of a linear block stays exact. The inverse of a coupling recomputes its subnets
+    from inputs known up to float32 rounding, which bfloat16's rounding can turn into a 1/256
+    difference: a round trip is not exact to float32 rounding, but far closer than under a
+    plain ``torch.autocast`` (which also runs the 1x1 convolutions and their inverses in
+    bfloat16; measured in the tests: at least ten times closer)."""
+    blocks = [m for m in module.modules() if isinstance(m, DenseBlock)]
+    for block in blocks:
+        block.compute_dtype = dtype
+    return len(blocks)
+
+
 class DenseBlock(nn.Module):
     """Five 3x3 convolutions with dense connections and LeakyReLU(0.2).
 
@@ -145,8 +163,15 @@ class DenseBlock(nn.Module):
         self.out = conv2d(c_in + 4 * growth, c_out, 3, init="zeros")
         self.act = nn.LeakyReLU(0.2)
         self.compact = False
+        self.compute_dtype: torch.dtype | None = None
 
     def forward(self, u: Tensor) -> Tensor:
+        if self.compute_dtype is not None and self.compute_dtype != u.dtype:
+            with torch.autocast(u.device.type, dtype=self.compute_dtype):
+                return self._forward(u).to(u.dtype)
+        return self._forward(u)
+
+    def _forward(self, u: Tensor) -> Tensor:
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):
             # channels-last weights (``module.to(memory_format=torch.channels_last)``): give
             # the concatenations the same layout, or every convolution copies its input

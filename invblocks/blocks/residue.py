@@ -151,10 +151,12 @@ class ResidueHiding(Block):
         return r * torch.sinh((t - m) * math.asinh(1 / r) / m)
 
     @staticmethod
-    def _fill(values: Tensor, mask: Tensor) -> Tensor:
+    def _fill(values: Tensor, mask: Tensor, secrets: int) -> Tensor:
         """``values`` interpolated from where ``mask`` holds: a normalised 3 x 3 tent filter
-        of the carried samples (bilinear on a lattice of period 2), at every pixel."""
-        if bool(mask.all()):
+        of the carried samples (bilinear on a lattice of period 2), at every pixel; with one
+        secret every pixel carries it (decided by the count, not the mask's values, so that
+        a tracer sees no data-dependent branch)."""
+        if secrets == 1:
             return values
         tent = values.new_tensor([1.0, 2.0, 1.0])
         kernel = (tent[:, None] * tent[None, :])[None, None]
@@ -187,7 +189,7 @@ class ResidueHiding(Block):
         # of the image) that no prediction of the offset reaches
         offset = (u - y) / grid + 4 * wraps
         rest = [
-            m * offset + (1 - m) * (s - self._fill(s, m))
+            m * offset + (1 - m) * (s - self._fill(s, m, len(masks)))
             for m, s in zip(masks, secrets, strict=True)
         ]
         return torch.cat([y / grid, *rest, passed], dim=1), log_det
@@ -208,7 +210,7 @@ class ResidueHiding(Block):
             carried = base + 2 * wraps
             log_det = (self._compand(base)[1] - math.log(grid)).flatten(1).sum(1)
         secrets = [
-            m * carried + (1 - m) * (r + self._fill(carried, m))
+            m * carried + (1 - m) * (r + self._fill(carried, m, len(masks)))
             for m, r in zip(masks, rest, strict=True)
         ]
         if self.difference is not None:

@@ -144,6 +144,10 @@ class WIC(Block):
         """``log det(W^T W)`` by ``slogdet`` (a scalar)."""
         return torch.linalg.slogdet(self.gram())[1]
 
+    def log_abs_det(self) -> Tensor:
+        """``log|det W|`` of a square ``W`` by ``slogdet`` (a scalar)."""
+        return torch.linalg.slogdet(self.weight)[1]
+
     constraint_weights = {"gram_det": 0.1, "shift": 1.0}  # WIN's lambda_det, lambda_shift
 
     def constraint_losses(
@@ -212,7 +216,7 @@ class WIC(Block):
             return channel_mix(u, self.weight[: self.out_channels]), None
         v = channel_mix(u, self.weight)
         if self.inversion is Inversion.EXACT:
-            return v, torch.linalg.slogdet(self.weight)[1] * hw
+            return v, self.log_abs_det() * hw
         return v, 0.5 * self.gram_log_det() * hw
 
     def _forward_aux(
@@ -241,7 +245,7 @@ class WIC(Block):
             v = self.augment(v)
         u = channel_mix(v, self.left_inverse())
         if self.inversion is Inversion.EXACT:
-            return u, -torch.linalg.slogdet(self.weight)[1] * hw
+            return u, -self.log_abs_det() * hw
         if self.inversion is Inversion.LEFT:
             return u, -0.5 * self.gram_log_det() * hw
         return u, None

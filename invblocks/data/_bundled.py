@@ -30,6 +30,11 @@ _PHOTOS = {
         "skimage/data/motorcycle_right.png",
         "Middlebury 2014 stereo data set (Scharstein et al., GCPR 2014), downsampled x4",
     ),
+    "ihc": (
+        "scikit-image",
+        "skimage/data/ihc.png",
+        "Center for Microscopy And Molecular Imaging (CMMI); no known copyright restrictions",
+    ),
 }
 _CLIPS = {
     "bikes": (

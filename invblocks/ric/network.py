@@ -216,6 +216,11 @@ class RICNet(Block):
 
     def _embedding(self, x: Tensor) -> Tensor:
         (e,), _ = self.body([self._in(x)])
+        return self._embedding_of(e)
+
+    def _embedding_of(self, e: Tensor) -> Tensor:
+        """The body's output as an embedding (the images' colour order); ``ValueError`` when
+        it is not finite."""
         if not bool(torch.isfinite(e).all()):
             raise ValueError(
                 "the network computed NaN or infinite values for these inputs: its weights are "

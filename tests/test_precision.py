@@ -1,0 +1,129 @@
+"""bfloat16 inference: the couplings' subnets in bfloat16, the inverse still exact, the
+precision recorded with an embedding and followed by restore."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import invblocks
+from invblocks import Model, Sequence, runtime
+from invblocks import blocks as B
+from invblocks.blocks import DenseBlock, set_subnet_dtype
+from invblocks.testing import perturb_parameters
+
+
+def network(task_name="video", n=None, seed=0, **kw):
+    task = invblocks.get_task(task_name)
+    n = n or task.default_inputs
+    net = task.build_network(n, generator=torch.Generator().manual_seed(seed), **kw)
+    perturb_parameters(net, 0.05, torch.Generator().manual_seed(seed))  # trained-like weights
+    return task, n, net.eval()
+
+
+def test_resolve_precision(monkeypatch):
+    assert runtime.resolve_precision("float32", "cpu") == "float32"
+    assert runtime.resolve_precision("bfloat16", "cpu") == "bfloat16"
+    monkeypatch.setattr(runtime, "fast_bfloat16", lambda device: True)
+    assert runtime.resolve_precision("auto", "cpu") == "bfloat16"
+    monkeypatch.setattr(runtime, "fast_bfloat16", lambda device: False)
+    assert runtime.resolve_precision("auto", "cpu") == "float32"
+    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16, auto"):
+        runtime.resolve_precision("half", "cpu")
+
+
+@given(c=st.integers(1, 6), h=st.integers(3, 17), w=st.integers(3, 17), seed=st.integers(0, 99))
+@settings(deadline=None, max_examples=15)
+def test_a_dense_block_in_bfloat16_returns_its_inputs_dtype(c, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    block = DenseBlock(c, 2, growth=4)
+    perturb_parameters(block, 0.1, g)
+    u = torch.randn(2, c, h, w, generator=g)
+    full = block(u)
+    assert set_subnet_dtype(block, torch.bfloat16) == 1
+    low = block(u)
+    assert low.dtype == torch.float32 and low.shape == full.shape
+    # bfloat16 keeps 8 significant bits: close, and not the float32 result
+    assert (low - full).abs().max() <= 0.05 * full.abs().max() + 1e-3
+    set_subnet_dtype(block, None)
+    assert torch.equal(block(u), full)
+
+
+@given(channels=st.sampled_from([4, 6, 12]), depth=st.integers(2, 5), seed=st.integers(0, 99))
+@settings(deadline=None, max_examples=10)
+def test_a_round_trip_with_bfloat16_subnets_is_far_closer_than_under_autocast(
+    channels, depth, seed
+):
+    g = torch.Generator().manual_seed(seed)
+    chain = Sequence(channels, 24, 24)
+    for _ in range(depth):  # the invertible part of every preset: 1x1 mixing and couplings
+        chain.append(B.InvConv1x1, generator=g).append(B.AffineCoupling, split=channels // 2)
+    perturb_parameters(chain, 0.01, g)
+    x = torch.rand(2, channels, 24, 24, generator=g)
+
+    def round_trip():
+        (y,), _ = chain([x])
+        (back,), _ = chain([y.float()], rev=True)
+        return (back.float() - x).abs(), y.float()
+
+    with torch.no_grad():
+        full, y_full = round_trip()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain, _ = round_trip()
+        assert set_subnet_dtype(chain, torch.bfloat16) == 3 * depth
+        subnets, y_subnets = round_trip()
+    assert full.max() < 1e-5
+    assert subnets.mean() * 10 < plain.mean() and subnets.max() < 0.01
+    assert not torch.equal(y_subnets, y_full)  # the subnets did run in bfloat16
+
+
+def test_a_bfloat16_embedding_records_its_precision_and_restores_in_it():
+    task, n, net = network("video", blocks=2, width=8)
+    g = torch.Generator().manual_seed(4)
+    images = [torch.rand(3, 24, 40, generator=g) for _ in range(n)]
+    low = Model(task, net, n, {}, device="cpu", precision="bfloat16")
+    embedding, meta = low.embed(images)
+    assert meta["precision"] == "bfloat16"
+    full = Model(task, network("video", blocks=2, width=8)[2], n, {}, device="cpu")
+    _, meta32 = full.embed(images)
+    assert "precision" not in meta32  # float32 embeddings read as before
+    # a float32 model restores a bfloat16 embedding in bfloat16, and is float32 again after
+    restored = torch.stack(full.restore(embedding, meta))
+    assert torch.allclose(restored, torch.stack(low.restore(embedding, meta)), atol=1e-6)
+    assert all(b.compute_dtype is None for b in full.net.modules() if isinstance(b, DenseBlock))
+    # and the precision matters: float32 subnets on the bfloat16 embedding restore worse
+    wrong = torch.stack(full.restore(embedding, {**meta, "precision": "float32"}))
+    original = torch.stack(images)
+    assert (wrong - original).abs().mean() > (restored - original).abs().mean()
+
+
+def test_an_unknown_precision_in_an_embedding_is_refused():
+    task, n, net = network("video", blocks=1, width=4)
+    model = Model(task, net, n, {}, device="cpu")
+    embedding, meta = model.embed([torch.rand(3, 16, 16) for _ in range(n)])
+    with pytest.raises(ValueError, match="expected 'precision' to be float32 or bfloat16"):
+        model.restore(embedding, {**meta, "precision": "float8"})
+
+
+def test_the_command_line_takes_a_precision(tmp_path, capsys):
+    from invblocks.checkpoint import save_model
+    from invblocks.cli import main
+    from invblocks.io import write_png
+
+    _, n, net = network("video", blocks=1, width=4)
+    meta = {"task": "video", "n_inputs": n, "network": net.get_config()}
+    model = str(save_model(tmp_path / "model", net=net, meta=meta))
+    frames = []
+    for i in range(n):
+        write_png(torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i)),
+                  tmp_path / f"{i}.png")  # fmt: skip
+        frames.append(str(tmp_path / f"{i}.png"))
+    out = tmp_path / "e.png"
+    embed = ["embed", "--model", model, *frames, "-o", str(out)]
+    assert main([*embed, "--precision", "bfloat16"]) == 0
+    assert Model.load(model, device="cpu").read_embedding(out)[1].get("precision") == "bfloat16"
+    assert main(["restore", "--model", model, str(out), "-o", str(tmp_path / "back")]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main([*embed, "--precision", "half"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'half'" in capsys.readouterr().err
