@@ -12,7 +12,7 @@ programs and ONNX files, checked with onnxruntime.
 
 ``embed`` takes the stacked images ``(B, n*C, H, W)`` (floats in ``[0, 1]``, the task's order,
 RGB; ``H`` and ``W`` multiples of ``multiple``) and returns the 8-bit embedding ``(B, C_e, H/s,
-W/s)`` as ``uint8``: the pixels of the PNG :meth:`invblocks.Model.embed_files` writes (for a
+W/s)`` as ``uint8``: the pixels of the PNG :meth:`~invblocks.model.Model.embed_files` writes (for a
 model trained through a JPEG channel, the pixels before JPEG coding). ``restore`` takes such an
 embedding and returns the images ``(B, n*C, H, W)`` in ``[0, 1]``. Padding and cropping to the
 multiple, the metadata and the image files are the caller's, as the ``invblocks`` command line
@@ -89,8 +89,8 @@ _FROZEN = {
 
 @contextmanager
 def frozen_linear_algebra(module: nn.Module) -> Iterator[int]:
-    """Within the block, every :class:`~invblocks.blocks.InvConv1x1` and
-    :class:`~invblocks.blocks.WIC` in ``module`` uses its inverse matrix and log-determinants
+    """Within the block, every :class:`~invblocks.blocks.conv1x1.InvConv1x1` and
+    :class:`~invblocks.blocks.wic.WIC` in ``module`` uses its inverse matrix and log-determinants
     computed once on entry (the inverses in float64, cast back) instead of computing them at
     each call: the same values, and a graph without matrix inverses and determinants (which
     ONNX lacks). Yields how many blocks; the weights must not change meanwhile."""
@@ -160,7 +160,7 @@ def export(
     check: bool = True,
     size: int | None = None,
 ) -> dict[str, Any]:
-    """Write ``model``'s (an :class:`invblocks.Model`) embed and restore functions into
+    """Write ``model``'s (an :class:`~invblocks.model.Model`) embed and restore functions into
     ``folder`` (see the module) and return what ``export.json`` holds.
 
     ``onnx``: also the ONNX files (``ImportError`` naming the extra when ``onnx`` or

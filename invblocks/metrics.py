@@ -24,7 +24,7 @@ from torch import Tensor
 __all__ = ["PSNR_CAP", "Space", "luma", "mean_psnr", "psnr", "ssim", "to_8bit"]
 
 Space = Literal["rgb", "y"]
-"""What the metrics compare: the RGB (or gray) values, or the BT.601 luma."""
+"""What the metrics compare, the RGB (or gray) values or the BT.601 luma."""
 
 PSNR_CAP = 100.0
 """The PSNR in dB that identical images count as in a mean (an infinite PSNR averages to

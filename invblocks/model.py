@@ -44,11 +44,11 @@ from .sampling import Sample, SampleRequest
 from .tiling import NotTileable, TilePlan, plan, run_nodes
 from .tiling import tile_count as tiles_of
 
-__all__ = ["Model", "evaluate_images", "load_for_eval", "size_multiple"]
+__all__ = ["DEFAULT_BUDGET", "Model", "evaluate_images", "load_for_eval", "size_multiple"]
 
 DEFAULT_BUDGET = 2 * 2**30
-"""The most memory one pass uses by default (2 GiB, the estimate's: it counts the largest
-convolution four times over): tiles of that size are large enough that their halos cost
+"""The most memory one pass uses by default, 2 GiB as the estimate counts it (the largest
+convolution four times over). Tiles of that size are large enough that their halos cost
 little, and a 12-megapixel photograph or a 1080p clip stays within a few GB."""
 
 EMBEDDING_FORMAT = 1
@@ -102,13 +102,13 @@ class Model:
             other; the two devices' float rounding can move a few embedding pixels by one
             8-bit level.
         max_memory: Bytes one pass of the network may use (``None``: half the memory this
-            machine has free, at most :data:`DEFAULT_BUDGET`). An image that needs more is
-            embedded and restored in tiles (:mod:`invblocks.tiling`): the same result, up to
-            float rounding, in less memory, with a progress bar on a terminal (``progress =
-            False`` hides it).
+            machine has free, at most :data:`~invblocks.model.DEFAULT_BUDGET`). An image that needs
+            more is embedded and restored in tiles (:mod:`invblocks.tiling`): the same result, up to
+            float rounding, in less memory, with a progress bar on a terminal (``progress = False``
+            hides it).
         precision: ``"float32"`` (default), ``"bfloat16"``: the couplings' subnets run in
             bfloat16 (their affine arithmetic and the linear blocks stay float32, so the
-            inverse stays exact: :func:`invblocks.blocks.set_subnet_dtype`), faster on a CPU
+            inverse stays exact: :func:`~invblocks.blocks.dense.set_subnet_dtype`), faster on a CPU
             with bfloat16 units or a GPU; ``"auto"``: bfloat16 where the device has them
             (:func:`invblocks.runtime.fast_bfloat16`). An embedding's metadata records it, and
             restoring uses the embedding's precision whatever the model's.
@@ -248,8 +248,9 @@ class Model:
         return int(4 * self._probe_bytes_per_pixel * height * width)
 
     def budget(self) -> int | None:
-        """Bytes one pass may use: :attr:`max_memory`, else half of what this machine has
-        free, at most :data:`DEFAULT_BUDGET` (``None`` where the free memory cannot be read:
+        """Bytes one pass may use: ``max_memory``, else half of what this machine has
+        free, at most :data:`~invblocks.model.DEFAULT_BUDGET` (``None`` where the free memory cannot
+        be read:
         nothing is tiled)."""
         if self.max_memory is not None:
             return self.max_memory

@@ -27,8 +27,8 @@ import torch
 __all__ = ["PRECISIONS", "fast_bfloat16", "resolve_device", "resolve_precision", "tune_malloc"]
 
 PRECISIONS = ("float32", "bfloat16", "auto")
-"""The precisions inference runs in: the couplings' subnets in float32 or bfloat16
-(:func:`invblocks.blocks.set_subnet_dtype`), ``auto`` choosing bfloat16 where the device has
+"""The precisions inference runs in, the couplings' subnets in float32 or bfloat16
+(:func:`~invblocks.blocks.dense.set_subnet_dtype`), ``auto`` choosing bfloat16 where the device has
 bfloat16 units."""
 
 _M_TRIM_THRESHOLD = -1

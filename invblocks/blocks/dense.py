@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from ..initializers import conv2d
 
-__all__ = ["DenseBlock", "set_compact_dense"]
+__all__ = ["DenseBlock", "set_compact_dense", "set_subnet_dtype"]
 
 _aten = torch.ops.aten
 

@@ -416,8 +416,8 @@ class Task:
 
     def recipe(self, name: str = "default") -> TrainDefaults:
         """The training recipe ``name``: ``"default"`` (``train``, also under its name
-        :attr:`default_recipe`), ``"reference"`` (``reference_train``, the papers'; the
-        default recipe where the task has none), or one of :attr:`recipes`."""
+        ``default_recipe``), ``"reference"`` (``reference_train``, the papers'; the
+        default recipe where the task has none), or one of ``recipes``."""
         if name in ("default", self.default_recipe):
             return self.train
         if name == "reference":
