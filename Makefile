@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,data,docs]"
 	$(BIN)/python -m pip install --quiet -e plugins/invblocks-camera
+	# real stereo pairs (CC BY 4.0): the files only, none of the package's requirements
+	$(BIN)/python -m pip install --quiet --no-deps stereodemo==0.7
 	touch $(STAMP)
 
 setup: $(STAMP)

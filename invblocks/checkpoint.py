@@ -4,7 +4,9 @@ A run folder holds ``checkpoints/step-00000100/`` folders, each with ``model.saf
 (the network's state dict), ``config.json`` (format, library version, task, input count, the
 network's JSON config, the training config, the step) and ``train_state.pt`` (optimizer
 state and RNG state: tensors and plain containers only, loaded with
-``torch.load(weights_only=True)``). ``checkpoints/LATEST`` names the newest complete one.
+``torch.load(weights_only=True)``). ``checkpoints/LATEST`` names the newest complete one;
+``checkpoints/best/`` (weights and config, with the validation it was kept for) is the network
+of the best validation score so far (:meth:`~invblocks.ric.task.Task.verdict`).
 
 Format ``invblocks-checkpoint-2`` holds a :class:`~invblocks.ric.network.RICNet`. Folders of format
 ``invblocks-checkpoint-1`` (invblocks 0.1.0, whose network was a ``Sequence`` ending in the
@@ -36,6 +38,7 @@ from .io import atomic_write, check_regular, ensure_folder, file_mode, folder_mo
 from .registry import block_from_config
 
 __all__ = [
+    "BEST",
     "FORMAT",
     "FORMATS",
     "find_checkpoint",
@@ -49,6 +52,9 @@ __all__ = [
 FORMAT = "invblocks-checkpoint-2"
 FORMATS = ("invblocks-checkpoint-1", FORMAT)
 """The formats this version reads (the first is upgraded when loaded)."""
+
+BEST = "best"
+"""The name of the folder in a run's ``checkpoints`` that holds its best-scored network."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -83,10 +89,14 @@ def _write_folder(
             os.chmod(f, file_mode())  # safetensors writes owner-only; the umask decides
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        if final.exists():
-            shutil.rmtree(final)
+        old = None
+        if final.exists():  # moved aside, not removed, until the new folder is in place
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=root))
+            os.replace(final, old / final.name)
         os.replace(tmp, final)
         _fsync_dir(root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except (OSError, SafetensorError, RuntimeError) as err:  # a full disk, a vanished folder
         reason = _write_failure(err, root)  # before the temporary folder frees its space
         shutil.rmtree(tmp, ignore_errors=True)

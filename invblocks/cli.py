@@ -124,7 +124,7 @@ def _cmd_blocks(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from .config import TrainConfig, apply_overrides, load_config
-    from .trainer import train
+    from .trainer import summary, train
 
     data = load_config(args.config) if args.config else {}
     if args.task:
@@ -152,6 +152,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
         print(f"run written to {run} (report: {run / 'report.html'})")
+        _, line = summary(run)
+        if line:
+            print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
 
 
 def _resume_hint(out: Path) -> str:
@@ -339,8 +342,8 @@ def _add_precision(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=("float32", "bfloat16", "auto"),
         default="float32",
-        help="the couplings' subnets in bfloat16 (faster with bfloat16 units; the inverse "
-        "stays exact) or float32; auto: bfloat16 where the device has the units. restore "
+        help="the couplings' subnets in bfloat16 (faster with bfloat16 units; a round trip "
+        "within about 1e-3) or float32; auto: bfloat16 where the device has the units. restore "
         "follows the embedding's own",
     )
 

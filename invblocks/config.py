@@ -20,7 +20,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["TrainConfig", "apply_overrides", "load_config"]
+__all__ = ["DEFAULT_STEPS", "UNBOUNDED_STEPS", "TrainConfig", "apply_overrides", "load_config"]
+
+DEFAULT_STEPS = 1000
+"""The steps of a run that gives neither ``steps`` nor a budget."""
+
+UNBOUNDED_STEPS = 2**40
+"""The step bound of a run with a budget and no ``steps``, far beyond any budget's reach."""
 
 
 _KINDS = {
@@ -99,7 +105,9 @@ class TrainConfig:
         sampling: The task's sampling settings by name, over the recipe's
             (``Task.sampling``; ``--set sampling.frame_step=5``); a name
             the task does not take is an error listing the ones it does.
-        steps: Optimisation steps (at most, with a budget).
+        steps: Optimisation steps. ``None`` (the default): 1000 without a budget; with a
+            budget, as many as the budget allows (the budget alone sets the run's length).
+            Given, it bounds a budgeted run too: training ends at whichever comes first.
         cpu_budget: Train for this many seconds of the training process's CPU time (on a
             2-core machine about twice the wall time), counting the steps (data, forward,
             backward, update), not validation or checkpoints. The learning-rate schedule runs
@@ -174,7 +182,7 @@ class TrainConfig:
     network: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     losses: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
     sampling: dict[str, Any] = attrs.field(factory=dict, validator=_is("table"))
-    steps: int = attrs.field(default=1000, validator=_is("int", v.gt(0)))
+    steps: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     cpu_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     time_budget: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     batch: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
@@ -228,6 +236,15 @@ class TrainConfig:
                 "backward pass recomputes in float32, not what the forward pass computed; "
                 "turn one of them off"
             )
+
+    @property
+    def total_steps(self) -> int:
+        """The steps the run may take: ``steps`` where given; else :data:`DEFAULT_STEPS`
+        without a budget, :data:`UNBOUNDED_STEPS` (in effect no bound) with one."""
+        if self.steps is not None:
+            return self.steps
+        budgeted = self.cpu_budget is not None or self.time_budget is not None
+        return UNBOUNDED_STEPS if budgeted else DEFAULT_STEPS
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (without the deprecated ``quantizer``, which is the channel)."""

@@ -19,7 +19,7 @@ from invblocks import Task, TrainDefaults, hookimpl, presets
 from invblocks.data import DataSplit, default_stereo, flickr1024, read_stereo, split_items
 from invblocks.sampling import SampleRequest, slot_reference
 
-from ._common import SEVERAL_IMAGES, cpu_recipe
+from ._common import SEVERAL_IMAGES, cpu_recipe, hidden_recipe
 
 
 def sample_pair(request: SampleRequest) -> list[Tensor]:
@@ -54,8 +54,15 @@ MONONIZING = Task(
     open_data=open_stereo,
     reference=left_view,
     network=_network,
-    train=cpu_recipe(losses=SEVERAL_IMAGES),
+    # the right view starts hidden in the residue of the left view's 8-bit image
+    # (ResidueHiding): the untrained network already restores it far above the left view
+    # repeated, on scenes it never saw; the couplings learn from there. A classical hiding:
+    # the residue does not survive a JPEG (docs/tasks.md).
+    train=hidden_recipe(),
+    default_recipe="residue",
+    recipes={"learned": cpu_recipe(losses=SEVERAL_IMAGES)},  # IICNet's start, learned
     reference_train=TrainDefaults(),
+    margin_target=1.0,  # the right view 1 dB above the left view repeated
 )
 
 

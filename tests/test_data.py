@@ -233,10 +233,29 @@ def test_derived_stereo_pairs_shift_the_way_the_real_pair_does():
         return min(errors, key=errors.get)
 
     source = default_stereo(disparity=12)
-    real = best_shift(*source.val[0])
-    assert real > 0  # the Middlebury pair: right[x] = left[x + d]
-    for left, right in source.train[1:3]:
+    assert best_shift(*source.val[0]) > 0  # the Middlebury pair: right[x] = left[x + d]
+    derived = len(data.default_photos().train)
+    for left, right in source.train[-derived:]:
         assert best_shift(left, right) == 12
+    for left, right in source.train[:-derived]:  # the real OAK-D pairs, installed by make setup
+        assert best_shift(left[:, ::2, ::2], right[:, ::2, ::2]) > 0
+
+
+def test_the_default_stereo_split_shares_no_scene():
+    """Validation is the motorcycle pair, whole; no training pair holds any of its rows."""
+    from invblocks.data import default_stereo
+
+    source = default_stereo()
+    assert "validation: the Middlebury motorcycle pair" in source.description
+    assert "12 real OAK-D Lite pairs" in source.description  # make setup installs them
+    (left, _), *more = source.val
+    assert not more
+    rows = {bytes(left[:, i].numpy()) for i in range(0, left.shape[1], 7)}
+    for pair in source.train:
+        for view in pair:
+            assert view.shape[-1] != left.shape[-1] or not any(
+                bytes(view[:, i].numpy()) in rows for i in range(view.shape[1])
+            )
 
 
 def test_the_old_name_of_data_split_is_a_deprecated_alias():

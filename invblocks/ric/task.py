@@ -20,6 +20,7 @@ from .groups import ParamGroup, group_of_terms
 from .losses import LossConfig, LossTerm, Objective
 from .network import RICNet, as_ricnet
 from .quantizer import TRAIN_MODES, TrainMode
+from .verdict import EMBEDDING_TARGET, Verdict
 
 __all__ = [
     "Task",
@@ -217,6 +218,12 @@ class Task:
             :attr:`~invblocks.sampling.SampleRequest.options`, with their defaults (video:
             ``{"frame_step": 5}``, the spacing of training frames); a recipe or a run sets
             them by name (``--set sampling.frame_step=1``), and others are refused.
+        margin_target: The margin in dB over the trivial restoration (``baseline``) that a
+            useful model reaches (default 0: any gain).
+        embedding_target: The embedding PSNR in dB against the reference that a useful model
+            reaches (default :data:`~invblocks.ric.verdict.EMBEDDING_TARGET`, 30). The
+            trainer keeps the checkpoint that is furthest above the nearer of the two targets
+            (:meth:`verdict`).
         plugin: Set by the registry to the registering plugin's name.
     """
 
@@ -251,6 +258,8 @@ class Task:
     param_groups: tuple[ParamGroup, ...] = attrs.field(default=(), converter=tuple)
     extra_losses: Callable[..., Mapping[str, Tensor]] | None = None
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
+    margin_target: float = 0.0
+    embedding_target: float = EMBEDDING_TARGET
     plugin: str = ""
 
     @inputs.validator
@@ -270,6 +279,11 @@ class Task:
                 f"task {self.name!r}: multiple {self.multiple} must be a multiple of "
                 f"scale {self.scale}"
             )
+
+    def verdict(self, metrics: Mapping[str, float]) -> Verdict:
+        """How a model does against this task's targets, from the metrics of one evaluation
+        (:func:`~invblocks.ric.evaluation.evaluate`)."""
+        return Verdict.of(metrics, self.margin_target, self.embedding_target)
 
     def check_inputs(self, n: int) -> None:
         """``ValueError`` unless the task embeds ``n`` images."""
