@@ -515,6 +515,15 @@ _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
 ]
 """Every command: name, help line, its arguments, what runs it."""
 
+_EPILOGS = {
+    "embed": "Secrets: the hiding task's default recipe (residue) keeps them in the cover's "
+    "low bits, and a learned steganalysis detector finds every such embedding (AUC 1.00; WIN's "
+    "hiding network too). No recipe trained for 10 CPU-minutes both restores a secret and "
+    "goes unnoticed; where a secret must not be noticed, train --set recipe=learned far longer "
+    "and measure it with benchmarks/steganalysis first (docs/tasks.md, hiding).",
+}
+"""Text after a command's help: what its options cannot say."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``invblocks --help``)."""
@@ -536,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_line, add_arguments, command in _COMMANDS:
-        p = sub.add_parser(name, help=help_line)
+        p = sub.add_parser(name, help=help_line, epilog=_EPILOGS.get(name))
         add_arguments(p)
         p.set_defaults(func=command)
     return parser

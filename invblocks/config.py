@@ -239,7 +239,7 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
-        """The steps the run may take: ``steps`` where given; else :data:`DEFAULT_STEPS`
+        """The steps the run may take, ``steps`` where given; else :data:`DEFAULT_STEPS`
         without a budget, :data:`UNBOUNDED_STEPS` (in effect no bound) with one."""
         if self.steps is not None:
             return self.steps

@@ -2,9 +2,10 @@
 
 Slots: ``[left; right]``. No flips (they would break the stereo geometry).
 
-Default data: the real Middlebury motorcycle pair scikit-image ships, plus pairs *derived*
-from photographs by a horizontal shift (:func:`invblocks.data.default_stereo`; derived pairs
-are a fronto-parallel stand-in, not real stereo). User data: a Flickr1024 folder, or left/right
+Default data (:func:`invblocks.data.default_stereo`), split by scene: training on the 12 real
+OAK-D Lite pairs ``stereodemo`` ships and pairs *derived* from photographs by a horizontal shift
+(a fronto-parallel stand-in, not real stereo); validation on the real Middlebury motorcycle pair
+scikit-image ships, a scene training never sees. User data: a Flickr1024 folder, or left/right
 folders or side-by-side images (:func:`invblocks.data.read_stereo`).
 """
 

@@ -219,7 +219,8 @@ def test_a_plugins_channel_task_and_optimiser_train_resume_embed_restore_and_eva
     state = torch.load(final / "train_state.pt", weights_only=True)
     assert set(state["optimizers"]) == {"density"}
     weights = load_file(str(final / "model.safetensors"))
-    assert int(weights["channel.finalized"]) == 30  # before each of the 30 checkpoints
+    # before each of the 30 checkpoints, and before the one validation's best-scored network
+    assert int(weights["channel.finalized"]) == 31
 
     # killed, then resumed: bit for bit the uninterrupted run
     killed = tmp_path / "killed"

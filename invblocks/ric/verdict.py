@@ -2,7 +2,7 @@
 quality, and one score that counts both.
 
 A model that restores no better than the trivial answer (the reference repeated, upscaled or
-made gray: :attr:`~invblocks.ric.task.Task.baseline`) is useless however low its loss, and so
+made gray: the task's ``baseline``) is useless however low its loss, and so
 is one whose embedding does not look like the reference. The trainer judges every validation
 by :class:`Verdict` (keeping the checkpoint of the best score) and ends with its
 :meth:`Verdict.line`.
@@ -50,7 +50,7 @@ class Verdict:
             baseline).
         embedding_psnr: The embedding's PSNR against the reference (``None``: no reference).
         margin_target: The margin a useful model reaches (the task's
-            :attr:`~invblocks.ric.task.Task.margin_target`).
+            ``margin_target``).
         embedding_target: The embedding PSNR a useful model reaches.
     """
 
@@ -79,9 +79,10 @@ class Verdict:
 
     @property
     def score(self) -> float:
-        """dB above the nearer target: the smaller of ``margin - margin_target`` and
-        ``embedding_psnr - embedding_target`` (of those the task has; the restored PSNR for a
-        task with neither). Non-negative when both targets are met; higher is better."""
+        """How many dB the model is above the nearer target, the smaller of ``margin -
+        margin_target`` and ``embedding_psnr - embedding_target`` (of those the task has; the
+        restored PSNR for a task with neither). Non-negative when both targets are met; higher
+        is better."""
         parts = []
         if self.margin is not None:
             parts.append(self.margin - self.margin_target)
@@ -91,7 +92,7 @@ class Verdict:
 
     @property
     def shortfalls(self) -> tuple[str, ...]:
-        """What falls short: ``"margin"``, ``"embedding"``, neither or both."""
+        """What falls short, ``"margin"``, ``"embedding"``, neither or both."""
         short = []
         if self.margin is not None and self.margin < self.margin_target:
             short.append("margin")
