@@ -1,8 +1,8 @@
 """Parameter initialisation that draws only from an explicit ``torch.Generator``.
 
-Every layer here is created with :func:`torch.nn.utils.skip_init`, so building it consumes
-no random numbers; its weights are then drawn from ``generator`` (or, when it is ``None``,
-from torch's default generator, as ``torch.nn.init`` does).
+Every layer here is created on the meta device (as :func:`torch.nn.utils.skip_init` does), so
+building it consumes no random numbers; its weights are then drawn from ``generator`` (or, when it
+is ``None``, from torch's default generator, as ``torch.nn.init`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +13,17 @@ import torch
 from torch import nn
 
 __all__ = ["conv2d", "orthogonal"]
+
+
+def _uninitialised_conv(c_in: int, c_out: int, kernel_size: int) -> nn.Conv2d:
+    """A convolution with empty parameters, built without drawing a random number: made on
+    the meta device (as :func:`torch.nn.utils.skip_init` does), then given real empty
+    tensors (``skip_init``'s ``to_empty`` would route through torch's symbolic-shape
+    machinery and import sympy, half a second of every command's start)."""
+    conv = nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2, device="meta")
+    conv.weight = nn.Parameter(torch.empty(conv.weight.shape))
+    conv.bias = nn.Parameter(torch.empty(c_out))
+    return conv
 
 
 def conv2d(
@@ -29,7 +40,7 @@ def conv2d(
     ``init`` is ``"default"`` (PyTorch's own Conv2d initialisation), ``"xavier"``
     (Xavier-normal times ``scale``, zero bias) or ``"zeros"``.
     """
-    conv = nn.utils.skip_init(nn.Conv2d, c_in, c_out, kernel_size, padding=kernel_size // 2)
+    conv = _uninitialised_conv(c_in, c_out, kernel_size)
     with torch.no_grad():
         if init == "default":
             bound = 1.0 / math.sqrt(c_in * kernel_size * kernel_size)
