@@ -41,18 +41,20 @@ def conv2d(
     (Xavier-normal times ``scale``, zero bias) or ``"zeros"``.
     """
     conv = _uninitialised_conv(c_in, c_out, kernel_size)
+    bias = conv.bias
+    assert bias is not None  # made with one
     with torch.no_grad():
         if init == "default":
             bound = 1.0 / math.sqrt(c_in * kernel_size * kernel_size)
             nn.init.uniform_(conv.weight, -bound, bound, generator=generator)
-            nn.init.uniform_(conv.bias, -bound, bound, generator=generator)
+            nn.init.uniform_(bias, -bound, bound, generator=generator)
         elif init == "xavier":
             nn.init.xavier_normal_(conv.weight, generator=generator)
             conv.weight.mul_(scale)
-            conv.bias.zero_()
+            bias.zero_()
         elif init == "zeros":
             conv.weight.zero_()
-            conv.bias.zero_()
+            bias.zero_()
         else:
             raise ValueError(f"init must be 'default', 'xavier' or 'zeros'; received {init!r}")
     return conv
