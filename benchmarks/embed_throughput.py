@@ -80,8 +80,8 @@ def run_variant(variant: str, width: int, height: int, repeats: int) -> dict:
     exact = model_in("float32")
     e32, meta32 = exact.embed(frames)
     restored32 = exact.restore(e32, meta32)
-    with autocast:
-        restored_from32 = model.restore(e32, meta32)
+    with autocast:  # in the variant's own precision, not the one float32's metadata names
+        restored_from32 = model.restore(e32, {**meta32, "precision": model.precision})
     inverse_psnr = statistics.mean(
         min(metrics.psnr(r.float(), f.float()), metrics.PSNR_CAP)
         for r, f in zip(restored_from32, restored32, strict=True)

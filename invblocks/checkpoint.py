@@ -77,6 +77,7 @@ def _write_folder(
     """Fill ``final`` (weights, config, training state) under a temporary name in its parent
     folder, flush everything, then rename it into place: all of it appears, or nothing."""
     root = ensure_folder(final.parent)
+    old: Path | None = None
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     try:
         os.chmod(tmp, folder_mode())  # mkdtemp makes it owner-only; the umask decides
@@ -89,7 +90,6 @@ def _write_folder(
             os.chmod(f, file_mode())  # safetensors writes owner-only; the umask decides
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
-        old = None
         if final.exists():  # moved aside, not removed, until the new folder is in place
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old.", dir=root))
             os.replace(final, old / final.name)
@@ -100,11 +100,21 @@ def _write_folder(
     except (OSError, SafetensorError, RuntimeError) as err:  # a full disk, a vanished folder
         reason = _write_failure(err, root)  # before the temporary folder frees its space
         shutil.rmtree(tmp, ignore_errors=True)
+        _put_back(old, final)
         raise ValueError(f"cannot write the checkpoint {final}: {reason}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _put_back(old, final)
         raise
     return final
+
+
+def _put_back(old: Path | None, final: Path) -> None:
+    """After a failed replacement, the previous folder back in place (moved aside into
+    ``old``)."""
+    if old is not None and not final.exists() and (old / final.name).is_dir():
+        os.replace(old / final.name, final)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _write_failure(err: BaseException, folder: Path) -> str:

@@ -152,7 +152,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 wrote the run
         print(f"run written to {run} (report: {run / 'report.html'})")
-        _, line = summary(run)
+        try:
+            _, line = summary(run)
+        except (OSError, ValueError, KeyError):  # the run is written; its verdict is extra
+            line = ""
         if line:
             print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
 

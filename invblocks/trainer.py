@@ -292,6 +292,10 @@ def _clean_leftovers(out: Path, step: int) -> None:
     ``step`` (the resumed run logs them again), rewriting the log atomically."""
     root = out / "checkpoints"
     if root.is_dir():
+        for old in root.glob(f".{BEST}.old.*"):  # killed while replacing the best network
+            kept = old / BEST
+            if kept.is_dir() and not (root / BEST).exists():
+                os.replace(kept, root / BEST)
         for tmp in [*root.glob(".step-*"), *root.glob(f".{BEST}.*")]:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -326,7 +330,7 @@ def _check_resume(config: TrainConfig, meta: dict[str, Any], start: int) -> dict
         )
     if config.total_steps < start:
         raise ValueError(
-            f"the run is at step {start}; steps={config.steps} would end before it "
+            f"the run is at step {start}; steps={config.total_steps} would end before it "
             "(give steps >= that, or train a new run)"
         )
     current = config.to_dict()
@@ -505,9 +509,10 @@ def _resume(run: _Run, resume: bool) -> None:
     if "budget" in ts:
         run.budget = _Budget(run.config, float(ts["budget"][0]), float(ts["budget"][1]))
     run.changed = _check_resume(run.config, meta, run.start)
-    run.best_score = _best_score(run.out)
     if run.rank == 0:
         _clean_leftovers(run.out, run.start)
+    if run.rank == 0:  # the rank that validates
+        run.best_score = _best_score(run.out, run.start)
 
 
 def _data(run: _Run, source: DataSplit | None) -> tuple[DataLoader, TaskDataset]:
@@ -696,13 +701,21 @@ def _validate(run: _Run, step: int, val_set: TaskDataset) -> None:
         save_model(run.out / "checkpoints" / BEST, net=run.net, meta=meta)
 
 
-def _best_score(out: Path) -> float:
-    """The score of a run's ``checkpoints/best`` (``-inf`` where there is none)."""
+def _best_score(out: Path, start: int) -> float:
+    """The score of a run's ``checkpoints/best``, which a run resumed at step ``start`` keeps
+    (``-inf`` where there is none). A best network from after ``start`` is one the resumed
+    run may not compute again (its schedule or settings may change): it is removed, and the
+    resumed run's next validation starts a new best."""
+    folder = out / "checkpoints" / BEST
     try:
-        config = json.loads((out / "checkpoints" / BEST / "config.json").read_text())
-        return float(config["validation"]["score"])
+        config = json.loads((folder / "config.json").read_text())
+        step, score = int(config["step"]), float(config["validation"]["score"])
     except (OSError, ValueError, KeyError, TypeError):
         return -math.inf
+    if step > start:
+        shutil.rmtree(folder, ignore_errors=True)
+        return -math.inf
+    return score
 
 
 def _loop(

@@ -30,7 +30,7 @@ def cpu_recipe(network: dict[str, Any] | None = None, **changes: Any) -> TrainDe
 
 def hidden_recipe() -> TrainDefaults:
     """The default recipe of the tasks whose other images start hidden in the residue of
-    the reference's 8-bit image (hiding, dual-view: ``hiding_levels=16``,
+    the reference's 8-bit image (hiding, mononizing, dual-view: ``hiding_levels=16``,
     :class:`~invblocks.blocks.residue.ResidueHiding`): the untrained network already hides
     and restores them, and a warm-up over the first 5% of the run keeps the first updates
     from throwing the restored reference off its start (docs/benchmarks.md)."""

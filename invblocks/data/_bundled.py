@@ -81,8 +81,13 @@ def _locate(dist: str, rel: str) -> Path:
     try:
         path = Path(str(metadata.distribution(dist).locate_file(rel)))
     except metadata.PackageNotFoundError as err:
+        how = (
+            "pip install --no-deps stereodemo==0.7"
+            if dist == "stereodemo"
+            else "pip install 'invblocks[data]'"
+        )
         raise FileNotFoundError(
-            f"the default data need {dist}, which is not installed: pip install 'invblocks[data]'"
+            f"the default data need {dist}, which is not installed: {how}"
         ) from err
     if not path.is_file():
         raise FileNotFoundError(f"{rel} is missing from the installed {dist}")
@@ -149,13 +154,16 @@ def _oakd_pairs() -> list[tuple[Tensor, Tensor]]:
         metadata.distribution("stereodemo")
     except metadata.PackageNotFoundError:
         return []
-    return [
-        (
-            _read8(_locate(*_OAKD[f"oakd_{s}_left"][:2])),
-            _read8(_locate(*_OAKD[f"oakd_{s}_right"][:2])),
-        )
-        for s in _OAKD_SCENES
-    ]
+    try:
+        return [
+            (
+                _read8(_locate(*_OAKD[f"oakd_{s}_left"][:2])),
+                _read8(_locate(*_OAKD[f"oakd_{s}_right"][:2])),
+            )
+            for s in _OAKD_SCENES
+        ]
+    except FileNotFoundError:  # another version of the package, without these files
+        return []
 
 
 def default_stereo(disparity: int = 12) -> DataSplit:
