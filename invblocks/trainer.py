@@ -892,7 +892,7 @@ def summary(out: str | Path, task: Task | None = None) -> tuple[Verdict | None, 
     if best["step"] != last["step"] and _score(best["validation"]) > verdict.score:
         kept = task.verdict(best["validation"])
         line += (
-            f" (step {best['step']} validated better: {kept.line('it')}; kept in "
+            f" (step {best['step']} scored higher: {kept.line('its validation')}; kept in "
             f"{out / 'checkpoints' / BEST})"
         )
     if not verdict.ok:

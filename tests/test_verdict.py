@@ -124,7 +124,7 @@ def test_every_validation_logs_the_margin_and_the_best_checkpoint_is_kept(tmp_pa
     assert verdict is not None and verdict.margin == pytest.approx(last["margin"])
     assert verdict.line() in line and line.startswith("warning: ") != verdict.ok
     earlier = best["validation"]["score"] > last["score"]
-    assert (f"step {best['step']} validated better" in line) == earlier
+    assert (f"step {best['step']} scored higher" in line) == earlier
 
 
 def test_the_command_line_warns_when_the_model_is_worse_than_the_trivial_answer(tmp_path, capsys):
