@@ -293,9 +293,9 @@ def _clean_leftovers(out: Path, step: int) -> None:
     root = out / "checkpoints"
     if root.is_dir():
         for old in root.glob(f".{BEST}.old.*"):  # killed while replacing the best network
-            kept = old / BEST
-            if kept.is_dir() and not (root / BEST).exists():
-                os.replace(kept, root / BEST)
+            moved = old / BEST
+            if moved.is_dir() and not (root / BEST).exists():
+                os.replace(moved, root / BEST)
         for tmp in [*root.glob(".step-*"), *root.glob(f".{BEST}.*")]:
             if tmp.is_dir():
                 shutil.rmtree(tmp, ignore_errors=True)
