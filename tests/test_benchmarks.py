@@ -352,3 +352,15 @@ def test_steganalysis_runs_at_toy_size(tmp_path):
     assert set(residue["detectors"]) == {"chi_square", "sample_pairs", "rs_analysis",
                                          "weighted_stego", "spam_logistic"}  # fmt: skip
     assert residue["stego_psnr"] > 25
+
+
+def test_precision_compares_bfloat16_with_float32_on_a_trained_model(tmp_path):
+    out = tmp_path / "precision.json"
+    model = ROOT / "tests" / "fixtures" / "models" / "video-jpeg-66cbfdb"
+    run_module("precision", "--model", model, "--frames", 3, "--out", out)
+    rows = json.loads(out.read_text())["summary"]
+    assert set(rows) == {"float32", "bfloat16"}
+    # a trained model: bfloat16 subnets stay near float32
+    gap = rows["bfloat16"]["restored_psnr_no_ref"] - rows["float32"]["restored_psnr_no_ref"]
+    assert abs(gap) < 0.05
+    assert 0.9 < rows["bfloat16"]["same_8bit"] < 1.0 and rows["bfloat16"]["inverse_psnr"] > 50
