@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: setup demo example-roundtrip test lint docs clean
 
-$(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml Makefile
+$(STAMP): pyproject.toml plugins/invblocks-camera/pyproject.toml plugins/invblocks-compress/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[dev,data,docs]"
 	$(BIN)/python -m pip install --quiet -e plugins/invblocks-camera
+	$(BIN)/python -m pip install --quiet -e plugins/invblocks-compress
 	# real stereo pairs (CC BY 4.0): the files only, none of the package's requirements
 	$(BIN)/python -m pip install --quiet --no-deps stereodemo==0.7
 	touch $(STAMP)

@@ -394,13 +394,17 @@ class Model:
 
     def restore(self, embedding: Tensor, meta: dict[str, Any]) -> list[Tensor]:
         """The ``n`` images ``(C, H, W)`` (on the CPU), natural order, original size, from an
-        embedding ``(C_e, H_e, W_e)`` of floats in ``[0, 1]`` and its metadata.
+        embedding ``(C_e, H_e, W_e)`` of floats in ``[0, 1]`` (any finite floats where the
+        channel's embedding is a latent: ``Channel.image_embedding``) and its metadata.
 
         Raises ``ValueError`` when the metadata is damaged, belongs to another task or input
         count, or does not match the embedding's size (an embedding resized or cropped after
         it was made)."""
         self._check(meta)
-        embedding = _as_image(embedding, "the embedding")
+        if self.net.channel.image_embedding:
+            embedding = _as_image(embedding, "the embedding")
+        else:  # a latent: any finite values
+            embedding = _as_latent(embedding)
         if embedding.shape[0] != self.net.embed_channels:
             raise ValueError(
                 f"expected a ({self.net.embed_channels}, H, W) embedding; "
@@ -624,6 +628,16 @@ def _as_image(image: Any, what: str) -> Tensor:
                 f"expected {what} with values in [0, 1]; received values in [{lo:g}, {hi:g}]{hint}"
             )
     return image.float()  # float16 / float64 images compute in the network's float32
+
+
+def _as_latent(latent: Any) -> Tensor:
+    """A latent ``(C, h, w)`` of finite floats, as float32."""
+    if not isinstance(latent, Tensor) or latent.ndim != 3 or not latent.is_floating_point():
+        shape = tuple(latent.shape) if isinstance(latent, Tensor) else type(latent).__name__
+        raise ValueError(f"expected the latent as a (C, h, w) float tensor; received {shape}")
+    if not bool(torch.isfinite(latent).all()):
+        raise ValueError("expected the latent with finite values; received NaN or infinity")
+    return latent.float()
 
 
 _META_FIELDS = {"task": str, "n_inputs": int, "height": int, "width": int}

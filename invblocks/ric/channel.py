@@ -49,6 +49,9 @@ class Channel(Block):
     Class attributes:
         name: The registry name (``--set channel=NAME``; lower case).
         suffixes: The payload files it writes; the first is its default.
+        image_embedding: Whether the embedding is an image with values in ``[0, 1]``
+            (``True``: 8-bit pixels, a JPEG, which :meth:`invblocks.model.Model.restore`
+            checks); ``False`` for a latent of any finite values (an entropy coder's).
 
     Shapes:
         ``(B, C, h, w) -> same`` for the built-in channels; any shape the inverse undoes.
@@ -57,6 +60,7 @@ class Channel(Block):
     inversion = Inversion.STE
     name: ClassVar[str] = ""
     suffixes: ClassVar[tuple[str, ...]] = (CONTAINER_SUFFIX,)
+    image_embedding: ClassVar[bool] = True
 
     # ---------------------------------------------------------- deployment face
     def encode(self, e: Tensor) -> list[Payload]:

@@ -290,7 +290,9 @@ def check_block(
       that declare ``idempotent = False``, such as a JPEG codec) and the inverse maps the
       output back to itself;
     * ``LEARNED``: the *unperturbed* block is the identity in both directions (as the
-      reference initialises it);
+      reference initialises it; left out for blocks that declare ``starts_as_identity =
+      False``, such as CompressAI's attention block, which no initialisation makes the
+      identity);
     * ``AUGMENTED``: the common checks only.
 
     A :class:`~invblocks.sequence.Sequence` is checked as a whole (the kind checks only when it is
@@ -365,6 +367,8 @@ def check_block(
                 raise _fail(block, "quantisation is not idempotent: f(f(x)) != f(x)")
             if not all(torch.equal(a, b) for a, b in zip(back, ys, strict=True)):
                 raise _fail(block, "the inverse does not return the quantised values unchanged")
+        elif kind is Inversion.LEARNED and not getattr(block, "starts_as_identity", True):
+            skipped.append("identity at initialisation (starts_as_identity = False)")
         elif kind is Inversion.LEARNED:
             fresh = copy.deepcopy(original).to(device=device, dtype=dtype).eval()
             fy, _ = _run(fresh, xs)

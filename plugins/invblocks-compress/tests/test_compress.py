@@ -1,0 +1,239 @@
+"""The compression plugin: its blocks invert, its densities are densities, its bitstreams
+decode to exactly what the encoder computed (in another process too), and the command line
+compresses and decompresses a photograph."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from invblocks_compress import (
+    SCALES,
+    AttentionPair,
+    EntropyCoded,
+    FactorizedDensity,
+    TwoSidedCoupling,
+    gaussian_likelihood,
+    invcompress,
+)
+from invblocks_compress.entropy import scale_indexes
+
+import invblocks
+from invblocks.ops import to_float
+from invblocks.plugins import load_plugins
+from invblocks.testing import check_block, check_task
+
+
+def test_registered_by_its_own_entry_point():
+    registry = load_plugins()
+    assert registry.tasks["compression"].plugin == "compress"
+    from invblocks.presets import PRESETS
+    from invblocks.ric.channel import CHANNELS
+
+    assert CHANNELS["hyperprior"] is EntropyCoded
+    assert PRESETS["invcompress"] is invcompress
+
+
+@pytest.mark.parametrize(("quality", "expected"), [(3, 43_264_827), (5, 50_032_618)])
+def test_parameter_counts_equal_the_authors(quality, expected):
+    # counted from the authors' InvCompress(N) modules (N = 128 and 192)
+    net = invcompress(quality, size=(64, 64))
+    assert sum(p.numel() for p in net.parameters()) == expected
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_two_sided_coupling_is_exact(seed):
+    g = torch.Generator().manual_seed(seed)
+    c = int(torch.randint(2, 6, (1,), generator=g)) * 4
+    h, w = (int(v) for v in torch.randint(2, 7, (2,), generator=g))
+    kernel = (1, 3, 5)[seed % 3]
+    block = TwoSidedCoupling([(c, h, w)], kernel=kernel, generator=g)
+    load_plugins()  # registered blocks rebuild from their configs
+    assert check_block(block, (c, h, w), seed=seed, perturb=0.2) == []
+
+
+def test_attention_pair_is_learned_and_starts_near_identity_with_a_gate():
+    load_plugins()
+    block = AttentionPair([(8, 4, 4)])
+    with pytest.warns(UserWarning, match="identity at initialisation"):
+        skipped = check_block(block, (8, 4, 4))
+    assert skipped == ["identity at initialisation (starts_as_identity = False)"]
+    gated = AttentionPair([(8, 4, 4)], gate=-10.0)
+    x = torch.randn(2, 8, 4, 4)
+    assert float((gated(x) - x).abs().max()) < 1e-3 * float(x.abs().max() + 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_densities_sum_to_one(seed):
+    torch.manual_seed(seed)
+    density = FactorizedDensity(4)
+    with torch.no_grad():
+        for p in density.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn_like(p))
+    density.solve_quantiles()
+    lo, hi = density.quantiles[:, 0, 0], density.quantiles[:, 0, 2]
+    grid = torch.arange(math.floor(float(lo.min())) - 1, math.ceil(float(hi.max())) + 2)
+    z = grid.float()[None, None, :, None].expand(1, 4, -1, 1)
+    mass = density.likelihood(z).double().sum(dim=(0, 2, 3))
+    assert torch.allclose(mass, torch.ones(4, dtype=torch.float64), atol=1e-4)
+    pmf, minima, medians = density.coding_tables()
+    assert torch.allclose(pmf.sum(1), torch.ones(4, dtype=torch.float64), atol=1e-6)
+    assert (pmf >= 0).all() and (minima >= 0).all()
+    cdf_at_median = torch.sigmoid(density.logits_cdf(medians.float()[:, None, None]))
+    assert torch.allclose(cdf_at_median.flatten(), torch.full((4,), 0.5), atol=1e-4)
+
+    mean, scale = torch.randn(1) * 3, torch.rand(1) * 5 + 0.2
+    values = torch.arange(-80, 81, dtype=torch.float64)
+    assert abs(float(gaussian_likelihood(values - mean, scale.double()).sum()) - 1) < 1e-6
+
+
+def test_scale_indexes_round_up_to_the_table():
+    s = torch.rand(100) * 300
+    idx = scale_indexes(s)
+    table = SCALES[idx]
+    assert (table >= s.double().clamp(0.11, 256) - 1e-12).all()
+    below = SCALES[(idx - 1).clamp_min(0)]
+    assert ((below < s.double()) | (idx == 0)).all()
+
+
+def _trained_channel(context: str, seed: int, n: int = 8, size: tuple[int, int] = (8, 12)):
+    torch.manual_seed(seed)
+    channel = EntropyCoded([(n, *size)], context=context, step=0.5)
+    with torch.no_grad():  # a channel whose models are not all alike
+        for p in channel.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    channel.finalize()
+    return channel.eval()
+
+
+@pytest.mark.parametrize("context", ["serial", "checkerboard", "none"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bitstreams_decode_to_what_the_encoder_computed(context, seed):
+    channel = _trained_channel(context, seed)
+    e = 3 * torch.randn(2, 8, 8, 12)
+    payloads = channel.encode(e)
+    assert len(payloads) == 2 and all(isinstance(p.data, bytes) for p in payloads)
+    decoded = channel.decode(payloads)
+    with torch.no_grad():
+        (received,), _ = channel([e])
+    assert torch.equal(decoded, received)  # the eval forward is what the receiver gets
+    assert float((decoded - e).abs().max()) <= 0.5 * channel.step + 1e-5 or context != "none"
+    for item, payload in zip(e, payloads, strict=True):
+        bits = channel.coded_bits(item[None])
+        assert abs(8 * len(payload.data) - bits) <= max(64, 0.01 * bits)
+
+
+def test_a_fresh_process_decodes_the_same_latent(tmp_path):
+    channel = _trained_channel("serial", 3)
+    e = 2 * torch.randn(1, 8, 8, 12)
+    (payload,) = channel.encode(e)
+    expected = channel.decode([payload])
+    torch.save(channel.state_dict(), tmp_path / "state.pt")
+    (tmp_path / "data.bin").write_bytes(payload.data)
+    script = f"""
+import torch
+from invblocks.ric import Payload
+from invblocks_compress import EntropyCoded
+channel = EntropyCoded([(8, 8, 12)], context="serial", step=0.5).eval()
+channel.load_state_dict(torch.load({str(tmp_path / "state.pt")!r}))
+data = open({str(tmp_path / "data.bin")!r}, "rb").read()
+p = Payload(data, (8, 8, 12), {dict(payload.info)!r})
+torch.save(channel.decode([p]), {str(tmp_path / "out.pt")!r})
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    assert torch.equal(torch.load(tmp_path / "out.pt"), expected)
+
+
+def test_a_damaged_bitstream_is_refused_or_decodes_to_something_else():
+    channel = _trained_channel("none", 4)
+    (payload,) = channel.encode(torch.randn(1, 8, 8, 12))
+    from invblocks.ric import Payload
+
+    with pytest.raises(ValueError, match="context"):
+        channel.decode([Payload(payload.data, payload.shape, {**payload.info, "context": "x"})])
+    with pytest.raises(ValueError, match="latent"):
+        channel.decode([Payload(payload.data, (8, 6, 12), payload.info)])
+    with pytest.raises(ValueError, match="32-bit"):
+        channel.decode([Payload(payload.data[:-1], payload.shape, payload.info)])
+
+
+def _photo(size: int = 128) -> torch.Tensor:
+    return to_float(invblocks.data.default_photos().val[0])[None, :, :size, :size]
+
+
+def test_the_untrained_codec_is_a_wavelet_codec():
+    x = _photo()
+    psnrs = []
+    for quality in (2, 6):
+        net = invcompress(quality, size=(128, 128)).eval()
+        with torch.no_grad():
+            restored = net.round_trip(x).restored.clamp(0, 1)
+        psnrs.append(10 * math.log10(1 / float(((restored - x) ** 2).mean())))
+    assert psnrs[0] > 27 and psnrs[1] > psnrs[0]
+    # without the channel the body is a projection: restoring twice changes nothing more
+    net = invcompress(3, size=(128, 128)).eval()
+    with torch.no_grad():
+        once = net.body([x])[0][0]
+        back = net.body([once], rev=True)[0][0]
+        again = net.body([net.body([back])[0][0]], rev=True)[0][0]
+    assert torch.allclose(back, again, atol=1e-4)
+    assert float(back.norm()) <= float(x.norm()) * (1 + 1e-5)
+
+
+def test_check_task_with_two_steps():
+    task = invblocks.get_task("compression")
+    losses = check_task(task, steps=2, batch=1, crop=64)
+    assert {"rate", "distortion"} <= set(losses)
+    assert all(math.isfinite(v) for v in losses.values())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invblocks", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_command_line_compresses_and_decompresses(tmp_path: Path):
+    run = tmp_path / "run"
+    done = _cli(
+        "train", "--task", "compression", "--out", str(run), "--set", "steps=1",
+        "--set", "batch=1", "--set", "crop=64", "--set", "network.context=checkerboard",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    from PIL import Image
+
+    photo = tmp_path / "photo.png"
+    x = _photo(192)
+    Image.fromarray((x[0].permute(1, 2, 0) * 255).round().byte().numpy()).save(photo)
+    packed = tmp_path / "photo.ibc"
+    done = _cli("embed", "--model", str(run), str(photo), "-o", str(packed))
+    assert done.returncode == 0, done.stderr
+    assert packed.read_bytes()[:4] == b"\x89IBC"
+    out = tmp_path / "out"
+    done = _cli("restore", "--model", str(run), str(packed), "-o", str(out))
+    assert done.returncode == 0, done.stderr
+    (restored_file,) = sorted(out.iterdir())
+    restored = to_float(torch.from_numpy(__import__("numpy").array(Image.open(restored_file))))
+    restored = restored.permute(2, 0, 1)[None] if restored.shape[-1] == 3 else restored
+    mse = float(((restored - to_float((x * 255).round().byte())) ** 2).mean())
+    assert 10 * math.log10(1 / mse) > 25
+    # damaged, truncated and foreign files: one sentence, exit 2, nothing written
+    data = packed.read_bytes()
+    for name, content in [
+        ("flipped.ibc", data[:40] + bytes([data[40] ^ 0xFF]) + data[41:]),
+        ("short.ibc", data[: len(data) // 2]),
+        ("foreign.ibc", photo.read_bytes()),
+    ]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        target = tmp_path / f"from-{name}"
+        done = _cli("restore", "--model", str(run), str(bad), "-o", str(target))
+        assert done.returncode == 2, (name, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert not target.exists()
