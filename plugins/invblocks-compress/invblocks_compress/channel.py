@@ -43,6 +43,7 @@ from .entropy import SCALES, FactorizedDensity, as_words, gaussian_likelihood, s
 __all__ = ["CONTEXTS", "EntropyCoded", "MaskedConv2d"]
 
 Context = Literal["serial", "checkerboard", "none"]
+_MIN_MASS = 2.0**-24  # constriction's models give every symbol at least this mass
 CONTEXTS: tuple[str, ...] = ("serial", "checkerboard", "none")
 
 
@@ -368,7 +369,9 @@ class EntropyCoded(Channel):
                 std = SCALES.to(q.device)[scale_indexes(scales)]
                 upper = 0.5 * torch.erfc(-(q.double() + 0.5) / std * 2**-0.5)
                 lower = 0.5 * torch.erfc(-(q.double() - 0.5) / std * 2**-0.5)
-                total -= float(torch.log2(p_z.double()).sum() + torch.log2(upper - lower).sum())
+                p_y = (upper - lower).clamp_min(_MIN_MASS)  # the coder's smallest mass
+                total -= float(torch.log2(p_z.double().clamp_min(_MIN_MASS)).sum())
+                total -= float(torch.log2(p_y).sum())
             return total
         finally:
             self.train(was)
