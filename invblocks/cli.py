@@ -303,8 +303,11 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
 
 def _cmd_import_weights(args: argparse.Namespace) -> None:
-    from .published import import_weights
+    from .published import import_weights, importers
 
+    known = importers()  # loads the plugins, whose methods count as the core's
+    if args.method not in known:
+        raise UserError(f"unknown method {args.method!r}; expected one of {', '.join(known)}")
     folder = import_weights(args.method, args.file, args.output, config=args.config)
     meta = json.loads((folder / "config.json").read_text())
     source = meta["source"]["config"]
@@ -460,7 +463,10 @@ def _args_restore(p: argparse.ArgumentParser) -> None:
 
 
 def _args_import_weights(p: argparse.ArgumentParser) -> None:
-    p.add_argument("method", choices=["iicnet", "win", "win-naive"], help="whose checkpoint")
+    p.add_argument(
+        "method",
+        help="whose checkpoint: iicnet, win, win-naive, or a plugin's method",
+    )
     p.add_argument("file", help="the authors' .pth file (a state dict; never unpickled as code)")
     p.add_argument("-o", "--output", required=True, help="the model folder to write")
     p.add_argument(
@@ -504,7 +510,7 @@ _COMMANDS: list[tuple[str, str, Callable[[argparse.ArgumentParser], None], Comma
     ("restore", "restore the images from an embedding file", _args_restore, _cmd_restore),
     (
         "import-weights",
-        "turn a checkpoint of the IICNet or WIN authors into a model folder",
+        "turn a published checkpoint (IICNet, WIN, a plugin's paper) into a model folder",
         _args_import_weights,
         _cmd_import_weights,
     ),

@@ -24,6 +24,7 @@ __all__ = [
     "hookspec",
     "invblocks_register_blocks",
     "invblocks_register_channels",
+    "invblocks_register_importers",
     "invblocks_register_loss_terms",
     "invblocks_register_presets",
     "invblocks_register_tasks",
@@ -84,6 +85,27 @@ def invblocks_register_channels(registry: PluginRegistry) -> None:
 def invblocks_register_presets(registry: PluginRegistry) -> None:
     """Add network presets with ``registry.add_preset(fn, name=None)``: functions that
     build a :class:`invblocks.ric.network.RICNet` (listed in :data:`invblocks.presets.PRESETS`).
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def invblocks_register_importers(registry: PluginRegistry) -> None:
+    """Add ``import-weights`` methods with ``registry.add_importer(name, fn)``: ways to turn
+    a paper's published checkpoint into an invblocks model folder.
+
+    ``fn(state, *, config, path)`` receives the file's tensors as
+    :func:`invblocks.published.read_state_dict` reads them (never unpickled as code, the
+    ``module.`` prefix removed, a nested ``state_dict`` taken out), the user's ``--config``
+    (``None`` unless given) and the file's path, and returns an
+    :class:`invblocks.published.ImportedModel`: the network holding the weights, the name of
+    a registered task, the images per embedding and a short description. It raises
+    ``ValueError`` in one sentence naming the first key that is missing, unexpected or of the
+    wrong shape (see :class:`invblocks.published.Importer`). The core then writes the model
+    folder, and ``invblocks import-weights <name> FILE -o DIR`` and
+    :func:`invblocks.published.import_weights` take the method. Names must be unique across
+    the core (``iicnet``, ``win``, ``win-naive``) and all plugins.
 
     .. versionadded:: 0.2
     """

@@ -48,13 +48,16 @@ ENTRY_POINT_GROUP = "invblocks"
 
 
 class Registry:
-    """Everything the loaded plugins registered: tasks by name with the plugin of each, and
-    views of the block types, channels, loss terms and presets (process-wide, see
-    :attr:`blocks`)."""
+    """Everything the loaded plugins registered: tasks and ``import-weights`` methods by name
+    with the plugin of each, and views of the block types, channels, loss terms and presets
+    (process-wide, see :attr:`blocks`)."""
 
     def __init__(self, manager: pluggy.PluginManager) -> None:
         self.manager = manager
         self.tasks: NamedRegistry[Task] = NamedRegistry("task")
+        self.importers: NamedRegistry[Any] = NamedRegistry("import-weights method")
+        """The plugins' ``import-weights`` methods by name, with the plugin of each
+        (:func:`invblocks.published.importers` adds the core's)."""
 
     def add_task(self, task: Task, plugin: str) -> None:
         from .ric.task import Task
@@ -66,6 +69,14 @@ class Registry:
         self.tasks.register(
             attrs.evolve(task, plugin=plugin), task.name, owner=f"plugin {plugin!r}"
         )
+
+    def add_importer(self, name: str, fn: Any, plugin: str) -> None:
+        if not callable(fn):
+            raise PluginRegistrationError(
+                f"plugin {plugin!r} registered {fn!r} as the import-weights method {name!r}, "
+                "which is not a function"
+            )
+        self.importers.register(fn, name, owner=f"plugin {plugin!r}")
 
     def get_task(self, name: str) -> Task:
         """The task called ``name``; ``KeyError`` listing the known tasks otherwise."""
@@ -130,6 +141,12 @@ class PluginRegistry:
     def add_preset(self, fn: Any, name: str | None = None) -> None:
         """Register a network function (a preset) under ``name`` (default: its name)."""
         register_preset(fn, name, owner=f"plugin {self.plugin!r}")
+
+    def add_importer(self, name: str, fn: Any) -> None:
+        """Register ``fn`` as the ``import-weights`` method ``name``: it turns a state dict of
+        a paper's published checkpoint into an invblocks network
+        (:class:`invblocks.published.Importer`)."""
+        self.registry.add_importer(name, fn, self.plugin)
 
 
 def plugin_manager(
@@ -216,6 +233,7 @@ def load_plugins(
         pm.hook.invblocks_register_loss_terms,
         pm.hook.invblocks_register_presets,
         pm.hook.invblocks_register_tasks,
+        pm.hook.invblocks_register_importers,
     )
     for hook in hooks:
         for impl in reversed(hook.get_hookimpls()):  # in registration order

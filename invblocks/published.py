@@ -11,6 +11,12 @@ fine-tuning (``TrainConfig.init``) use as they are.
 IICNet's models were trained on images read with OpenCV, in BGR order: their
 :class:`~invblocks.ric.network.RICNet` has ``channel_order="bgr"``, so it takes and gives RGB like
 every invblocks model. WIN reads images with imageio (RGB): no conversion.
+
+Other papers' checkpoints come from plugins: a plugin's ``invblocks_register_importers`` hook
+registers a method by name (an :class:`Importer`, ``f(state, *, config, path) ->
+ImportedModel``), which :func:`import_weights` and ``invblocks import-weights NAME FILE`` then
+take like the core's (:func:`importers` lists them all); its model folder is written the same
+way.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 import torch
@@ -31,6 +37,7 @@ from torch import Tensor
 from . import blocks as B
 from . import presets
 from .checkpoint import save_model
+from .registry import NamedRegistry
 from .ric.network import RICNet
 from .ric.quantizer import Quantizer
 from .sequence import Sequence
@@ -38,17 +45,21 @@ from .sequence import Sequence
 __all__ = [
     "IICNET_CONFIGS",
     "IICNET_KEYS",
+    "IMPORTERS",
     "METHODS",
     "WIN_KEYS",
     "IICNetConfig",
     "ImportedModel",
+    "Importer",
     "convert",
     "import_weights",
+    "importers",
     "read_state_dict",
+    "register_importer",
 ]
 
 METHODS = ("iicnet", "win", "win-naive")
-Method = Literal["iicnet", "win", "win-naive"]
+"""The core's ``import-weights`` methods (plugins add more: :func:`importers`)."""
 
 
 @attrs.frozen
@@ -531,47 +542,73 @@ class ImportedModel:
     config: str
 
 
-def convert(
-    state: Mapping[str, Tensor],
-    method: Method,
-    *,
-    config: str | None = None,
-    path: str | Path | None = None,
-) -> ImportedModel:
-    """A state dict in the authors' format (:func:`read_state_dict`) as an invblocks network.
+class Importer(Protocol):
+    """What an ``import-weights`` method is: ``f(state, *, config, path) -> ImportedModel``.
 
-    ``method``: ``"iicnet"``, ``"win"`` or ``"win-naive"``. For IICNet the configuration is
-    worked out from the tensors' names and shapes; where several published configurations
-    share one network for different tasks (st-01, st-03, hide-04 and hide-06 are all a
-    5-image network with 10 couplings), the one ``path`` names (the authors' files live in
-    ``experiments/<config>/``) or ``config`` chooses. WIN's networks are worked out from
-    their shapes alone (the number of secrets, the width, the scale).
-
-    Raises ``ValueError`` in one sentence naming the first mismatched keys and shapes.
+    ``state`` is the file's tensors (:func:`read_state_dict`: read without running code, the
+    ``module.`` prefix removed, a nested ``state_dict`` taken out); ``config`` the user's
+    ``--config`` (``None`` unless given; refuse it in one sentence where the method has no
+    use for it); ``path`` the file, where its name says something (``None`` when converting
+    a state dict in memory). It returns the network holding the weights (in evaluation
+    mode), the name of a registered task, the images per embedding and a short description
+    for messages and the model folder. It raises ``ValueError`` in one sentence, naming the
+    first key that is missing, unexpected or of the wrong shape, for a file it cannot
+    convert.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
-    where = Path(path) if path is not None else None
-    if method == "iicnet":
-        if config is not None or any(k[:2] in ("0.", "1.", "2.") for k in state):
-            chosen = _iicnet_config(state, config, where)
-        else:
-            raise ValueError(
-                "the file holds no IICNet tensors (expected names like "
-                f"'2.operations.0.F.conv1.weight'; found {sorted(state)[:3]})"
-            )
-        net, converted = _iicnet_network(state, chosen)
-        task, n_inputs, name = chosen.task, chosen.n_images, chosen.name
+
+    def __call__(
+        self, state: Mapping[str, Tensor], *, config: str | None, path: Path | None
+    ) -> ImportedModel: ...
+
+
+def _import_iicnet(
+    state: Mapping[str, Tensor], *, config: str | None, path: Path | None
+) -> ImportedModel:
+    if config is not None or any(k[:2] in ("0.", "1.", "2.") for k in state):
+        chosen = _iicnet_config(state, config, path)
     else:
-        if config is not None:
-            raise ValueError("WIN networks are worked out from the file; --config is for IICNet")
-        if not all(k.startswith("operations.") for k in state):
-            raise ValueError(
-                "the file holds no WIN tensors (expected names like "
-                f"'operations.1.iConv2d.weight'; found {sorted(state)[:3]})"
-            )
-        net, task, n_inputs, converted = _win_network(state, method)
-        name = f"{method} {task}" + (f" ({n_inputs - 1} secret(s))" if task == "hiding" else "")
+        raise ValueError(
+            "the file holds no IICNet tensors (expected names like "
+            f"'2.operations.0.F.conv1.weight'; found {sorted(state)[:3]})"
+        )
+    net, converted = _iicnet_network(state, chosen)
+    _load(net, converted, chosen.name)
+    return ImportedModel(
+        net=net.eval(), task=chosen.task, n_inputs=chosen.n_images, config=chosen.name
+    )
+
+
+def _import_win_family(
+    method: str, state: Mapping[str, Tensor], config: str | None
+) -> ImportedModel:
+    if config is not None:
+        raise ValueError("WIN networks are worked out from the file; --config is for IICNet")
+    if not all(k.startswith("operations.") for k in state):
+        raise ValueError(
+            "the file holds no WIN tensors (expected names like "
+            f"'operations.1.iConv2d.weight'; found {sorted(state)[:3]})"
+        )
+    net, task, n_inputs, converted = _win_network(state, method)
+    name = f"{method} {task}" + (f" ({n_inputs - 1} secret(s))" if task == "hiding" else "")
+    _load(net, converted, name)
+    return ImportedModel(net=net.eval(), task=task, n_inputs=n_inputs, config=name)
+
+
+def _import_win(
+    state: Mapping[str, Tensor], *, config: str | None, path: Path | None
+) -> ImportedModel:
+    return _import_win_family("win", state, config)
+
+
+def _import_win_naive(
+    state: Mapping[str, Tensor], *, config: str | None, path: Path | None
+) -> ImportedModel:
+    return _import_win_family("win-naive", state, config)
+
+
+def _load(net: RICNet, converted: Mapping[str, Tensor], name: str) -> None:
+    """Load ``converted`` into ``net`` (as float32); ``ValueError`` naming the first
+    tensors of the wrong shape or missing."""
     expected = net.state_dict()
     bad = [
         f"{k} is {tuple(v.shape)}, expected {tuple(expected[k].shape)}"
@@ -583,11 +620,92 @@ def convert(
         listed = bad[:3] + [f"{k} missing" for k in missing[: max(0, 3 - len(bad))]]
         raise ValueError(f"the file does not fit the {name} network: {'; '.join(listed)}")
     net.load_state_dict({k: v.float() for k, v in converted.items()})
-    return ImportedModel(net=net.eval(), task=task, n_inputs=n_inputs, config=name)
+
+
+def _check_importer(fn: Any) -> None:
+    if not callable(fn):
+        raise TypeError(f"an import-weights method is a function; received {fn!r}")
+
+
+IMPORTERS: NamedRegistry[Importer] = NamedRegistry("import-weights method", check=_check_importer)
+"""The ``import-weights`` methods of the core (:data:`METHODS`) and of
+:func:`register_importer`, by name; plugins add theirs through the
+``invblocks_register_importers`` hook (:func:`importers` lists both)."""
+IMPORTERS.register(_import_iicnet, "iicnet")
+IMPORTERS.register(_import_win, "win")
+IMPORTERS.register(_import_win_naive, "win-naive")
+
+
+def register_importer(name: str, fn: Importer, *, owner: str = "invblocks") -> Importer:
+    """Make ``fn`` (an :class:`Importer`) the ``import-weights`` method ``name``, for
+    :func:`convert`, :func:`import_weights` and ``invblocks import-weights NAME FILE``.
+    Returns ``fn``. A plugin registers its methods through the
+    ``invblocks_register_importers`` hook instead.
+
+    Raises ``ValueError`` naming both owners when ``name`` is taken by another function,
+    ``TypeError`` when ``fn`` is not callable.
+    """
+    return IMPORTERS.register(fn, name, owner=owner)
+
+
+def importers() -> dict[str, Importer]:
+    """Every ``import-weights`` method by name: :data:`IMPORTERS` and the loaded plugins'
+    (:func:`invblocks.plugins.get_registry`). Raises ``ValueError`` naming both owners when
+    a plugin's method has the name of another."""
+    from .plugins import get_registry
+
+    found = dict(IMPORTERS)
+    plugged = get_registry().importers
+    for name, fn in plugged.items():
+        if name in found and found[name] is not fn:
+            raise ValueError(
+                f"import-weights method name {name!r} registered twice: by {IMPORTERS.owner(name)} "
+                f"and by {plugged.owner(name)}"
+            )
+        found[name] = fn
+    return found
+
+
+def _importer(method: str) -> Importer:
+    """The method ``method``; the plugins are loaded only for a name the core does not know."""
+    known = IMPORTERS if method in IMPORTERS else importers()
+    if method not in known:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(known)}")
+    return known[method]
+
+
+def convert(
+    state: Mapping[str, Tensor],
+    method: str,
+    *,
+    config: str | None = None,
+    path: str | Path | None = None,
+) -> ImportedModel:
+    """A state dict in the authors' format (:func:`read_state_dict`) as an invblocks network.
+
+    ``method``: ``"iicnet"``, ``"win"``, ``"win-naive"`` or a plugin's (:func:`importers`).
+    For IICNet the configuration is worked out from the tensors' names and shapes; where
+    several published configurations share one network for different tasks (st-01, st-03,
+    hide-04 and hide-06 are all a 5-image network with 10 couplings), the one ``path`` names
+    (the authors' files live in ``experiments/<config>/``) or ``config`` chooses. WIN's
+    networks are worked out from their shapes alone (the number of secrets, the width, the
+    scale).
+
+    Raises ``ValueError`` in one sentence naming the first mismatched keys and shapes, or the
+    known methods for an unknown one.
+    """
+    fn = _importer(method)
+    model = fn(state, config=config, path=Path(path) if path is not None else None)
+    if not isinstance(model, ImportedModel):
+        raise TypeError(
+            f"the import-weights method {method!r} returned {type(model).__name__}, "
+            "not an ImportedModel"
+        )
+    return model
 
 
 def import_weights(
-    method: Method,
+    method: str,
     file: str | Path,
     out: str | Path,
     *,
@@ -598,6 +716,8 @@ def import_weights(
     The folder (``model.safetensors``, ``config.json``) is written atomically and works with
     :class:`~invblocks.model.Model`, ``invblocks embed``/``restore``/``eval``, and as the
     starting point of training (``TrainConfig.init``). ``out`` must not exist or be empty.
+    ``method`` is one of :func:`importers` (:func:`convert`); an unknown one is refused
+    before the file is read.
 
     Example::
 
@@ -607,6 +727,7 @@ def import_weights(
     file, out = Path(file), Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and is not an empty folder: choose another -o")
+    _importer(method)
     state = read_state_dict(file)
     model = convert(state, method, config=config, path=file)
     digest = hashlib.sha256(file.read_bytes()).hexdigest()

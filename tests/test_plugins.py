@@ -225,3 +225,24 @@ def test_a_plugin_written_for_0_1_trains_embeds_and_restores_with_deprecation_wa
     cli("restore", "--model", run, tmp_path / "x.png", "-o", tmp_path / "back")
     back = invblocks.io.read_image(tmp_path / "back" / "restored_0.png", mode="RGBA")
     assert back.shape == (4, 32, 40)
+
+
+def test_plugins_add_import_weights_methods():
+    def convert_mine(state, *, config, path):
+        raise ValueError("not a checkpoint of mine")
+
+    mine = plugin(
+        invblocks_register_importers=lambda registry: registry.add_importer("mine", convert_mine)
+    )
+    registry = load_plugins([(mine, "mine-plugin")], autoload=False)
+    assert dict(registry.importers) == {"mine": convert_mine}
+    assert registry.importers.owner("mine") == "plugin 'mine-plugin'"
+    again = plugin(
+        invblocks_register_importers=lambda registry: registry.add_importer("mine", lambda s: s)
+    )
+    with pytest.raises(ValueError, match=r"method name 'mine' registered twice: by plugin") as info:
+        load_plugins([(mine, "mine-plugin"), (again, "other")], autoload=False)
+    assert "plugin 'mine-plugin'" in str(info.value) and "plugin 'other'" in str(info.value)
+    bad = plugin(invblocks_register_importers=lambda registry: registry.add_importer("x", 3))
+    with pytest.raises(TypeError, match="plugin 'numbers' registered 3 as the import-weights"):
+        load_plugins([(bad, "numbers")], autoload=False)

@@ -501,3 +501,90 @@ def test_the_docs_show_the_key_tables():
     for theirs, ours in [*IICNET_KEYS, *WIN_KEYS]:
         row = f"| `{theirs}` | " + (f"`{ours}` |" if ours else "(the fixed Haar kernels")
         assert row in page, theirs
+
+
+# ------------------------------------------------------------ methods from plugins
+def _mirror(state, *, config, path):
+    """An import-weights method of a plugin: IICNet's st-01 under another name."""
+    model = convert(state, "iicnet", config="st-01")
+    return invblocks.published.ImportedModel(
+        net=model.net, task=model.task, n_inputs=model.n_inputs, config="mirrored st-01"
+    )
+
+
+@pytest.fixture()
+def mirror_plugin(monkeypatch):
+    """A plugin registering the method ``mirror``, loaded as the process's plugins."""
+    from invblocks import hookimpl, plugins
+
+    class Mirror:
+        @hookimpl
+        def invblocks_register_importers(self, registry):
+            registry.add_importer("mirror", _mirror)
+
+    registry = plugins.load_plugins([(Mirror(), "mirror-plugin")])
+    monkeypatch.setattr(plugins, "_REGISTRY", registry)
+    return registry
+
+
+def test_a_plugin_method_imports_through_the_api_and_the_command_line(
+    mirror_plugin, tmp_path, capsys
+):
+    from invblocks.published import IMPORTERS, importers
+
+    assert mirror_plugin.importers.owner("mirror") == "plugin 'mirror-plugin'"
+    assert "mirror" not in IMPORTERS and importers()["mirror"] is _mirror
+    assert list(importers())[:3] == ["iicnet", "win", "win-naive"]
+    path = _saved(tmp_path)
+    assert convert(read_state_dict(path), "mirror").config == "mirrored st-01"
+    out = tmp_path / "m"
+    assert main(["import-weights", "mirror", str(path), "-o", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "mirrored st-01 model for task 'video' (5 inputs)" in said
+    source = json.loads((out / "config.json").read_text())["source"]
+    assert source["method"] == "mirror" and source["config"] == "mirrored st-01"
+    reference = import_weights("iicnet", path, tmp_path / "ref", config="st-01")
+    ours, theirs = invblocks.Model.load(out, device="cpu"), invblocks.Model.load(reference)
+    a, b = ours.net.state_dict(), theirs.net.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_an_unknown_method_is_one_sentence_naming_the_known_ones(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^unknown method 'iicent'; expected one of iicnet, "):
+        convert(st01_state(), "iicent")
+    with pytest.raises(ValueError, match="unknown method 'iicent'"):  # before reading the file
+        import_weights("iicent", tmp_path / "absent.pth", tmp_path / "m")
+    assert main(["import-weights", "iicent", str(_saved(tmp_path)), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "invblocks import-weights: error: unknown method 'iicent'; expected one of iicnet, win, "
+        "win-naive"
+    )
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "m").exists()
+
+
+def test_method_names_are_unique_and_methods_are_functions(monkeypatch):
+    from invblocks import hookimpl, plugins
+    from invblocks.published import IMPORTERS, importers, register_importer
+
+    class Copycat:
+        @hookimpl
+        def invblocks_register_importers(self, registry):
+            registry.add_importer("win", _mirror)
+
+    monkeypatch.setattr(plugins, "_REGISTRY", plugins.load_plugins([(Copycat(), "copycat")]))
+    with pytest.raises(
+        ValueError,
+        match=r"^import-weights method name 'win' registered twice: by invblocks and by plugin "
+        r"'copycat'$",
+    ):
+        importers()
+    with pytest.raises(ValueError, match=r"'iicnet' registered twice: by invblocks .* by tests"):
+        register_importer("iicnet", _mirror, owner="tests")
+    with pytest.raises(TypeError, match="an import-weights method is a function"):
+        register_importer("numbers", 3)  # type: ignore[arg-type]
+    try:
+        assert register_importer("mirror-direct", _mirror, owner="tests") is _mirror
+        assert convert(st01_state(), "mirror-direct").config == "mirrored st-01"
+    finally:
+        IMPORTERS.pop("mirror-direct", None)

@@ -88,6 +88,13 @@ def _subpel(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(_conv(c_in, 4 * c_out), nn.PixelShuffle(2))
 
 
+def _lengths(pmf: Tensor) -> Tensor:
+    """Each row's coded range: up to its last bin with mass (the end bins hold the tails'
+    mass, so they never have none)."""
+    width = pmf.shape[1]
+    return width - torch.argmax(pmf.flip(1).gt(0).to(torch.int8), dim=1)
+
+
 def _anchors(h: int, w: int, device: torch.device) -> Tensor:
     """``(1, 1, h, w)``: 1 where ``(i + j)`` is even (the checkerboard's first pass)."""
     i = torch.arange(h, device=device)[:, None]
@@ -179,7 +186,7 @@ class EntropyCoded(Channel):
             self.finalize()
         med = self.z_medians.to(z)[None, :, None, None]
         lo = -self.z_minima.to(z)[None, :, None, None]
-        lengths = (self.z_pmf > 0).sum(1).to(z)
+        lengths = _lengths(self.z_pmf).to(z)
         hi = lo + lengths[None, :, None, None] - 1
         symbols = torch.minimum(torch.maximum(torch.round(z - med), lo), hi)
         return symbols, symbols + med
@@ -300,7 +307,7 @@ class EntropyCoded(Channel):
 
     def _z_models(self) -> list[Any]:
         pmf = self.z_pmf.cpu().numpy()
-        lengths = (pmf > 0).sum(1)
+        lengths = _lengths(self.z_pmf).tolist()
         return [
             constriction.stream.model.Categorical(pmf[c, : lengths[c]], perfect=False)
             for c in range(self.n)

@@ -166,3 +166,10 @@ def invblocks_register_presets(registry: Any) -> None:
 @hookimpl
 def invblocks_register_tasks(registry: Any) -> None:
     registry.add_task(COMPRESSION)
+
+
+@hookimpl
+def invblocks_register_importers(registry: Any) -> None:
+    from .published import convert_invcompress
+
+    registry.add_importer("invcompress", convert_invcompress)
