@@ -185,7 +185,7 @@ def bd_rates(ours: list[dict[str, float]], others: dict[str, list[dict[str, floa
             rate = [points[i]["bpp"] for i in keep]
             dist = [points[i]["psnr"] for i in keep]
             value = bd.bd_rate(rate, dist, r, d, method="pchip", require_matching_points=False)
-            out[name] = float(value)
+            out[name] = float(value) if math.isfinite(value) else None
         except Exception:  # too little overlap to interpolate
             out[name] = None
     return out

@@ -364,3 +364,30 @@ def test_precision_compares_bfloat16_with_float32_on_a_trained_model(tmp_path):
     gap = rows["bfloat16"]["restored_psnr_no_ref"] - rows["float32"]["restored_psnr_no_ref"]
     assert abs(gap) < 0.05
     assert 0.9 < rows["bfloat16"]["same_8bit"] < 1.0 and rows["bfloat16"]["inverse_psnr"] > 50
+
+
+def test_rate_distortion_bd_rate_table_and_plot(tmp_path):
+    from benchmarks.rate_distortion import bd_rates, plot, write_table
+
+    psnr = [26.0, 28.0, 30.0, 32.0, 34.0]
+    anchor = [{"setting": i, "bpp": 0.1 * 1.5**i, "psnr": p} for i, p in enumerate(psnr)]
+    double = [{"quality": i, "bpp": 2 * a["bpp"], "psnr": a["psnr"]} for i, a in enumerate(anchor)]
+    half = [{"quality": i, "bpp": a["bpp"] / 2, "psnr": a["psnr"]} for i, a in enumerate(anchor)]
+    rates = bd_rates(double[1:4], {"anchor": anchor})
+    assert rates["anchor"] == pytest.approx(100.0, abs=0.5)  # twice the bits at equal PSNR
+    assert bd_rates(half[1:4], {"anchor": anchor})["anchor"] == pytest.approx(-50.0, abs=0.5)
+    far = [{"quality": 0, "bpp": 1.0, "psnr": 60.0}, {"quality": 1, "bpp": 2.0, "psnr": 62.0}]
+    assert bd_rates(far, {"anchor": anchor})["anchor"] is None  # no overlap: no number
+
+    point = {"cpu_s": 10.0, "coded_bpp": 0.2, "ms_ssim": 0.9, "encode_s": 1.0, "decode_s": 1.0}
+    results = {
+        "classical": {"anchor": [{**a, "ms_ssim": 0.9} for a in anchor]},
+        "learned": {"trained": [{**d, **point} for d in double[1:4]], "start": []},
+        "contexts": [{"context": "none", "bpp": 0.3, "psnr": 30.0, **point}],
+        "bd_rate": {"trained": rates, "start": {}},
+    }
+    write_table(results, tmp_path / "table.md")
+    table = (tmp_path / "table.md").read_text()
+    assert "+100.0%" in table and "| none |" in table
+    plot(results, tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 1000

@@ -49,9 +49,11 @@ class Channel(Block):
     Class attributes:
         name: The registry name (``--set channel=NAME``; lower case).
         suffixes: The payload files it writes; the first is its default.
-        image_embedding: Whether the embedding is an image with values in ``[0, 1]``
-            (``True``: 8-bit pixels, a JPEG, which :meth:`invblocks.model.Model.restore`
-            checks); ``False`` for a latent of any finite values (an entropy coder's).
+        image_embedding: Whether the embedding is an image with values in ``[0, 1]``.
+
+    :meth:`invblocks.model.Model.restore` checks that an image embedding (8-bit pixels, a
+    JPEG's) is in ``[0, 1]``; a channel whose embedding is a latent of any finite values (an
+    entropy coder's) sets ``image_embedding = False``.
 
     Shapes:
         ``(B, C, h, w) -> same`` for the built-in channels; any shape the inverse undoes.

@@ -6,8 +6,9 @@
 * :class:`AttentionPair`: CompressAI's attention block, with a separately learned inverse
   (``LEARNED``), as the encoder's last stage.
 
-The enhancement stage is invblocks' :class:`~invblocks.blocks.RelationModule` with one image:
-the same layers (dense block 3->64, 1x1, 3x3, 1x1, dense block 64->3, residual scale 0.2).
+The enhancement stage is invblocks' :class:`~invblocks.blocks.relation.RelationModule` with
+one image: the same layers (dense block 3->64, 1x1, 3x3, 1x1, dense block 64->3, residual
+scale 0.2).
 """
 
 from __future__ import annotations

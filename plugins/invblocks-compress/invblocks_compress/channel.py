@@ -26,7 +26,7 @@ those: two parallel passes) or ``"none"`` (the hyperprior alone).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import constriction
 import numpy as np
@@ -42,7 +42,6 @@ from .entropy import SCALES, FactorizedDensity, as_words, gaussian_likelihood, s
 
 __all__ = ["CONTEXTS", "EntropyCoded", "MaskedConv2d"]
 
-Context = Literal["serial", "checkerboard", "none"]
 _MIN_MASS = 2.0**-24  # constriction's models give every symbol at least this mass
 CONTEXTS: tuple[str, ...] = ("serial", "checkerboard", "none")
 
@@ -120,9 +119,7 @@ class EntropyCoded(Channel):
     image_embedding: ClassVar[bool] = False
     idempotent = False
 
-    def __init__(
-        self, dims_in: Any = None, *, context: Context = "serial", step: float = 1.0
-    ) -> None:
+    def __init__(self, dims_in: Any = None, *, context: str = "serial", step: float = 1.0) -> None:
         super().__init__(dims_in)
         if not step > 0:
             raise ValueError(f"step must be > 0; received {step!r}")

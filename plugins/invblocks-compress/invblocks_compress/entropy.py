@@ -36,7 +36,8 @@ LIKELIHOOD_BOUND = 1e-9
 """The smallest likelihood a rate term counts (so that a value in a far tail costs 30 bits,
 not infinity)."""
 SCALES = torch.exp(torch.linspace(math.log(SCALE_BOUND), math.log(256.0), 64, dtype=torch.float64))
-"""The coder's scales, log-spaced from 0.11 to 256: a value's scale is rounded up to the next."""
+"""The 64 scales the coder uses, log-spaced from 0.11 to 256 (a value's scale is rounded up
+to the next one)."""
 
 
 class _LowerBound(torch.autograd.Function):

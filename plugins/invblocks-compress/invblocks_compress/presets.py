@@ -28,7 +28,7 @@ from invblocks import blocks as B
 from invblocks.ric import RICNet
 
 from .blocks import AttentionPair, TwoSidedCoupling
-from .channel import Context, EntropyCoded
+from .channel import EntropyCoded
 
 __all__ = [
     "LAMBDAS",
@@ -63,7 +63,7 @@ def invcompress(
     n: int | None = None,
     start: Literal["haar", "random"] = "haar",
     step: float | None = None,
-    context: Context = "serial",
+    context: str = "serial",
     size: tuple[int, int] = (256, 256),
     generator: torch.Generator | None = None,
 ) -> RICNet:

@@ -81,7 +81,7 @@ NOT_NEEDED = (
     "gaussian_conditional.likelihood_lower_bound.bound",
     "gaussian_conditional.lower_bound_scale.bound",
 )
-"""The authors' buffers that are not taken (their coder's tables and constants): read if
+"""Buffers of the authors' that are not taken, their coder's tables and constants; read if
 there, of any shape, and left out."""
 
 _FIELDS = {
