@@ -166,6 +166,43 @@ def measure(run: Path, images: list[np.ndarray], repeats: int = 1) -> dict[str, 
     }  # fmt: skip
 
 
+def decode_timing(repeats: int = 3, size: tuple[int, int] = (512, 768)) -> list[dict[str, Any]]:
+    """Seconds to decode a ``size`` photograph (a crop of a bundled one) with each context,
+    side by side, medians over ``repeats``: the entropy decoding (hyper-synthesis, context
+    and the coder) and the synthesis transform apart. Untrained quality-3 networks: the
+    time does not depend on the weights."""
+    from invblocks_compress import invcompress
+
+    import invblocks
+
+    photo = invblocks.data.default_photos().train[-1]
+    x = photo[:, : size[0], : size[1]].float()[None] / 255
+    out = []
+    for context in ("serial", "checkerboard", "none"):
+        torch.manual_seed(0)
+        net = invcompress(3, context=context).eval()
+        with torch.no_grad():
+            latent = net.body([x])[0][0]
+            payloads = net.channel.encode(latent)  # type: ignore[operator]
+            entropy, synthesis = [], []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                y_hat = net.channel.decode(payloads)  # type: ignore[operator]
+                entropy.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                net.body([y_hat], rev=True)
+                synthesis.append(time.perf_counter() - t)
+        out.append(
+            {
+                "context": context,
+                "entropy_decode_s": statistics.median(entropy),
+                "synthesis_s": statistics.median(synthesis),
+            }
+        )
+        print(out[-1], flush=True)
+    return out
+
+
 def bd_rates(ours: list[dict[str, float]], others: dict[str, list[dict[str, float]]]) -> dict:
     import bjontegaard as bd
 
@@ -200,8 +237,15 @@ def main() -> None:
     parser.add_argument("--context-quality", type=int, default=3)
     parser.add_argument("--context-budget", type=float, default=600.0)
     parser.add_argument("--out", type=Path, default=Path("outputs/rd"))
+    parser.add_argument(
+        "--timing-only", action="store_true", help="only time decoding a 768x512 photograph"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.timing_only:
+        timing = decode_timing()
+        (args.out / "decode_timing.json").write_text(json.dumps(timing, indent=2))
+        return
     images = photos()
     results: dict[str, Any] = {"images": [list(i.shape) for i in images]}
     results["classical"] = classical(images)

@@ -123,7 +123,9 @@ class TrainConfig:
             rate rises linearly from 0 to ``lr`` (``None``: the task's default; 0: none, as
             the papers train).
         optimizer: ``"iicnet"`` (Adam, weight decay 1e-5, lr halved at 20/40/60/80% of the
-            steps) or ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6).
+            steps), ``"win"`` (AdamW, weight decay 1e-4, cosine to 1e-6) or
+            ``"invcompress"`` (Adam, no weight decay, lr divided by 10 at 75% and again at
+            92% of the run: Enhanced Invertible Encoding's epochs 450 and 550 of 600).
         grad_clip: Global gradient-norm clip (10 in both papers).
         channel: What the embedding goes through before it is restored
             (``RICNet.channel``): a registered channel's name (``"quantizer"``, ``"jpeg"``,
@@ -189,8 +191,8 @@ class TrainConfig:
     crop: int | None = attrs.field(default=None, validator=_optional("int", v.gt(0)))
     lr: float | None = attrs.field(default=None, validator=_optional("float", v.gt(0)))
     warmup: float | None = attrs.field(default=None, validator=_optional("float", v.ge(0), v.lt(1)))
-    optimizer: Literal["iicnet", "win"] | None = attrs.field(
-        default=None, validator=_one_of("iicnet", "win")
+    optimizer: Literal["iicnet", "win", "invcompress"] | None = attrs.field(
+        default=None, validator=_one_of("iicnet", "win", "invcompress")
     )
     grad_clip: float = attrs.field(default=10.0, validator=_is("float", v.gt(0)))
     channel: str | dict[str, Any] | None = attrs.field(

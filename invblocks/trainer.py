@@ -90,9 +90,13 @@ def learning_rate(
 
     ``iicnet``: halved at 20, 40, 60 and 80% of the steps (the reference: every 100k of 500k).
     ``win``: cosine from ``base`` to 1e-6 over the run (the reference steps it per epoch).
+    ``invcompress``: divided by 10 at 75% and again at 92% of the run (the reference's
+    epochs 450 and 550 of 600).
     ``progress`` (in ``[0, 1]``) replaces ``step / steps`` (a budgeted run's share used).
     """
     done = step / steps if progress is None else progress
+    if kind == "invcompress":
+        return base * 0.1 ** sum(done >= f for f in (0.75, 0.92))
     if kind == "iicnet":
         if progress is None:
             return base * 0.5 ** sum(step >= int(f * steps) for f in (0.2, 0.4, 0.6, 0.8))
@@ -120,6 +124,8 @@ class _Budget:
 def _optimizer(kind: str, params: Any, lr: float) -> torch.optim.Optimizer:
     if kind == "iicnet":
         return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-5)
+    if kind == "invcompress":
+        return torch.optim.Adam(params, lr=lr)
     return torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), weight_decay=1e-4)
 
 

@@ -194,7 +194,7 @@ def catalogue(inputs, out, model):
         ("unknown key", [*train, *base, "--set", "stepz=3"], "unknown training config key", {}),
         ("wrong type", [*train, *base, "--set", "steps=2.5"], "steps: expected an integer", {}),
         ("bad choice", [*train, *base, "--set", "optimizer=adam"],
-         "optimizer: expected one of 'iicnet', 'win'; received 'adam'", {}),
+         "optimizer: expected one of 'iicnet', 'win', 'invcompress'; received 'adam'", {}),
         ("bad autocast", [*train, *base, "--set", "autocast=float8"],
          "autocast: expected one of", {}),
         ("unknown network key", [*train, *base, "--set", "network.blockz=2"],

@@ -283,3 +283,11 @@ def test_non_finite_steps_are_skipped_and_a_run_that_keeps_failing_goes_back(tmp
     with pytest.warns(RuntimeWarning), pytest.raises(FloatingPointError, match="halved 3 times"):
         longer = attrs.evolve(config, steps=20)
         train(longer, tmp_path / "diverged", progress=False, task=_poisoned(set(range(2, 99))))
+
+
+def test_invcompress_schedule_divides_by_ten_at_75_and_92_percent():
+    rates = [learning_rate("invcompress", 1.0, step, 100) for step in range(100)]
+    assert rates[74] == 1.0 and rates[91] == pytest.approx(0.1)
+    assert rates[75] == pytest.approx(0.1) and rates[92] == pytest.approx(0.01)
+    # a budgeted run follows its share of the budget
+    assert learning_rate("invcompress", 1.0, 0, 100, progress=0.8) == pytest.approx(0.1)

@@ -114,7 +114,8 @@ class TrainDefaults:
     Arguments:
         crop: Training crop size.
         batch: Samples per step.
-        optimizer: ``"iicnet"`` or ``"win"`` (see :class:`invblocks.config.TrainConfig`).
+        optimizer: ``"iicnet"``, ``"win"`` or ``"invcompress"`` (see
+            :class:`invblocks.config.TrainConfig`).
         lr: Initial learning rate.
         warmup: Share of the run over which the learning rate rises from 0.
         channel: The channel to train through (a name or a table, as the training config's
@@ -130,8 +131,8 @@ class TrainDefaults:
 
     crop: int = attrs.field(default=144, validator=v.gt(0))
     batch: int = attrs.field(default=2, validator=v.gt(0))
-    optimizer: Literal["iicnet", "win"] = attrs.field(
-        default="iicnet", validator=v.in_(("iicnet", "win"))
+    optimizer: Literal["iicnet", "win", "invcompress"] = attrs.field(
+        default="iicnet", validator=v.in_(("iicnet", "win", "invcompress"))
     )
     lr: float = attrs.field(default=2e-4, validator=v.gt(0))
     warmup: float = attrs.field(default=0.0, validator=[v.ge(0), v.lt(1)])
