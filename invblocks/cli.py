@@ -293,7 +293,11 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         def restore(item: Path, output: Path) -> None:
             model.restore_file(item, output, size=args.size)
 
-        _for_each(args, "restored", items, lambda p: Path(args.output) / p.stem, restore)
+        own = model.task.files
+        ending = own.suffix if own is not None and own.suffix is not None else ""
+        _for_each(
+            args, "restored", items, lambda p: Path(args.output) / f"{p.stem}{ending}", restore
+        )
         return
     started = time.perf_counter()
     _say(args, f"restoring {args.embedding} with {model.task.name} on {model.device}...")

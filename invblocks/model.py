@@ -460,7 +460,28 @@ class Model:
     ) -> list[Tensor]:
         """The model's ``n`` input images from files: ``n`` image files, or one folder of
         frames, GIF or video (frames ``start``, ``start + step``, ...)."""
+        return self.read_item(paths, start=start, step=step)[0]
+
+    def read_item(
+        self, paths: Sequence[str | Path], *, start: int = 0, step: int = 1
+    ) -> tuple[list[Tensor], dict[str, Any]]:
+        """:meth:`read_inputs` and what the task's file reader says of the item (a RAW's
+        levels and colour matrix: :class:`~invblocks.ric.task.FileFormat`), ``{}`` for
+        images and clips."""
         files = [Path(p) for p in paths]
+        formats = self.task.files
+        if formats is not None and len(files) == 1 and formats.reads(files[0]):
+            if not files[0].is_file():
+                raise ValueError(f"{files[0]} is not a file")
+            images, info = formats.read(files[0])
+            if len(images) != self.n_inputs:
+                raise ValueError(
+                    f"{files[0]} holds {len(images)} images; this model embeds {self.n_inputs}"
+                )
+            return list(images), dict(info)
+        return self._read_images(files, start=start, step=step), {}
+
+    def _read_images(self, files: list[Path], *, start: int, step: int) -> list[Tensor]:
         n, c = self.n_inputs, self.task.image_channels
         mode = {1: "L", 4: "RGBA"}.get(c, "RGB")
         if len(files) == 1 and files[0].is_dir() and n > 1:
@@ -500,7 +521,22 @@ class Model:
         if not folder.is_dir():
             raise ValueError(f"{folder} is not a folder")
         if self.n_inputs == 1:
-            return list_images(folder)
+            own = self.task.files
+            if own is None:
+                return list_images(folder)
+            found = [
+                p
+                for p in folder.iterdir()
+                if p.is_file()
+                and not p.name.startswith(".")
+                and (own.reads(p) or p.suffix.lower() in IMAGE_SUFFIXES)
+            ]
+            if not found:
+                raise ValueError(
+                    f"no items in {folder}: expected images or files ending in "
+                    f"{', '.join(own.suffixes)}"
+                )
+            return sorted(found, key=_natural_key)
         clips = (*VIDEO_SUFFIXES, ".gif")
         found = [
             p
@@ -532,9 +568,10 @@ class Model:
         channel = self.channel_for(output, quality)
         if any(_same_path(output, p) for p in inputs):
             raise ValueError(f"{output} is one of the inputs; refusing to overwrite it")
-        payload, meta = self.encode(
-            self.read_inputs(inputs, start=start, step=step), channel=channel
-        )
+        images, info = self.read_item(inputs, start=start, step=step)
+        payload, meta = self.encode(images, channel=channel)
+        if info:
+            meta["item"] = info
         return channel.write(payload, output, meta)
 
     def read_payload(
@@ -582,10 +619,21 @@ class Model:
     ) -> list[Path]:
         """Restore the images from a file written by :meth:`embed_files` (PNG, JPEG,
         bitstream) into ``out_dir`` as ``restored_<i>.png``: all of them or, on any failure,
-        none. ``size`` as in :meth:`read_payload`."""
+        none. Where the task writes files of its own kind (:attr:`Task.files
+        <invblocks.ric.task.Task.files>`) and ``out_dir`` ends in their suffix (``x.dng``),
+        the restored item is that one file instead. ``size`` as in :meth:`read_payload`."""
         embedding = Path(embedding)
         image, meta = self.read_embedding(embedding, size=size)
         images = self.restore(image, meta)
+        own = self.task.files
+        if own is not None and own.suffix is not None and own.write is not None:
+            target = Path(out_dir)
+            if target.suffix.lower() == own.suffix:
+                if _same_path(target, embedding):
+                    raise ValueError(f"restoring into {target} would overwrite the input")
+                info = meta.get("item")
+                data = own.write(images, info if isinstance(info, dict) else {})
+                return io_write_all([(target, data)])
         outputs = [Path(out_dir) / f"restored_{i}.png" for i in range(len(images))]
         if any(_same_path(p, embedding) for p in outputs):
             raise ValueError(f"restoring into {out_dir} would overwrite the input {embedding}")

@@ -9,7 +9,7 @@ returns its crops as floats in ``[0, 1]`` (:func:`invblocks.ops.to_float`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -30,6 +30,10 @@ __all__ = [
 ]
 
 
+def _image_list(images: Iterable[Tensor]) -> list[Tensor]:
+    return list(images)
+
+
 @attrs.frozen
 class Sample:
     """A sampler's answer for paired data: the images and the reference that goes with them
@@ -41,7 +45,7 @@ class Sample:
         reference: What the embedding must resemble ``(c_e, h, w)``, or ``None``.
     """
 
-    images: list[Tensor] = attrs.field(converter=list)
+    images: list[Tensor] = attrs.field(converter=_image_list)
     reference: Tensor | None = None
 
 

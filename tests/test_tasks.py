@@ -316,3 +316,21 @@ def test_hidings_recipes_are_named_for_what_they_are():
     assert not any(type(m).__name__ == "ResidueHiding" for m in net.modules())
     with pytest.raises(ValueError, match="has the recipes residue, reference, learned, win"):
         task.recipe("secret")
+
+
+def test_a_file_format_names_its_endings_and_writes_with_a_suffix():
+    from invblocks.ric import FileFormat
+
+    def read(path):
+        return [torch.zeros(3, 4, 4)], {"source": path.name}
+
+    own = FileFormat(
+        suffixes=(".DNG", ".nef"), read=read, write=lambda im, info: b"", suffix=".Dng"
+    )
+    assert own.suffixes == (".dng", ".nef") and own.suffix == ".dng"
+    assert own.reads("a/photo.NEF") and not own.reads("photo.png")
+    for bad in ((), ("dng",), (".",)):
+        with pytest.raises(ValueError, match="suffixes"):
+            FileFormat(suffixes=bad, read=read)
+    with pytest.raises(ValueError, match="together"):
+        FileFormat(suffixes=".dng", read=read, suffix=".dng")

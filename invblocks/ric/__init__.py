@@ -42,6 +42,7 @@ from .payload import Payload
 from .quantizer import Quantizer, quantize
 from .step import ric_step
 from .task import (
+    FileFormat,
     Task,
     TaskMetric,
     TrainDefaults,
@@ -59,6 +60,7 @@ __all__ = [
     "LOSS_TERMS",
     "Channel",
     "EvalSample",
+    "FileFormat",
     "JPEGChannel",
     "LossConfig",
     "LossTerm",

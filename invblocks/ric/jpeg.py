@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -11,6 +11,7 @@ from torch import Tensor
 from ..block import Dims, Inversion
 from ..io import SUBSAMPLING, decode_image, encode_jpeg, with_jpeg_text
 from .channel import CHANNELS, Channel, decoded, register_channel
+from .diffjpeg import ROUNDINGS, Rounding, jpeg_differentiable
 from .payload import META_KEY, Payload, image_channels, meta_from_text
 from .quantizer import quantize
 
@@ -33,11 +34,12 @@ def jpeg_round_trip(image: Tensor, quality: int, subsampling: str = "4:2:0") -> 
 class JPEGChannel(Channel):
     """The embedding goes through JPEG at a quality in ``quality`` (``STE`` inversion kind).
 
-    * In training, kornia's differentiable JPEG (``kornia.enhance.jpeg_codec_differentiable``:
-      colour conversion, 4:2:0 chroma subsampling, DCT, quantisation with the standard tables
-      scaled by the quality, a differentiable rounding) at a quality drawn per sample,
-      uniformly from ``quality``; with probability ``plain`` a sample takes the plain 8-bit
-      channel (IICNet's uniform noise) instead.
+    * In training, a differentiable JPEG at a quality drawn per sample, uniformly from
+      ``quality``: kornia's (``kornia.enhance.jpeg_codec_differentiable``: 4:2:0, its cubic
+      rounding) for the default ``subsampling`` and ``rounding``, otherwise
+      :func:`~invblocks.ric.diffjpeg.jpeg_differentiable` at the channel's ``subsampling``
+      with ``rounding``; with probability ``plain`` a sample takes the plain 8-bit channel
+      (IICNet's uniform noise) instead.
     * In eval mode, the real codec (:func:`jpeg_round_trip`, Pillow's libjpeg) at
       ``eval_quality``, so validation measures what a user's file gives.
     * The inverse is the identity: the restorer starts from what arrived.
@@ -59,8 +61,11 @@ class JPEGChannel(Channel):
             1..100 (also the string ``"lo-hi"``, as ``--set channel.quality=70-95`` gives).
         eval_quality: The quality in eval mode (default: the middle of ``quality``).
         plain: Probability that a training sample uses the plain 8-bit channel instead.
-        subsampling: The chroma subsampling of the real codec (``"4:2:0"``, ``"4:2:2"``,
-            ``"4:4:4"``); training's differentiable codec subsamples 4:2:0.
+        subsampling: The chroma subsampling (``"4:2:0"``, ``"4:2:2"``, ``"4:4:4"``) of the
+            real codec and of training's differentiable one.
+        rounding: Training's differentiable rounding of the coefficients: ``"cubic"``
+            (kornia's), ``"fourier"`` (the invertible ISP's sawtooth series) or ``"ste"``
+            (:data:`~invblocks.ric.diffjpeg.ROUNDINGS`).
         generator: Random source for the qualities and the choice (default: torch's).
 
     Shapes:
@@ -81,6 +86,7 @@ class JPEGChannel(Channel):
         eval_quality: int | None = None,
         plain: float = 0.0,
         subsampling: str = "4:2:0",
+        rounding: str = "cubic",
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__(dims_in)
@@ -99,7 +105,13 @@ class JPEGChannel(Channel):
                 f"JPEGChannel: subsampling must be one of {', '.join(SUBSAMPLING)}; "
                 f"received {subsampling!r}"
             )
+        if rounding not in ROUNDINGS:
+            raise ValueError(
+                f"JPEGChannel: rounding must be one of {', '.join(ROUNDINGS)}; "
+                f"received {rounding!r}"
+            )
         self.plain, self.generator, self.subsampling = float(plain), generator, subsampling
+        self.rounding = rounding
         if self.dims_in:
             self.output_dims(self.dims_in)
 
@@ -107,8 +119,6 @@ class JPEGChannel(Channel):
         (x,) = xs
         if not self.training:
             return jpeg_round_trip(x, self.eval_quality, self.subsampling), None
-        from kornia.enhance import jpeg_codec_differentiable
-
         b = x.shape[0]
         lo, hi = self.quality
         g = self.generator
@@ -116,7 +126,7 @@ class JPEGChannel(Channel):
         qualities = (lo + torch.floor(draws * (hi - lo + 1))).clamp(max=hi)
         clamped = x.clamp(0.0, 1.0)
         rgb = clamped.expand(-1, 3, -1, -1) if x.shape[1] == 1 else clamped
-        coded = jpeg_codec_differentiable(rgb, qualities.to(device=x.device, dtype=x.dtype))
+        coded = self._differentiable(rgb, qualities.to(device=x.device, dtype=x.dtype))
         coded = coded[:, :1] if x.shape[1] == 1 else coded
         if not self.plain:
             return coded, None
@@ -124,6 +134,15 @@ class JPEGChannel(Channel):
         quantised = (x * 255 + noise - 0.5).clamp(0.0, 255.0) / 255
         take = (torch.rand(b, generator=g) < self.plain).to(x.device)[:, None, None, None]
         return torch.where(take, quantised, coded), None
+
+    def _differentiable(self, rgb: Tensor, qualities: Tensor) -> Tensor:
+        if self.subsampling == "4:2:0" and self.rounding == "cubic":
+            from kornia.enhance import jpeg_codec_differentiable
+
+            return jpeg_codec_differentiable(rgb, qualities)
+        return jpeg_differentiable(
+            rgb, qualities, subsampling=self.subsampling, rounding=cast(Rounding, self.rounding)
+        )
 
     def _inverse(self, ys: tuple[Tensor, ...], c: tuple[Tensor, ...]) -> tuple[Any, Any]:
         return ys[0], None
@@ -169,6 +188,7 @@ class JPEGChannel(Channel):
                 quality=(lo, hi),
                 eval_quality=quality,
                 subsampling=self.subsampling,
+                rounding=self.rounding,
             )
         if suffix in self.suffixes:
             return self
@@ -206,6 +226,7 @@ class JPEGChannel(Channel):
         span = str(lo) if lo == hi else f"{lo}-{hi}"
         plain = f", plain={self.plain:g}" if self.plain else ""
         sub = f", subsampling={self.subsampling!r}" if self.subsampling != "4:2:0" else ""
+        sub += f", rounding={self.rounding!r}" if self.rounding != "cubic" else ""
         return (
             f"quality={span}, eval_quality={self.eval_quality}{plain}{sub}, {super().extra_repr()}"
         )

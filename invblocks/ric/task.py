@@ -23,6 +23,7 @@ from .quantizer import TRAIN_MODES, TrainMode
 from .verdict import EMBEDDING_TARGET, Verdict
 
 __all__ = [
+    "FileFormat",
     "Task",
     "TaskMetric",
     "TrainDefaults",
@@ -158,6 +159,49 @@ class TrainDefaults:
             object.__setattr__(self, "quantizer", None)
 
 
+def _suffixes(value: Any) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value)
+    out = tuple(str(s).lower() for s in items)
+    if not out or not all(s.startswith(".") and len(s) > 1 for s in out):
+        raise ValueError(f"FileFormat: suffixes are endings such as '.dng'; received {value!r}")
+    return out
+
+
+@attrs.frozen(kw_only=True)
+class FileFormat:
+    """Files of a task's own kind: how ``invblocks embed`` reads an item from one (a camera
+    RAW) and how ``invblocks restore`` writes the restored item as one (a DNG).
+
+    Arguments:
+        suffixes: The endings of the files ``read`` takes (``(".dng", ".nef")``), lower case;
+            other files are read as images, as for every task.
+        read: ``f(path) -> (images, info)``: the item's ``n`` images ``(C, H, W)`` in
+            ``[0, 1]`` and what the writer needs to write it back (a JSON object: a RAW's
+            black and white levels, colour matrix, pattern). ``info`` travels in the
+            embedding's metadata (under ``"item"``). Raises ``ValueError`` in one sentence for
+            a file it cannot read.
+        write: ``f(images, info) -> bytes``: the file of a restored item (``info`` as ``read``
+            gave it, ``{}`` for an embedding without it); ``None``: restorations are PNGs.
+        suffix: The ending of the files ``write`` makes (``".dng"``); ``restore -o x.dng``
+            writes one, any other output is a folder of PNGs.
+    """
+
+    suffixes: tuple[str, ...] = attrs.field(converter=_suffixes)
+    read: Callable[[Path], tuple[list[Tensor], dict[str, Any]]]
+    write: Callable[[list[Tensor], Mapping[str, Any]], bytes] | None = None
+    suffix: str | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if (self.write is None) != (self.suffix is None):
+            raise ValueError("FileFormat: give write and suffix together")
+        if self.suffix is not None:
+            object.__setattr__(self, "suffix", _suffixes(self.suffix)[0])
+
+    def reads(self, path: str | Path) -> bool:
+        """Whether ``path`` is a file of this kind (by its ending)."""
+        return Path(path).suffix.lower() in self.suffixes
+
+
 @attrs.frozen(kw_only=True)
 class Task:
     """A RIC task, registered by a plugin (see :mod:`invblocks.hookspecs`).
@@ -225,6 +269,8 @@ class Task:
             reaches (default :data:`~invblocks.ric.verdict.EMBEDDING_TARGET`, 30). The
             trainer keeps the checkpoint that is furthest above the nearer of the two targets
             (:meth:`verdict`).
+        files: Files of the task's own kind (:class:`FileFormat`): a camera RAW read for
+            ``embed``, a DNG written by ``restore``; ``None``: images, clips and PNGs only.
         plugin: Set by the registry to the registering plugin's name.
     """
 
@@ -261,6 +307,7 @@ class Task:
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
     margin_target: float = 0.0
     embedding_target: float = EMBEDDING_TARGET
+    files: FileFormat | None = None
     plugin: str = ""
 
     @inputs.validator

@@ -12,7 +12,15 @@ import attrs
 import torch
 from torch import Tensor
 
-__all__ = ["CameraParams", "pack_bayer", "render", "unpack_bayer", "unprocess"]
+__all__ = [
+    "CameraParams",
+    "pack_bayer",
+    "render",
+    "render_rgb",
+    "unpack_bayer",
+    "unprocess",
+    "unprocess_rgb",
+]
 
 
 @attrs.frozen
@@ -73,12 +81,25 @@ def unpack_bayer(raw: Tensor) -> Tensor:
     return torch.stack((raw[:, 0], (raw[:, 1] + raw[:, 2]) / 2, raw[:, 3]), dim=1)
 
 
-def unprocess(srgb: Tensor, params: CameraParams = CameraParams()) -> Tensor:
-    """sRGB ``(B, 3, H, W)`` in [0, 1] -> packed RAW ``(B, 4, H/2, W/2)`` in [0, 1]."""
+def unprocess_rgb(srgb: Tensor, params: CameraParams = CameraParams()) -> Tensor:
+    """sRGB ``(B, 3, H, W)`` in [0, 1] -> linear camera RGB ``(B, 3, H, W)`` in [0, 1], before
+    white balance and before the mosaic (what a demosaiced sensor reading would be)."""
     lin = _untone(_srgb_to_linear(srgb))
     cam = _mix(lin, torch.linalg.inv(params.matrix(lin)))
     gains = cam.new_tensor([params.red_gain, 1.0, params.blue_gain]).view(1, 3, 1, 1)
-    return pack_bayer((cam / gains).clamp(0, 1))
+    return (cam / gains).clamp(0, 1)
+
+
+def render_rgb(cam: Tensor, params: CameraParams = CameraParams()) -> Tensor:
+    """Linear camera RGB ``(B, 3, H, W)`` -> the sRGB photo the pipeline renders from it."""
+    gains = cam.new_tensor([params.red_gain, 1.0, params.blue_gain]).view(1, 3, 1, 1)
+    lin = _mix(cam * gains, params.matrix(cam))
+    return _linear_to_srgb(_tone(lin))
+
+
+def unprocess(srgb: Tensor, params: CameraParams = CameraParams()) -> Tensor:
+    """sRGB ``(B, 3, H, W)`` in [0, 1] -> packed RAW ``(B, 4, H/2, W/2)`` in [0, 1]."""
+    return pack_bayer(unprocess_rgb(srgb, params))
 
 
 def render(raw: Tensor, params: CameraParams = CameraParams()) -> Tensor:

@@ -71,4 +71,21 @@ CAMERA_RAW = Task(
 
 @hookimpl
 def invblocks_register_tasks(registry: Any) -> None:
+    from .isp import ISP
+
     registry.add_task(CAMERA_RAW)
+    registry.add_task(ISP)
+
+
+@hookimpl
+def invblocks_register_presets(registry: Any) -> None:
+    from .presets import invertible_isp
+
+    registry.add_preset(invertible_isp)
+
+
+@hookimpl
+def invblocks_register_importers(registry: Any) -> None:
+    from .published import convert_invisp
+
+    registry.add_importer("invisp", convert_invisp)
