@@ -23,12 +23,24 @@ TRANSPORTS = ("png",)  # plus "jpeg<Q>" for any quality, see _channel
 
 def _channel(model: Any, name: str) -> Any:
     """The deployment channel of a transport name: the model's file channel for ``png``
-    (the lossless 8-bit embedding) and ``jpeg<Q>`` (a JPEG at quality Q)."""
+    (the lossless 8-bit embedding) and ``jpeg<Q>`` (a JPEG at quality Q), ``jpeg<Q>-422``
+    (with that chroma subsampling: ``444``, ``422``, ``420``)."""
     if name == "png":
         return model.channel_for(".png")
     if name.startswith("jpeg"):
-        return model.channel_for(".jpg", int(name[4:]))
-    raise ValueError(f"unknown transport {name!r}: png or jpeg<quality>")
+        quality, _, sub = name[4:].partition("-")
+        channel = model.channel_for(".jpg", int(quality))
+        if not sub:
+            return channel
+        from invblocks.ric import JPEGChannel
+
+        return JPEGChannel(
+            channel.dims_in or None,
+            quality=int(quality),
+            eval_quality=int(quality),
+            subsampling=f"{sub[0]}:{sub[1]}:{sub[2]}",
+        )
+    raise ValueError(f"unknown transport {name!r}: png, jpeg<quality> or jpeg<quality>-422")
 
 
 def run_recipe(

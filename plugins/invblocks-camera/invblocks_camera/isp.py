@@ -29,6 +29,7 @@ from invblocks.data import DataSplit, default_photos, list_images, split_items
 from invblocks.io import read_image
 from invblocks.ops import to_float
 from invblocks.ric import FileFormat
+from invblocks.ric.jpeg import jpeg_round_trip
 from invblocks.sampling import Sample, SampleRequest
 
 from .pipeline import CameraParams, render_rgb, unprocess_rgb
@@ -66,9 +67,13 @@ def classical_rendering(raw: Tensor) -> Tensor:
 
 
 def classical_inverse(reference: Tensor, n: int, size: tuple[int, int]) -> Tensor:
-    """The task's trivial restoration: the fixed pipeline's inverse of the photo (or of the
-    JPEG that arrived) ``(B, 3, H, W)``."""
-    return synthetic_raw(reference.clamp(0, 1))
+    """The task's trivial restoration, what a camera's JPEG gives without the model: the
+    fixed pipeline's inverse of the photo ``(B, 3, H, W)`` saved as a JPEG at the paper's
+    setting (quality 90, 4:2:2; Pillow's libjpeg)."""
+    jpeg = jpeg_round_trip(
+        reference.clamp(0, 1), JPEG_SETTING["quality"], JPEG_SETTING["subsampling"]
+    )
+    return synthetic_raw(jpeg)
 
 
 @attrs.frozen
@@ -173,10 +178,10 @@ ISP = Task(
     reference=None,
     network=_network,
     baseline=classical_inverse,
-    losses=LossConfig(embedding=1.0, frequency=0.0, restoration=1.0),
-    train=TrainDefaults(crop=64, batch=2, lr=1e-4, optimizer="win", channel=JPEG_SETTING),
+    losses=LossConfig(embedding=2.0, frequency=0.0, restoration=4.0),
+    train=TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel=JPEG_SETTING),
     recipes={
-        "plain": TrainDefaults(crop=64, batch=2, lr=1e-4, optimizer="win", channel="quantizer"),
+        "plain": TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel="quantizer"),
     },
     files=FileFormat(suffixes=RAW_SUFFIXES, read=_read_file, write=_write_file, suffix=".dng"),
 )

@@ -72,6 +72,8 @@ class RawInfo:
         flip: LibRaw's orientation code (0, 3, 5 or 6).
         height: Sensor rows (before turning upright).
         width: Sensor columns.
+        make: The camera's maker as the file names it (TIFF-based formats), else ``""``.
+        model: The camera's model, likewise.
     """
 
     pattern: str
@@ -82,6 +84,8 @@ class RawInfo:
     flip: int = 0
     height: int = 0
     width: int = 0
+    make: str = ""
+    model: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON object of the fields."""
@@ -100,6 +104,8 @@ class RawInfo:
                 flip=int(data.get("flip", 0)),
                 height=int(data.get("height", 0)),
                 width=int(data.get("width", 0)),
+                make=str(data.get("make", ""))[:64],
+                model=str(data.get("model", ""))[:64],
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"the RAW's description is damaged ({err})") from None
@@ -181,6 +187,7 @@ def read_raw(path: str | Path) -> tuple[Tensor, RawInfo]:
         ) from None
     if not white > max(black):
         raise ValueError(f"{where}: white level {white:g} is not above the black level")
+    make, model = _camera_name(path)
     if not np.all(np.isfinite(camera_to_srgb)) or abs(np.linalg.det(camera_to_srgb)) < 1e-9:
         camera_to_srgb = np.eye(3)
     xyz_to_camera = np.linalg.inv(_SRGB_TO_XYZ @ camera_to_srgb)
@@ -194,9 +201,26 @@ def read_raw(path: str | Path) -> tuple[Tensor, RawInfo]:
         flip=flip if flip in _TURNS else 0,
         height=int(bayer.shape[0]),
         width=int(bayer.shape[1]),
+        make=make,
+        model=model,
     )
     image = torch.from_numpy(np.ascontiguousarray(linear.transpose(2, 0, 1))).double() / 65535
     return develop(image, info).float(), info
+
+
+def _camera_name(path: Path) -> tuple[str, str]:
+    """The Make and Model tags of a TIFF-based RAW (DNG, NEF, CR2, ARW, ...); ``("", "")``
+    for other formats."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            tags = tif.pages[0].tags
+            found = [tags.get(code) for code in (271, 272)]
+            names = [str(t.value).strip("\x00 ")[:64] if t is not None else "" for t in found]
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError):
+        return "", ""
+    return names[0], names[1]
 
 
 def develop(linear: Tensor, info: RawInfo) -> Tensor:
@@ -239,24 +263,26 @@ def _rationals(values: Any, denominator: int = 1_000_000) -> list[int]:
     return out
 
 
-def dng_bytes(bayer: np.ndarray, info: RawInfo, *, model: str = "invblocks") -> bytes:
+def dng_bytes(bayer: np.ndarray, info: RawInfo) -> bytes:
     """A DNG file (uncompressed, 16 bits) of the sensor's data ``(H, W)`` ``uint16`` with
-    ``info``'s pattern, levels, as-shot white balance, colour matrix and orientation."""
+    ``info``'s pattern, levels, as-shot white balance, colour matrix, orientation and camera
+    name."""
     import tifffile
 
     if bayer.ndim != 2 or bayer.shape[0] % 2 or bayer.shape[1] % 2:
         raise ValueError(f"dng_bytes: expected (H, W) with even sides; received {bayer.shape}")
     cfa = tuple(_CFA_CODES[c] for c in info.pattern)
     neutral = [1 / g for g in info.gains]
+    make, model = info.make or "invblocks", info.model or "restored"
     tags = [
-        (271, "s", 0, "invblocks", True),  # Make
+        (271, "s", 0, make, True),  # Make
         (272, "s", 0, model, True),  # Model
         (274, "H", 1, _ORIENTATION[info.flip], True),  # Orientation
         (33421, "H", 2, (2, 2), True),  # CFARepeatPatternDim
         (33422, "B", 4, cfa, True),  # CFAPattern
         (50706, "B", 4, (1, 4, 0, 0), True),  # DNGVersion
         (50707, "B", 4, (1, 2, 0, 0), True),  # DNGBackwardVersion
-        (50708, "s", 0, f"invblocks {model}", True),  # UniqueCameraModel
+        (50708, "s", 0, f"{make} {model}", True),  # UniqueCameraModel
         (50713, "H", 2, (2, 2), True),  # BlackLevelRepeatDim
         (50714, "2I", 4, _rationals(info.black), True),  # BlackLevel
         (50717, "I", 1, round(info.white), True),  # WhiteLevel
