@@ -59,12 +59,21 @@ def dng_round_trip(run: Path, items: int, out: Path) -> list[dict[str, float]]:
     from invblocks.ops import to_float
 
     out.mkdir(parents=True, exist_ok=True)
+    import numpy as np
+    from invblocks_camera.pipeline import CameraParams
+
+    srgb_to_xyz = np.array(
+        [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+         [0.0193339, 0.1191920, 0.9503041]]
+    )  # fmt: skip
+    params = CameraParams()  # the colour matrix of the pipeline that made the RAW
+    xyz_to_camera = np.linalg.inv(srgb_to_xyz @ np.array(params.ccm))
     info = RawInfo(
         pattern="RGGB",
         black=(512.0, 512.0, 512.0, 512.0),
         white=16383.0,
-        gains=(2.0, 1.0, 1.6),
-        xyz_to_camera=(0.65, 0.2, 0.1, 0.3, 0.6, 0.1, 0.05, 0.15, 0.8),
+        gains=(params.red_gain, 1.0, params.blue_gain),
+        xyz_to_camera=tuple(float(v) for v in xyz_to_camera.ravel()),
     )
     rows = []
     options = {"use_camera_wb": True, "no_auto_bright": True, "adjust_maximum_thr": 0.0}

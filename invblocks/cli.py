@@ -303,7 +303,10 @@ def _cmd_restore(args: argparse.Namespace) -> None:
     _say(args, f"restoring {args.embedding} with {model.task.name} on {model.device}...")
     paths = model.restore_file(args.embedding, args.output, size=args.size)
     _say(args, f"done in {time.perf_counter() - started:.1f} s")
-    print(f"{len(paths)} images written to {args.output}")
+    if len(paths) == 1 and Path(args.output) == paths[0]:
+        print(f"restored item written to {paths[0]}")
+    else:
+        print(f"{len(paths)} images written to {args.output}")
 
 
 def _cmd_import_weights(args: argparse.Namespace) -> None:

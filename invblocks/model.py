@@ -621,7 +621,8 @@ class Model:
         bitstream) into ``out_dir`` as ``restored_<i>.png``: all of them or, on any failure,
         none. Where the task writes files of its own kind (:attr:`Task.files
         <invblocks.ric.task.Task.files>`) and ``out_dir`` ends in their suffix (``x.dng``),
-        the restored item is that one file instead. ``size`` as in :meth:`read_payload`."""
+        the restored item is that one file instead, never over an existing file. ``size`` as in
+        :meth:`read_payload`."""
         embedding = Path(embedding)
         image, meta = self.read_embedding(embedding, size=size)
         images = self.restore(image, meta)
@@ -631,6 +632,10 @@ class Model:
             if target.suffix.lower() == own.suffix:
                 if _same_path(target, embedding):
                     raise ValueError(f"restoring into {target} would overwrite the input")
+                if target.exists():  # the source this item was made from, often
+                    raise ValueError(
+                        f"{target} exists; refusing to overwrite it (name another file)"
+                    )
                 info = meta.get("item")
                 data = own.write(images, info if isinstance(info, dict) else {})
                 return io_write_all([(target, data)])

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import torch
 from torch import Tensor
 
 from invblocks import LossConfig, Task, TrainDefaults
 from invblocks.data import DataSplit, default_photos, list_images, split_items
-from invblocks.io import read_image
 from invblocks.ops import to_float
 from invblocks.ric import FileFormat
 from invblocks.ric.jpeg import jpeg_round_trip
@@ -84,17 +84,43 @@ class RawPair:
     rendering: Path
 
 
+def _read_rendering(path: Path) -> Tensor:
+    """A rendering ``(3, H, W)`` in ``[0, 1]``, turned upright as its EXIF orientation says
+    (a camera's JPEG is stored as the sensor saw it)."""
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            upright = ImageOps.exif_transpose(im).convert("RGB")
+            pixels = torch.from_numpy(np.asarray(upright).copy())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path.name}: cannot read it as an image ({err})") from None
+    return to_float(pixels.permute(2, 0, 1))
+
+
+_SLACK = 32
+"""How many pixels a rendering may differ from its RAW's visible area on each side (cameras
+crop a few border pixels); both are centre-cropped to their common size."""
+
+
 @lru_cache(maxsize=8)
 def _load_pair(pair: RawPair) -> tuple[Tensor, Tensor]:
     image, _ = read_raw(pair.raw)
-    photo = to_float(read_image(pair.rendering, mode="RGB"))
-    if tuple(photo.shape[-2:]) != tuple(image.shape[-2:]):
+    photo = _read_rendering(pair.rendering)
+    (rh, rw), (ph, pw) = image.shape[-2:], photo.shape[-2:]
+    if abs(rh - ph) > _SLACK or abs(rw - pw) > _SLACK:
         raise ValueError(
-            f"{pair.rendering.name} is {photo.shape[-1]}x{photo.shape[-2]}, its RAW "
-            f"{pair.raw.name} {image.shape[-1]}x{image.shape[-2]}: a rendering must have the "
-            "RAW's size"
+            f"{pair.rendering.name} is {pw}x{ph}, its RAW {pair.raw.name} {rw}x{rh}: a "
+            f"rendering must have the RAW's size, within {_SLACK} pixels"
         )
-    return image, photo
+    h, w = min(rh, ph), min(rw, pw)
+    return _centre(image, h, w), _centre(photo, h, w)
+
+
+def _centre(image: Tensor, h: int, w: int) -> Tensor:
+    top, left = (image.shape[-2] - h) // 2, (image.shape[-1] - w) // 2
+    return image[..., top : top + h, left : left + w]
 
 
 def raw_pairs(root: str | Path) -> DataSplit:

@@ -164,6 +164,12 @@ def convert_invisp(
                 f"{key} is not a permutation matrix (one 1 in every row and column, zeros "
                 f"elsewhere): {state[key].tolist()}"
             )
+        key = f"operations.{b}.invconv.sign_s"
+        if not bool((state[key].abs() == 1).all()):
+            raise ValueError(f"{key} must hold signs (1 or -1); received {state[key].tolist()}")
+    bad = [k for k, v in state.items() if not bool(torch.isfinite(v).all())]
+    if bad:
+        raise ValueError(f"the file holds values that are not finite in {_listed(bad)}")
     net = invertible_isp(blocks=BLOCKS)
     converted: dict[str, Tensor] = {}
     for key, value in state.items():

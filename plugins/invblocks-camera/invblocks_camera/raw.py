@@ -17,6 +17,7 @@ that keeps the source's pattern, levels, white balance, colour matrix and orient
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -69,7 +70,8 @@ class RawInfo:
         gains: The camera's white-balance gains ``(R, G, B)`` as shot.
         xyz_to_camera: The colour matrix from XYZ (D65) to camera RGB, row by row (DNG's
             ``ColorMatrix1``).
-        flip: LibRaw's orientation code (0, 3, 5 or 6).
+        flip: LibRaw's orientation code: 0, 3 (180 degrees), 5 or 6 (quarter turns); a
+            mirrored orientation (rare) is read as 0, unmirrored.
         height: Sensor rows (before turning upright).
         width: Sensor columns.
         make: The camera's maker as the file names it (TIFF-based formats), else ``""``.
@@ -109,17 +111,23 @@ class RawInfo:
             )
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"the RAW's description is damaged ({err})") from None
+        numbers = (*info.black, info.white, *info.gains, *info.xyz_to_camera)
         if (
-            len(info.pattern) != 4
-            or set(info.pattern) != {"R", "G", "B"}
+            sorted(info.pattern) != ["B", "G", "G", "R"]
             or len(info.black) != 4
             or len(info.gains) != 3
             or len(info.xyz_to_camera) != 9
             or info.flip not in _TURNS
-            or not info.white > max(info.black)
-            or not min(info.gains) > 0
+            or not all(math.isfinite(v) for v in numbers)
+            or not 0 <= min(info.black) <= max(info.black) < info.white <= 65535
+            or not 0 < min(info.gains) <= max(info.gains) < 1e6
+            or not max(abs(v) for v in info.xyz_to_camera) < 1e6
+            or not all(c.isascii() and c.isprintable() for c in info.make + info.model)
         ):
-            raise ValueError("the RAW's description is damaged (pattern, levels or gains)")
+            raise ValueError(
+                "the RAW's description is damaged (pattern, levels, gains, colour matrix or "
+                "camera name out of range)"
+            )
         return info
 
     @property
@@ -132,11 +140,17 @@ class RawInfo:
 def _pattern(raw: Any, where: str) -> str:
     """The 2x2 Bayer pattern LibRaw reports, as letters; ``ValueError`` for other sensors."""
     desc = raw.color_desc.decode("ascii", "replace")
+    if raw.raw_pattern is None:
+        raise ValueError(
+            f"{where}: expected a Bayer RAW (a 2x2 pattern of red, green and blue); received "
+            "a sensor without a colour filter pattern (Foveon, or a linear DNG)"
+        )
     cells = np.asarray(raw.raw_pattern)
     if cells.shape != (2, 2) or raw.num_colors != 3 or not set(desc) <= set("RGB"):
+        shape = "x".join(str(n) for n in cells.shape) or "scalar"
         raise ValueError(
             f"{where}: expected a Bayer RAW (a 2x2 pattern of red, green and blue); received a "
-            f"{cells.shape[0]}x{cells.shape[1]} pattern of {desc!r}"
+            f"{shape} pattern of {desc!r}"
         )
     letters = "".join(desc[int(c)] for c in cells.ravel())
     if sorted(letters) != ["B", "G", "G", "R"]:
@@ -168,6 +182,7 @@ def read_raw(path: str | Path) -> tuple[Tensor, RawInfo]:
             if not np.all(wb > 0):
                 wb = np.ones(3)
             camera_to_srgb = np.asarray(raw.color_matrix, dtype=np.float64)[:, :3]
+            xyz_to_cam = np.asarray(raw.rgb_xyz_matrix, dtype=np.float64)[:3, :3]
             flip = int(raw.sizes.flip)
             linear = raw.postprocess(
                 demosaic_algorithm=rawpy.DemosaicAlgorithm.AHD,
@@ -188,10 +203,7 @@ def read_raw(path: str | Path) -> tuple[Tensor, RawInfo]:
     if not white > max(black):
         raise ValueError(f"{where}: white level {white:g} is not above the black level")
     make, model = _camera_name(path)
-    if not np.all(np.isfinite(camera_to_srgb)) or abs(np.linalg.det(camera_to_srgb)) < 1e-9:
-        camera_to_srgb = np.eye(3)
-    xyz_to_camera = np.linalg.inv(_SRGB_TO_XYZ @ camera_to_srgb)
-    xyz_to_camera /= np.abs(xyz_to_camera).sum(axis=1, keepdims=True).max()
+    xyz_to_camera = _colour_matrix(xyz_to_cam, camera_to_srgb)
     info = RawInfo(
         pattern=pattern,
         black=black,  # type: ignore[arg-type]
@@ -206,6 +218,20 @@ def read_raw(path: str | Path) -> tuple[Tensor, RawInfo]:
     )
     image = torch.from_numpy(np.ascontiguousarray(linear.transpose(2, 0, 1))).double() / 65535
     return develop(image, info).float(), info
+
+
+def _colour_matrix(xyz_to_cam: np.ndarray, camera_to_srgb: np.ndarray) -> np.ndarray:
+    """The XYZ (D65) to camera matrix for DNG's ``ColorMatrix1``: LibRaw's camera matrix
+    (``rgb_xyz_matrix``, Adobe's coefficients for the cameras it knows) where it has one;
+    else, for a DNG, the one its camera-to-sRGB matrix was made from (a DNG written from it
+    reads back the same matrix); else sRGB's own."""
+    if np.all(np.isfinite(xyz_to_cam)) and abs(np.linalg.det(xyz_to_cam)) > 1e-9:
+        matrix = xyz_to_cam
+    elif np.all(np.isfinite(camera_to_srgb)) and abs(np.linalg.det(camera_to_srgb)) > 1e-9:
+        matrix = np.linalg.inv(_SRGB_TO_XYZ @ camera_to_srgb)
+    else:
+        matrix = np.linalg.inv(_SRGB_TO_XYZ)
+    return matrix / np.abs(matrix).sum(axis=1, keepdims=True).max()
 
 
 def _camera_name(path: Path) -> tuple[str, str]:
@@ -269,8 +295,8 @@ def dng_bytes(bayer: np.ndarray, info: RawInfo) -> bytes:
     name."""
     import tifffile
 
-    if bayer.ndim != 2 or bayer.shape[0] % 2 or bayer.shape[1] % 2:
-        raise ValueError(f"dng_bytes: expected (H, W) with even sides; received {bayer.shape}")
+    if bayer.ndim != 2 or min(bayer.shape) < 2:
+        raise ValueError(f"expected the sensor's data as (H, W); received {bayer.shape}")
     cfa = tuple(_CFA_CODES[c] for c in info.pattern)
     neutral = [1 / g for g in info.gains]
     make, model = info.make or "invblocks", info.model or "restored"

@@ -112,7 +112,13 @@ def test_the_description_travels_as_json_and_damage_is_refused():
     assert RawInfo.from_json(info.to_json()) == info
     for damaged in (
         {**info.to_json(), "pattern": "RGGX"},
+        {**info.to_json(), "pattern": "RGBB"},
         {**info.to_json(), "white": 10},
+        {**info.to_json(), "white": 1e12},
+        {**info.to_json(), "black": [-5, 0, 0, 0]},
+        {**info.to_json(), "gains": [1.0, float("nan"), 1.0]},
+        {**info.to_json(), "xyz_to_camera": [float("inf")] * 9},
+        {**info.to_json(), "model": "caf\u00e9"},
         {k: v for k, v in info.to_json().items() if k != "gains"},
     ):
         with pytest.raises(ValueError, match="description is damaged"):
@@ -153,7 +159,7 @@ def test_raw_pairs_pairs_files_by_name(tmp_path: Path):
     (raw,) = sample.images
     assert raw.shape == (3, 16, 16) and sample.reference.shape == (3, 16, 16)
     with pytest.raises(ValueError, match="no RAW files with renderings"):
-        raw_pairs(tmp_path / "nowhere" if False else _empty(tmp_path))
+        raw_pairs(_empty(tmp_path))
 
 
 def _empty(tmp_path: Path) -> Path:
@@ -210,6 +216,11 @@ def test_command_line_renders_a_raw_to_jpeg_and_back_to_dng(tmp_path: Path):
         pa, pb = a.postprocess(**options), b.postprocess(**options)
     assert pa.shape == pb.shape
     assert _psnr(pa, pb, 255) > 30  # an almost untrained network through a JPEG at quality 90
+    # the source is never overwritten
+    before = source.read_bytes()
+    done = _cli("restore", "--model", str(run), str(jpeg), "-o", str(source))
+    assert done.returncode == 2 and "refusing to overwrite" in done.stderr, done.stderr
+    assert source.read_bytes() == before
     # bad input: one sentence, exit 2, nothing written
     other = tmp_path / "other.jpg"
     Image.new("RGB", (64, 96), (120, 130, 140)).save(other)
@@ -230,8 +241,9 @@ def test_sensors_that_are_not_bayer_are_refused():
     from invblocks_camera.raw import _pattern
 
     xtrans = SimpleNamespace(color_desc=b"RGBG", raw_pattern=np.zeros((6, 6)), num_colors=3)
+    foveon = SimpleNamespace(color_desc=b"RGBG", raw_pattern=None, num_colors=3)
     cygm = SimpleNamespace(color_desc=b"CYGM", raw_pattern=np.array([[0, 1], [2, 3]]), num_colors=4)
-    for raw in (xtrans, cygm):
+    for raw in (xtrans, cygm, foveon):
         with pytest.raises(ValueError, match="expected a Bayer RAW"):
             _pattern(raw, "x.raf")
     bayer = SimpleNamespace(
