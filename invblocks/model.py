@@ -619,8 +619,8 @@ class Model:
     ) -> list[Path]:
         """Restore the images from a file written by :meth:`embed_files` (PNG, JPEG,
         bitstream) into ``out_dir`` as ``restored_<i>.png``: all of them or, on any failure,
-        none. Where the task writes files of its own kind (:attr:`Task.files
-        <invblocks.ric.task.Task.files>`) and ``out_dir`` ends in their suffix (``x.dng``),
+        none. Where the task writes files of its own kind (its ``files``, a
+        :class:`~invblocks.ric.task.FileFormat`) and ``out_dir`` ends in their suffix (``x.dng``),
         the restored item is that one file instead, never over an existing file. ``size`` as in
         :meth:`read_payload`."""
         embedding = Path(embedding)

@@ -391,3 +391,19 @@ def test_rate_distortion_bd_rate_table_and_plot(tmp_path):
     assert "+100.0%" in table and "| none |" in table
     plot(results, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_isp_runs_at_toy_size_and_round_trips_a_dng(tmp_path):
+    run_module("isp", "--budget", 2, "--items", 1, "--variants", "jpeg", "--out", tmp_path)
+    record = json.loads((tmp_path / "results.json").read_text())
+    result = record["results"]["jpeg"]
+    assert set(result) >= {"png", "jpeg90-422", "step", "cpu_s"}
+    # a real JPEG loses more of the RAW than a lossless PNG
+    assert result["jpeg90-422"]["restored_psnr"] < result["png"]["restored_psnr"]
+    # the classical inverse of the photograph's JPEG is the trivial restoration
+    assert 30 < result["png"]["baseline_psnr"] < 60
+    table = (tmp_path / "table.md").read_text()
+    assert "| jpeg |" in table and "DNG round trip" in table
+    (row,) = record["dng"]
+    assert row["restored_vs_source"] > 25
+    assert abs(row["restored_vs_photo"] - row["source_vs_photo"]) < 1

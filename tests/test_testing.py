@@ -171,15 +171,16 @@ def test_saved_bytes_counts_every_save_and_each_storage_once(n, lo, width):
 
 
 class WithAux(Affine):
-    """An exact block with an auxiliary output; ``lie`` declares a shape it does not return."""
+    """An exact block with an auxiliary output; ``lie`` declares a shape it does not return,
+    ``drift`` moves the outputs ``forward_with_aux`` returns."""
 
-    def __init__(self, dims_in=None, lie=False):
+    def __init__(self, dims_in=None, lie=False, drift=0.0):
         super().__init__(dims_in)
-        self.lie = lie
+        self.lie, self.drift = lie, drift
 
     def _forward_aux(self, xs, c):
         y, log_det = self._forward(xs, c)
-        return y, log_det, {"double": 2 * y}
+        return y + self.drift, log_det, {"double": 2 * y}
 
     def _aux_dims(self, dims):
         c, h, w = dims[0]
@@ -190,6 +191,13 @@ def test_declared_auxiliary_outputs_are_checked():
     check_block(WithAux(), (2, 4, 4))
     with pytest.raises(BlockCheckError, match=r"aux_dims declares .* forward_with_aux returned"):
         check_block(WithAux(lie=True), (2, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_with_aux_must_return_the_forward_outputs(dtype):
+    check_block(WithAux(drift=1e-12 if dtype == torch.float64 else 1e-7), (2, 4, 4), dtype=dtype)
+    with pytest.raises(BlockCheckError, match="forward_with_aux returns other outputs"):
+        check_block(WithAux(drift=1e-3), (2, 4, 4), dtype=dtype)
 
 
 def test_check_task_rejects_a_loss_term_that_reaches_no_parameter():

@@ -26,8 +26,10 @@ from invblocks.ric.channel import build_channel
 __all__ = ["JPEG_SETTING", "invertible_isp"]
 
 JPEG_SETTING: dict[str, Any] = {"type": "jpeg", "quality": 90, "subsampling": "4:2:2"}
-"""The paper's channel: JPEG at quality 90 with 4:2:2 chroma subsampling, the setting of the
-photos it renders and of the camera renderings it learns from."""
+"""The paper's channel, a JPEG at quality 90 with the chroma halved horizontally.
+
+The setting of the photos it renders and of the camera renderings it learns from (chroma
+subsampling ``"4:2:2"`` in Pillow's and libjpeg's terms)."""
 
 
 def invertible_isp(
