@@ -258,6 +258,14 @@ def _cmd_embed(args: argparse.Namespace) -> None:
             )
 
         items = model.items_in(args.each)
+        named: dict[str, Path] = {}
+        for item in items:
+            other = named.setdefault(item.stem, item)
+            if other != item:
+                raise UserError(
+                    f"{other.name} and {item.name} would both be written to "
+                    f"{item.stem}{suffix}: rename or move one of them"
+                )
         _for_each(args, "embedded", items, lambda p: Path(args.output) / f"{p.stem}{suffix}", embed)
         return
     started = time.perf_counter()

@@ -216,6 +216,21 @@ def test_command_line_renders_a_raw_to_jpeg_and_back_to_dng(tmp_path: Path):
         pa, pb = a.postprocess(**options), b.postprocess(**options)
     assert pa.shape == pb.shape
     assert _psnr(pa, pb, 255) > 30  # an almost untrained network through a JPEG at quality 90
+    # a folder: every RAW rendered, then every JPEG restored to a DNG
+    raws, jpegs, dngs = tmp_path / "raws", tmp_path / "jpegs", tmp_path / "dngs"
+    raws.mkdir()
+    for name in ("a", "b"):
+        (raws / f"{name}.dng").write_bytes(source.read_bytes())
+    assert _cli("embed", "--model", str(run), "--each", str(raws), "-o", str(jpegs)).returncode == 0
+    assert (
+        _cli("restore", "--model", str(run), "--each", str(jpegs), "-o", str(dngs)).returncode == 0
+    )
+    assert sorted(p.name for p in dngs.iterdir()) == ["a.dng", "b.dng"]
+    # two items of one name would be one output: refused before anything is written
+    Image.new("RGB", (64, 96)).save(raws / "a.png")
+    done = _cli("embed", "--model", str(run), "--each", str(raws), "-o", str(tmp_path / "c"))
+    assert done.returncode == 2 and "would both be written" in done.stderr, done.stderr
+    assert not (tmp_path / "c").exists()
     # the source is never overwritten
     before = source.read_bytes()
     done = _cli("restore", "--model", str(run), str(jpeg), "-o", str(source))
