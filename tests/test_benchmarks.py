@@ -407,3 +407,17 @@ def test_isp_runs_at_toy_size_and_round_trips_a_dng(tmp_path):
     (row,) = record["dng"]
     assert row["restored_vs_source"] > 25
     assert abs(row["restored_vs_photo"] - row["source_vs_photo"]) < 1
+
+
+def test_diffjpeg_table_covers_every_quality_and_subsampling():
+    proc = run_module("diffjpeg")
+    rows = [
+        line for line in proc.stdout.splitlines() if line.startswith("| ") and "---" not in line
+    ]
+    assert len(rows) == 1 + 4 * 3
+    for row in rows[1:]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        file_vs_image, ours = float(cells[2]), [float(c) for c in cells[3:6]]
+        assert (
+            min(ours) > file_vs_image
+        )  # each surrogate is closer to the file than the file to the image

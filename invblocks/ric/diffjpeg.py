@@ -123,9 +123,8 @@ def jpeg_differentiable(
     """``(B, 3, H, W)`` RGB in ``[0, 1]`` through a differentiable baseline JPEG at
     ``quality`` (one number, or ``(B,)`` per image) with ``subsampling`` (``"4:4:4"``,
     ``"4:2:2"``, ``"4:2:0"``) and ``rounding`` (:data:`ROUNDINGS`): ``(B, 3, H, W)`` in
-    ``[0, 1]``, any ``H`` and ``W``. With ``rounding="ste"`` it is about 45 dB from what
-    libjpeg decodes from the file it writes (a root-mean-square difference of about 1.5
-    8-bit levels; closer than that file is to the image)."""
+    ``[0, 1]``, any ``H`` and ``W``, close to what libjpeg decodes from the file it writes
+    (closer than that file is to the image; ``python -m benchmarks.diffjpeg`` measures it)."""
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(
             f"jpeg_differentiable: expected (B, 3, H, W); received {tuple(image.shape)}"
