@@ -177,13 +177,15 @@ def test_the_untrained_codec_is_a_wavelet_codec():
             restored = net.round_trip(x).restored.clamp(0, 1)
         psnrs.append(10 * math.log10(1 / float(((restored - x) ** 2).mean())))
     assert psnrs[0] > 27 and psnrs[1] > psnrs[0]
-    # without the channel the body is a projection: restoring twice changes nothing more
-    net = invcompress(3, size=(128, 128)).eval()
+    # without the channel the body is a projection: restoring twice changes nothing more (to
+    # the attention's closed gate, sigmoid(-10) = 4.5e-5 of its subnets' outputs), while the
+    # first pass drops the detail the latent has no room for
+    net = invcompress(3, size=(128, 128), generator=torch.Generator().manual_seed(0)).eval()
     with torch.no_grad():
         once = net.body([x])[0][0]
         back = net.body([once], rev=True)[0][0]
         again = net.body([net.body([back])[0][0]], rev=True)[0][0]
-    assert torch.allclose(back, again, atol=1e-4)
+    assert float((back - again).abs().max()) < 1e-3 < float((x - back).abs().max())
     assert float(back.norm()) <= float(x.norm()) * (1 + 1e-5)
 
 
