@@ -59,7 +59,7 @@ from .ric.groups import ParamGroup, split_parameters
 from .ric.losses import Objective
 from .ric.network import RICNet, as_ricnet
 from .ric.step import ric_step
-from .ric.task import Task
+from .ric.task import FIT_SAMPLES, Task
 from .ric.verdict import Verdict
 from .runtime import fast_bfloat16, resolve_device
 
@@ -411,7 +411,33 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     )
 
 
-def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
+def _fitted(task: Task, n: int, config: TrainConfig, source: DataSplit | None) -> TrainConfig:
+    """``config`` with the network settings the task fits to the run's first training
+    samples (``Task.fit_network``) added under its own, and the data it read."""
+    if task.fit_network is None or config.init is not None or "preset" in config.network:
+        return config
+    if source is None:
+        source = task.load_data(config.data or None)
+    data = task.dataset(
+        source, "train", length=FIT_SAMPLES, n_inputs=n, crop=int(config.crop or 0),
+        seed=config.seed, options=config.sampling,
+    )  # fmt: skip
+    drawn = [data[i] for i in range(len(data))]
+    paired = isinstance(drawn[0], tuple)
+    x = torch.stack([d[0] if paired else d for d in drawn])
+    reference = torch.stack([d[1] for d in drawn]) if paired else None
+    try:
+        fitted = dict(task.fit_network(x, reference, dict(config.network)))
+    except (ValueError, RuntimeError) as err:
+        raise ValueError(
+            f"task {task.name!r}: its start cannot be fitted to the data: {err}"
+        ) from None
+    return attrs.evolve(config, network={**fitted, **config.network})
+
+
+def _setup(
+    config: TrainConfig, out: Path, task: Task | None = None, source: DataSplit | None = None
+) -> _Run:
     """Resolve the settings and build the network, objective and optimiser (nothing is
     written yet: a bad config leaves no folder behind)."""
     device = resolve_device(config.device)
@@ -428,7 +454,8 @@ def _setup(config: TrainConfig, out: Path, task: Task | None = None) -> _Run:
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    net = _with_channel(_initial_network(task, n, config), config)
+    built = _fitted(task, n, config, source)
+    net = _with_channel(_initial_network(task, n, built), config)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
     if config.autocast == "bfloat16" and not fast_bfloat16(device):
         warnings.warn(
@@ -835,7 +862,7 @@ def train(
     logged record (losses, ``lr``, ``cpu_s``: the CPU seconds the steps used so far) and the
     network, e.g. to evaluate it at points of the budget; time spent in it is not counted.
     """
-    run = _setup(config, Path(out), task)
+    run = _setup(config, Path(out), task, source)
     with _locked(run, resume):
         return _train(run, config, resume, progress, source, on_step)
 

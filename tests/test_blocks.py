@@ -655,3 +655,27 @@ def test_the_upscale_prior_keeps_the_block_means_and_removes_the_bicubic_detail(
             F.avg_pool2d(up, f), scale_factor=f))  # fmt: skip
     with pytest.raises(ValueError, match="divisible by 4"):
         B.UpscalePrior([(3, 6, 8)], factor=4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    channels=st.integers(2, 12),
+    parameterization=st.sampled_from(["lu", "plain"]),
+    seed=st.integers(0, 2**16),
+)
+def test_an_invertible_1x1_convolution_takes_any_invertible_matrix(
+    channels, parameterization, seed
+):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(channels, channels, generator=g, dtype=torch.float64)
+    w = w + channels * torch.eye(channels, dtype=torch.float64)  # well conditioned
+    w = w[torch.randperm(channels, generator=g)]  # rows permuted: LU needs its pivots
+    conv = B.InvConv1x1(channels=channels, parameterization=parameterization).double()
+    conv.set_matrix(w)
+    assert torch.allclose(conv.matrix(), w, atol=1e-12)
+    assert torch.allclose(conv.log_abs_det(), torch.linalg.slogdet(w)[1], atol=1e-10)
+    check_block(conv, (channels, 3, 5), dtype=torch.float64)
+    with pytest.raises(ValueError, match="invertible"):
+        conv.set_matrix(torch.zeros(channels, channels))
+    with pytest.raises(ValueError, match=rf"\({channels}, {channels}\) matrix"):
+        conv.set_matrix(torch.eye(channels + 1))

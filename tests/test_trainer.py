@@ -291,3 +291,42 @@ def test_invcompress_schedule_divides_by_ten_at_75_and_92_percent():
     assert rates[75] == pytest.approx(0.1) and rates[92] == pytest.approx(0.01)
     # a budgeted run follows its share of the budget
     assert learning_rate("invcompress", 1.0, 0, 100, progress=0.8) == pytest.approx(0.1)
+
+
+def test_a_task_fits_its_start_to_the_runs_first_training_samples(tmp_path):
+    from invblocks.ric.task import FIT_SAMPLES
+    from invblocks.trainer import train
+
+    task = invblocks.get_task("video")
+    calls, built = [], []
+
+    def fit(x, reference, settings):
+        calls.append((x.clone(), reference, dict(settings)))
+        return {"clamp": 0.5, "width": 8}
+
+    def network(n, /, **kw):
+        built.append({k: v for k, v in kw.items() if k != "generator"})
+        return task.network(n, **kw)
+
+    custom = attrs.evolve(task, fit_network=fit, network=network)
+    config = TrainConfig(
+        task="video", steps=2, crop=16, batch=1, n_inputs=3, val_every=100, ckpt_every=1,
+        device="cpu", network={"blocks": 1, "width": 4},
+    )  # fmt: skip
+    train(config, tmp_path / "run", progress=False, task=custom)
+    (x, reference, settings), *more = calls
+    assert not more and reference is None
+    assert settings == {"blocks": 1, "width": 4, "growth": 16}  # the recipe's and the run's
+    assert x.shape == (FIT_SAMPLES, 9, 16, 16)
+    data = custom.dataset(
+        custom.default_data(), "train", length=FIT_SAMPLES, n_inputs=3, crop=16,
+        seed=config.seed, options=resolved(config, custom).sampling,
+    )  # fmt: skip
+    assert torch.equal(x[5], data[5])  # the samples the run's first steps train on
+    assert built[0] == {"blocks": 1, "width": 4, "growth": 16, "clamp": 0.5}  # the run's win
+    # a resume fits again (the same start), and a run from a model folder does not fit
+    train(attrs.evolve(config, steps=3), tmp_path / "run", resume=True, progress=False, task=custom)
+    assert len(calls) == 2 and torch.equal(calls[1][0], x)
+    train(attrs.evolve(config, init=str(tmp_path / "run"), network={}), tmp_path / "next",
+          progress=False, task=custom)  # fmt: skip
+    assert len(calls) == 2

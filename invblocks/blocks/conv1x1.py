@@ -86,6 +86,30 @@ class InvConv1x1(Block):
         lower, upper = self._factors()
         return self.perm @ lower @ upper
 
+    @torch.no_grad()
+    def set_matrix(self, w: Tensor) -> None:
+        """Make ``W`` the invertible ``(C, C)`` matrix ``w`` (a start computed elsewhere, e.g.
+        a wavelet or a colour transform fitted to data): the plain weight, or ``w``'s LU
+        factors with its permutation and signs."""
+        w = torch.as_tensor(w, dtype=torch.float64)
+        if w.shape != (self.channels, self.channels):
+            raise ValueError(
+                f"InvConv1x1.set_matrix: expected a ({self.channels}, {self.channels}) matrix; "
+                f"received {tuple(w.shape)}"
+            )
+        if not bool(torch.isfinite(w).all()) or not float(torch.linalg.cond(w)) < 1e12:
+            raise ValueError("InvConv1x1.set_matrix: the matrix must be finite and invertible")
+        if self.parameterization == "plain":
+            self.weight.copy_(w.to(self.weight))
+            return
+        p, lower, upper = torch.linalg.lu(w)
+        s = torch.diagonal(upper)
+        self.perm.copy_(p.to(self.perm))
+        self.sign_s.copy_(torch.sign(s).to(self.sign_s))
+        self.lower.copy_((lower * self.lower_mask.double()).to(self.lower))
+        self.upper.copy_(torch.triu(upper, 1).to(self.upper))
+        self.log_s.copy_(torch.log(torch.abs(s)).to(self.log_s))
+
     def inverse_matrix(self) -> Tensor:
         """``W^-1``, formed in float64 and cast to the weight's dtype."""
         if self.parameterization == "plain":

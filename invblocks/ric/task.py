@@ -23,7 +23,9 @@ from .quantizer import TRAIN_MODES, TrainMode
 from .verdict import EMBEDDING_TARGET, Verdict
 
 __all__ = [
+    "FIT_SAMPLES",
     "FileFormat",
+    "FitNetwork",
     "Task",
     "TaskMetric",
     "TrainDefaults",
@@ -89,6 +91,15 @@ TaskMetric = Callable[[list[Tensor], list[Tensor], Tensor, "Tensor | None"], Map
 """The type of a task's own evaluation metric, ``f(images, restored, embedding, reference)
 -> {name: value}`` for one item: its images and their restorations ``(C, H, W)`` in natural order,
 the embedding as received ``(c_e, h, w)``, and the reference (``None`` without one)."""
+
+FitNetwork = Callable[[Tensor, "Tensor | None", Mapping[str, Any]], Mapping[str, Any]]
+"""The type of a task's data-fitted start (``Task.fit_network``), ``f(x, reference,
+settings) -> settings``: training samples ``(B, n*C, crop, crop)``, their references
+``(B, embed_channels, ...)`` or ``None``, and the run's network settings; the network settings
+to add under the run's."""
+
+FIT_SAMPLES = 32
+"""How many training samples ``Task.fit_network`` receives."""
 
 
 def _metrics(value: Iterable[Any]) -> tuple[TaskMetric, ...]:
@@ -271,6 +282,13 @@ class Task:
             (:meth:`verdict`).
         files: Files of the task's own kind (:class:`FileFormat`): a camera RAW read for
             ``embed``, a DNG written by ``restore``; ``None``: images, clips and PNGs only.
+        fit_network: ``f(x, reference, settings) -> settings``: a start fitted to the data
+            (the ISP's colour map). Before a new run builds the task's network, the trainer
+            calls it with the run's first :data:`FIT_SAMPLES` training samples, stacked
+            ``(B, n*C, crop, crop)``, their references (``None`` where the task computes
+            them) and the run's network settings; what it returns is added under those
+            settings (the run's own win). Not called for ``init=`` or another ``preset``; a
+            resume calls it again, so it must be a function of the samples and settings.
         plugin: Set by the registry to the registering plugin's name.
     """
 
@@ -308,6 +326,7 @@ class Task:
     margin_target: float = 0.0
     embedding_target: float = EMBEDDING_TARGET
     files: FileFormat | None = None
+    fit_network: FitNetwork | None = None
     plugin: str = ""
 
     @inputs.validator

@@ -33,7 +33,7 @@ from invblocks.ric.jpeg import jpeg_round_trip
 from invblocks.sampling import Sample, SampleRequest
 
 from .pipeline import CameraParams, render_rgb, unprocess_rgb
-from .presets import JPEG_SETTING, invertible_isp
+from .presets import JPEG_SETTING, fit_colour, invertible_isp
 from .raw import GAMMA, RAW_SUFFIXES, RawInfo, dng_bytes, mosaic, read_raw
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "RawPair",
     "classical_inverse",
     "classical_rendering",
+    "fit_start",
     "raw_pairs",
     "synthetic_raw",
 ]
@@ -190,6 +191,17 @@ def _network(n: int, /, **kw: Any) -> Any:
     return invertible_isp(**kw)
 
 
+def fit_start(x: Tensor, reference: Tensor | None, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's data-fitted start (``Task.fit_network``): the affine colour map from the
+    training RAW ``x`` ``(B, 3, crop, crop)`` to their renderings ``reference`` that fits best
+    in least squares (:func:`~invblocks_camera.presets.fit_colour`), which the untrained
+    network then renders. Nothing where the run chose another start or its own ``colour``
+    (``--set network.colour=null``: the identity start)."""
+    if reference is None or "colour" in settings or settings.get("start", "identity") != "identity":
+        return {}
+    return {"colour": fit_colour(x, reference)}
+
+
 ISP = Task(
     name="isp",
     description="camera RAW into the sRGB photo its camera renders, through a JPEG, and back",
@@ -204,12 +216,13 @@ ISP = Task(
     reference=None,
     network=_network,
     baseline=classical_inverse,
-    losses=LossConfig(embedding=2.0, frequency=0.0, restoration=4.0),
+    losses=LossConfig(embedding=4.0, frequency=0.0, restoration=4.0),
     train=TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel=JPEG_SETTING),
     recipes={
         "plain": TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel="quantizer"),
     },
     files=FileFormat(suffixes=RAW_SUFFIXES, read=_read_file, write=_write_file, suffix=".dng"),
+    fit_network=fit_start,
 )
 """The ``isp`` task (see the module). ``--set recipe=plain`` trains through lossless 8-bit
 PNGs instead of the JPEG."""

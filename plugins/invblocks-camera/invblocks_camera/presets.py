@@ -13,6 +13,7 @@ G(y1)`` with dense-block subnets (five 3x3 convolutions, growth 32).
 
 from __future__ import annotations
 
+import collections.abc as abc
 from typing import Any, Literal
 
 import torch
@@ -23,7 +24,7 @@ from invblocks import blocks as B
 from invblocks.ric import RICNet
 from invblocks.ric.channel import build_channel
 
-__all__ = ["JPEG_SETTING", "invertible_isp"]
+__all__ = ["JPEG_SETTING", "fit_colour", "invertible_isp"]
 
 JPEG_SETTING: dict[str, Any] = {"type": "jpeg", "quality": 90, "subsampling": "4:2:2"}
 """The paper's channel, a JPEG at quality 90 with the chroma halved horizontally.
@@ -38,6 +39,7 @@ def invertible_isp(
     clamp: float = 0.8,
     start: Literal["identity", "authors"] = "identity",
     channel: str | dict[str, Any] | None = None,
+    colour: abc.Sequence[abc.Sequence[float]] | None = None,
     size: tuple[int, int] = (64, 64),
     generator: torch.Generator | None = None,
 ) -> RICNet:
@@ -52,6 +54,11 @@ def invertible_isp(
             and every convolution Xavier-normal with zero bias, the authors' initialisation.
         channel: The channel the rendering crosses (default :data:`JPEG_SETTING`; ``"quantizer"``
             for lossless 8-bit PNGs).
+        colour: With ``start="identity"``, an affine colour map ``A`` (3 rows of 4 numbers:
+            a 3x3 invertible matrix, then an offset) that the untrained network renders,
+            ``A[:, :3] @ raw + A[:, 3]`` at every pixel (:func:`fit_colour` fits one to
+            data): the first 1x1 convolution is the matrix and the first coupling's subnets
+            add the offset through their last biases.
         size: The input size the network is built for (any size runs).
         generator: Random source for the initialisation.
 
@@ -69,7 +76,11 @@ def invertible_isp(
         body.append(B.InvConv1x1, parameterization="lu", init=init, generator=generator)
         body.append(B.AffineCoupling, split=1, clamp=clamp, generator=generator)
     if start == "authors":
+        if colour is not None:
+            raise ValueError("invertible_isp: colour is a start of its own; use start='identity'")
         _xavier(body, generator)
+    if colour is not None:
+        _colour_start(body, colour)
     use = build_channel(JPEG_SETTING if channel is None else channel, body.dims_out[0])
     return RICNet(body, use, image_channels=3)
 
@@ -90,3 +101,38 @@ def _xavier(body: nn.Module, generator: torch.Generator | None) -> None:
                 )
                 if module.bias is not None:
                     module.bias.zero_()
+
+
+def _colour_start(body: nn.Module, colour: abc.Sequence[abc.Sequence[float]]) -> None:
+    a = torch.as_tensor(colour, dtype=torch.float64)
+    if a.shape != (3, 4) or not bool(torch.isfinite(a).all()):
+        raise ValueError(
+            "invertible_isp: colour must be 3 rows of 4 finite numbers (a 3x3 matrix, then an "
+            f"offset); received shape {tuple(a.shape)}"
+        )
+    conv = next(m for m in body.modules() if isinstance(m, B.InvConv1x1))
+    coupling = next(m for m in body.modules() if isinstance(m, B.AffineCoupling))
+    try:
+        conv.set_matrix(a[:, :3])
+    except ValueError:
+        raise ValueError("invertible_isp: colour's 3x3 matrix must be invertible") from None
+    with torch.no_grad():
+        # y1 = x1 + F(x2), y2 = x2 exp(s) + G(y1): zero weights, the offset in the biases
+        coupling.F.out.bias.copy_(a[:1, 3].to(coupling.F.out.bias))
+        coupling.G.out.bias.copy_(a[1:, 3].to(coupling.G.out.bias))
+
+
+def fit_colour(raw: torch.Tensor, rendering: torch.Tensor) -> list[list[float]]:
+    """The affine colour map (3 rows of 4 numbers, :func:`invertible_isp`'s ``colour``) that
+    renders ``raw`` ``(B, 3, H, W)`` closest to ``rendering`` ``(B, 3, H, W)`` in least
+    squares, pixel by pixel."""
+    if raw.shape != rendering.shape or raw.ndim != 4 or raw.shape[1] != 3:
+        raise ValueError(
+            "fit_colour: expected RAW and rendering of one shape (B, 3, H, W); received "
+            f"{tuple(raw.shape)} and {tuple(rendering.shape)}"
+        )
+    x = raw.double().permute(1, 0, 2, 3).reshape(3, -1).T
+    y = rendering.double().permute(1, 0, 2, 3).reshape(3, -1).T
+    x = torch.cat((x, torch.ones_like(x[:, :1])), dim=1)
+    solution = torch.linalg.lstsq(x, y).solution  # (4, 3)
+    return solution.T.tolist()

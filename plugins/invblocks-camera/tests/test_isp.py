@@ -13,8 +13,8 @@ import rawpy
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from invblocks_camera.isp import classical_inverse, raw_pairs, synthetic_raw
-from invblocks_camera.presets import invertible_isp
+from invblocks_camera.isp import classical_inverse, fit_start, raw_pairs, synthetic_raw
+from invblocks_camera.presets import fit_colour, invertible_isp
 from invblocks_camera.raw import RawInfo, dng_bytes, mosaic, read_raw
 from PIL import Image
 
@@ -74,6 +74,38 @@ def test_the_network_inverts(start: str):
     else:  # the authors' initialisation is far from the identity
         assert float((y - x).detach().abs().mean()) > 0.05
     assert float((body.inverse()(y) - x).detach().abs().max()) < 1e-10
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_the_fitted_colour_start_renders_the_fitted_map_and_inverts(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(3, 4, generator=g, dtype=torch.float64) * 0.3
+    a[:, :3] += torch.eye(3, dtype=torch.float64)
+    raw = torch.rand(4, 3, 12, 10, generator=g, dtype=torch.float64)
+    rendering = torch.einsum("ij,bjhw->bihw", a[:, :3], raw) + a[:, 3, None, None]
+    fitted = torch.tensor(fit_colour(raw, rendering), dtype=torch.float64)
+    assert torch.allclose(fitted, a, atol=1e-9)  # least squares finds an exact affine map
+    net = invertible_isp(blocks=2, colour=fitted.tolist(), generator=g)
+    body = net.body.double()
+    y = body(raw)
+    assert torch.allclose(y, rendering, atol=1e-6)  # renders it (float32 weights)
+    assert float((body.inverse()(y) - raw).detach().abs().max()) < 1e-10
+    # the task fits it to its training samples unless the run chose a start
+    assert torch.allclose(
+        torch.tensor(fit_start(raw, rendering, {})["colour"], dtype=torch.float64), a, atol=1e-9
+    )
+    assert fit_start(raw, rendering, {"colour": None}) == {}
+    assert fit_start(raw, rendering, {"start": "authors"}) == {}
+
+
+def test_a_colour_start_is_three_rows_of_four_and_invertible():
+    with pytest.raises(ValueError, match="3 rows of 4"):
+        invertible_isp(colour=[[1.0, 0.0, 0.0]] * 3)
+    with pytest.raises(ValueError, match="invertible"):
+        invertible_isp(colour=[[1.0, 1.0, 1.0, 0.0]] * 3)
+    with pytest.raises(ValueError, match="start='identity'"):
+        invertible_isp(start="authors", colour=[[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]])
 
 
 @settings(max_examples=8, deadline=None)

@@ -19,7 +19,7 @@ mean and the others across it, and the channel quantises them with a step of
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
@@ -195,12 +195,8 @@ def haar_start(body: Sequence, n: int) -> None:
             for grp in range(groups):
                 arrange[grp * n + m, coefficient] = helmert[grp, r]
     weight = arrange @ colour_haar[ranked] @ place.T
-    for conv in convs[:3]:
-        _set_weight(conv, torch.eye(conv.channels, dtype=torch.float64))
-    _set_weight(convs[3], weight)
-
-
-def _set_weight(conv: Any, weight: torch.Tensor) -> None:
-    if conv.parameterization != "plain":
+    if any(conv.parameterization != "plain" for conv in convs):
         raise ValueError("haar_start sets plain 1x1 convolutions")
-    conv.weight.copy_(weight.to(conv.weight.dtype))
+    for conv in convs[:3]:
+        conv.set_matrix(torch.eye(conv.channels, dtype=torch.float64))
+    convs[3].set_matrix(weight)
