@@ -8,7 +8,9 @@ Variants (each in its own process, ``--budget`` seconds of that process's CPU ti
 
 * ``plain``: the ``isp`` task's ``plain`` recipe (lossless 8-bit PNGs in training),
 * ``jpeg``: the default recipe (the differentiable JPEG at quality 90, 4:2:2, cubic rounding),
-* ``jpeg-fourier``: the same with the Fourier-series rounding (``--variants`` chooses).
+* ``jpeg-fourier``: the same with the Fourier-series rounding,
+* ``jpeg-identity``: the default recipe from the identity instead of the colour map fitted
+  to the data (not run unless ``--variants`` names it).
 
 Reported per variant: the rendering's PSNR against the reference (the photograph), the RAW's
 PSNR restored from the PNG and from the real JPEG, and the classical inverse (the fixed
@@ -38,6 +40,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "jpeg-fourier": {
         "channel": {"type": "jpeg", "quality": 90, "subsampling": "4:2:2", "rounding": "fourier"}
     },
+    "jpeg-identity": {"network": {"colour": None}},
 }
 
 
@@ -109,7 +112,7 @@ def dng_round_trip(run: Path, items: int, out: Path) -> list[dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=600.0, help="CPU seconds per variant")
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default="plain,jpeg,jpeg-fourier")
     parser.add_argument("--items", type=int, default=4, help="held-out photographs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/isp"))

@@ -413,7 +413,7 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
 
 def _fitted(task: Task, n: int, config: TrainConfig, source: DataSplit | None) -> TrainConfig:
     """``config`` with the network settings the task fits to the run's first training
-    samples (``Task.fit_network``) added under its own, and the data it read."""
+    samples (``Task.fit_network``) added under its own."""
     if task.fit_network is None or config.init is not None or "preset" in config.network:
         return config
     if source is None:
@@ -423,9 +423,9 @@ def _fitted(task: Task, n: int, config: TrainConfig, source: DataSplit | None) -
         seed=config.seed, options=config.sampling,
     )  # fmt: skip
     drawn = [data[i] for i in range(len(data))]
-    paired = isinstance(drawn[0], tuple)
-    x = torch.stack([d[0] if paired else d for d in drawn])
-    reference = torch.stack([d[1] for d in drawn]) if paired else None
+    x = torch.stack([d[0] if isinstance(d, tuple) else d for d in drawn])
+    pairs = [d[1] for d in drawn if isinstance(d, tuple)]
+    reference = torch.stack(pairs) if pairs else None
     try:
         fitted = dict(task.fit_network(x, reference, dict(config.network)))
     except (ValueError, RuntimeError) as err:

@@ -42,7 +42,9 @@ from .payload import Payload
 from .quantizer import Quantizer, quantize
 from .step import ric_step
 from .task import (
+    FIT_SAMPLES,
     FileFormat,
+    FitNetwork,
     Task,
     TaskMetric,
     TrainDefaults,
@@ -57,10 +59,12 @@ __all__ = [
     "CHANNELS",
     "DEFAULT_WEIGHTS",
     "EMBEDDING_TARGET",
+    "FIT_SAMPLES",
     "LOSS_TERMS",
     "Channel",
     "EvalSample",
     "FileFormat",
+    "FitNetwork",
     "JPEGChannel",
     "LossConfig",
     "LossTerm",

@@ -116,10 +116,13 @@ def _colour_start(body: nn.Module, colour: abc.Sequence[abc.Sequence[float]]) ->
         conv.set_matrix(a[:, :3])
     except ValueError:
         raise ValueError("invertible_isp: colour's 3x3 matrix must be invertible") from None
-    with torch.no_grad():
-        # y1 = x1 + F(x2), y2 = x2 exp(s) + G(y1): zero weights, the offset in the biases
-        coupling.F.out.bias.copy_(a[:1, 3].to(coupling.F.out.bias))
-        coupling.G.out.bias.copy_(a[1:, 3].to(coupling.G.out.bias))
+    # y1 = x1 + F(x2), y2 = x2 exp(s) + G(y1): zero weights, the offset in the biases
+    for subnet, offset in ((coupling.F, a[:1, 3]), (coupling.G, a[1:, 3])):
+        bias = subnet.get_submodule("out").bias if subnet is not None else None
+        if not isinstance(bias, torch.Tensor):
+            raise ValueError("invertible_isp: colour needs the couplings' dense-block subnets")
+        with torch.no_grad():
+            bias.copy_(offset.to(bias))
 
 
 def fit_colour(raw: torch.Tensor, rendering: torch.Tensor) -> list[list[float]]:
