@@ -370,6 +370,7 @@ class _Run:
     budget: _Budget | None = None
     changed: dict[str, Any] = attrs.field(factory=dict)
     created: bool = False
+    source: DataSplit | None = None  # the data, where building the network read it
     best_score: float = -math.inf
 
     @property
@@ -411,11 +412,14 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     )
 
 
-def _fitted(task: Task, n: int, config: TrainConfig, source: DataSplit | None) -> TrainConfig:
+def _fitted(
+    task: Task, n: int, config: TrainConfig, source: DataSplit | None
+) -> tuple[TrainConfig, DataSplit | None]:
     """``config`` with the network settings the task fits to the run's first training
-    samples (``Task.fit_network``) added under its own."""
+    samples (``Task.fit_network``) added under its own, and the data it read (for the
+    training to use, not read again)."""
     if task.fit_network is None or config.init is not None or "preset" in config.network:
-        return config
+        return config, source
     if source is None:
         source = task.load_data(config.data or None)
     data = task.dataset(
@@ -432,7 +436,7 @@ def _fitted(task: Task, n: int, config: TrainConfig, source: DataSplit | None) -
         raise ValueError(
             f"task {task.name!r}: its start cannot be fitted to the data: {err}"
         ) from None
-    return attrs.evolve(config, network={**fitted, **config.network})
+    return attrs.evolve(config, network={**fitted, **config.network}), source
 
 
 def _setup(
@@ -454,7 +458,7 @@ def _setup(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
-    built = _fitted(task, n, config, source)
+    built, source = _fitted(task, n, config, source)
     net = _with_channel(_initial_network(task, n, built), config)
     objective = task.objective(net, config.losses)  # unknown loss names fail here
     if config.autocast == "bfloat16" and not fast_bfloat16(device):
@@ -485,6 +489,7 @@ def _setup(
     return _Run(
         config=config, out=out, task=task, n=n, device=device, rank=rank, world=world,
         net=net, objective=objective, opt=opt, layout=layout, main_params=main, groups=groups,
+        source=source,
     )  # fmt: skip
 
 
@@ -551,6 +556,8 @@ def _resume(run: _Run, resume: bool) -> None:
 def _data(run: _Run, source: DataSplit | None) -> tuple[DataLoader, TaskDataset]:
     """The training loader (from the resumed step on) and the validation samples."""
     config, task = run.config, run.task
+    if source is None:
+        source = run.source
     if source is None:
         source = task.load_data(config.data or None)
     batch, crop = int(config.batch or 0), int(config.crop or 0)  # resolved

@@ -308,13 +308,20 @@ def test_a_task_fits_its_start_to_the_runs_first_training_samples(tmp_path):
         built.append({k: v for k, v in kw.items() if k != "generator"})
         return task.network(n, **kw)
 
-    custom = attrs.evolve(task, fit_network=fit, network=network)
+    loads = []
+
+    def default_data():
+        loads.append(1)
+        return task.default_data()
+
+    custom = attrs.evolve(task, fit_network=fit, network=network, default_data=default_data)
     config = TrainConfig(
         task="video", steps=2, crop=16, batch=1, n_inputs=3, val_every=100, ckpt_every=1,
         device="cpu", network={"blocks": 1, "width": 4},
     )  # fmt: skip
     train(config, tmp_path / "run", progress=False, task=custom)
     (x, reference, settings), *more = calls
+    assert len(loads) == 1  # the fit and the training read the data once
     assert not more and reference is None
     assert settings == {"blocks": 1, "width": 4, "growth": 16}  # the recipe's and the run's
     assert x.shape == (FIT_SAMPLES, 9, 16, 16)
