@@ -5,7 +5,16 @@ that writes real bitstreams, the ``invcompress`` preset and the ``compression`` 
 from .blocks import AttentionBlock, AttentionPair, Bottleneck, TwoSidedCoupling
 from .channel import CONTEXTS, EntropyCoded, MaskedConv2d
 from .entropy import SCALES, FactorizedDensity, gaussian_likelihood
-from .presets import LAMBDAS, QUALITIES, STEPS, haar_start, invcompress, latent_channels
+from .presets import (
+    LAMBDAS,
+    QUALITIES,
+    STEPS,
+    dct_keep,
+    dct_start,
+    haar_start,
+    invcompress,
+    latent_channels,
+)
 
 __all__ = [
     "CONTEXTS",
@@ -20,6 +29,8 @@ __all__ = [
     "FactorizedDensity",
     "MaskedConv2d",
     "TwoSidedCoupling",
+    "dct_keep",
+    "dct_start",
     "gaussian_likelihood",
     "haar_start",
     "invcompress",

@@ -8,17 +8,21 @@
       -> mean of the 768/N channel groups (its inverse repeats)
       -> attention (a learned inverse) -> y (B, N, H/16, W/16) -> the entropy-coded channel
 
-and back. ``start="haar"`` (the default) sets the untrained invertible encoding to a
-four-level orthonormal Haar wavelet of an orthonormal colour transform, whose coarsest ``N``
-coefficients per 16x16 tile (luma before chroma, coarse before fine) lie along each group's
-mean and the others across it, and the channel quantises them with a step of
-``step(quality)`` 8-bit levels: an untrained codec is a working wavelet codec.
-``start="random"`` is the authors' initialisation (random orthogonal 1x1 convolutions).
+and back. ``start="dct"`` (the default) sets the untrained invertible encoding to a 16x16
+block DCT of an orthonormal colour transform, whose ``N`` most important coefficients per
+tile (``keep``; by default a fixed ranking, luma before chroma and low frequencies before
+high) lie along each group's mean and the others across it, and the channel quantises them
+with a step of ``step(quality)`` 8-bit levels: an untrained codec is a working transform
+codec.
+``start="haar"`` does the same with a four-level Haar wavelet and a fixed ranking (coarse
+before fine), which keeps no more than a half-resolution image. ``start="random"`` is the
+authors' initialisation (random orthogonal 1x1 convolutions).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -34,6 +38,8 @@ __all__ = [
     "LAMBDAS",
     "QUALITIES",
     "STEPS",
+    "dct_keep",
+    "dct_start",
     "haar_start",
     "invcompress",
     "latent_channels",
@@ -45,7 +51,7 @@ LAMBDAS = {1: 0.0018, 2: 0.0035, 3: 0.0067, 4: 0.0130, 5: 0.0250, 6: 0.0483, 7: 
 """The weight of ``255^2 MSE`` against bits per pixel per quality (CompressAI's MSE table,
 which the authors follow)."""
 STEPS = {1: 40.0, 2: 28.0, 3: 20.0, 4: 14.0, 5: 10.0, 6: 7.0, 7: 5.0, 8: 3.5}
-"""The Haar start's quantisation step per quality, in 8-bit levels."""
+"""The classical starts' quantisation step per quality, in 8-bit levels."""
 _KERNELS = (5, 5, 3, 3)
 
 
@@ -61,7 +67,8 @@ def invcompress(
     quality: int = 3,
     *,
     n: int | None = None,
-    start: Literal["haar", "random"] = "haar",
+    start: Literal["dct", "haar", "random"] = "dct",
+    keep: Iterable[int] | None = None,
     step: float | None = None,
     context: str = "serial",
     size: tuple[int, int] = (256, 256),
@@ -71,10 +78,12 @@ def invcompress(
     ``H`` and ``W`` multiples of 64.
 
     Arguments:
-        quality: 1 to 8; sets ``N`` (:func:`latent_channels`) and the Haar start's step.
+        quality: 1 to 8; sets ``N`` (:func:`latent_channels`) and the start's step.
         n: ``N``, the latent's channels, over the quality's (an even divisor of 768).
-        start: ``"haar"`` or ``"random"`` (see the module).
-        step: The Haar start's quantisation step in 8-bit levels (default
+        start: ``"dct"``, ``"haar"`` or ``"random"`` (see the module).
+        keep: The DCT start's ``N`` coefficients, most important first (indices as
+            :func:`dct_keep`'s; default :func:`dct_keep`).
+        step: The classical start's quantisation step in 8-bit levels (default
             :data:`STEPS` of the quality).
         context: The entropy model's context (``"serial"``, the authors'; ``"checkerboard"``;
             ``"none"``): :class:`~invblocks_compress.channel.EntropyCoded`.
@@ -87,8 +96,10 @@ def invcompress(
     n = latent_channels(quality) if n is None else int(n)
     if n < 2 or 768 % n or n % 2:
         raise ValueError(f"n must be an even divisor of 768; received {n}")
-    if start not in ("haar", "random"):
-        raise ValueError(f"start must be 'haar' or 'random'; received {start!r}")
+    if start not in ("dct", "haar", "random"):
+        raise ValueError(f"start must be 'dct', 'haar' or 'random'; received {start!r}")
+    if keep is not None and start != "dct":
+        raise ValueError(f"keep is the DCT start's; received it with start={start!r}")
     h, w = size
     if h % 64 or w % 64 or h < 64 or w < 64:
         raise ValueError(f"size must be multiples of 64; received {tuple(size)}")
@@ -102,17 +113,20 @@ def invcompress(
         for _ in range(3):
             body.append(TwoSidedCoupling, split=c // 4, kernel=kernel, generator=g)
     body.append(B.ChannelSqueeze, out_channels=n, mode="mean")
-    body.append(AttentionPair, gate=-10.0 if start == "haar" else None, generator=g)
+    body.append(AttentionPair, gate=None if start == "random" else -10.0, generator=g)
     step = STEPS[quality] if step is None else float(step)
     quantum = 1.0
-    if start == "haar":
+    if start == "dct":
+        dct_start(body, n, keep)
+    elif start == "haar":
         haar_start(body, n)
+    if start != "random":
         quantum = step / 255.0 / math.sqrt(768 // n)
     channel = EntropyCoded(body.dims_out, context=context, step=quantum)
     return RICNet(body, channel, image_channels=3)
 
 
-# --------------------------------------------------------------------------- the Haar start
+# ------------------------------------------------------------------------ the classical starts
 _COLOUR = torch.tensor(
     [
         [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
@@ -168,24 +182,23 @@ def _helmert(g: int) -> torch.Tensor:
     return m
 
 
-@torch.no_grad()
-def haar_start(body: Sequence, n: int) -> None:
+def _set_tile_transform(body: Sequence, n: int, ranked: torch.Tensor) -> None:
     """Set ``body``'s four invertible 1x1 convolutions so that, with its couplings, enhancement
-    and attention at the identity, the latent is the tile-wise colour Haar transform (see the
-    module): channel ``m`` is the ``m``-th coefficient divided by ``sqrt(768 / n)``.
-    ``body`` is :func:`invcompress`'s."""
+    and attention at the identity, latent channel ``m`` is the tile's ``m``-th coefficient
+    divided by ``sqrt(768 / n)``: ``ranked`` ``(768, 768)`` holds the orthonormal analysis
+    rows (over colour-major tile pixels), most important first; the first ``n`` lie along the
+    channel groups' means, the others across them."""
     convs = [m for m in body.modules() if isinstance(m, B.InvConv1x1)]
     squeezes = [m for m in body.modules() if isinstance(m, B.Squeeze)]
     if len(convs) != 4 or len(squeezes) != 4:
-        raise ValueError("haar_start expects invcompress's four levels")
+        raise ValueError("a classical start expects invcompress's four levels")
+    if any(conv.parameterization != "plain" for conv in convs):
+        raise ValueError("a classical start sets plain 1x1 convolutions")
     # where each tile pixel (colour, row, column) lands among the 768 channels
     x = torch.eye(768, dtype=torch.float64).reshape(768, 3, 16, 16)
     for sq in squeezes:
         (x,), _ = sq([x])
     place = x.reshape(768, 768).T  # (channel, pixel)
-    haar, _ = _haar_tile()
-    colour_haar = torch.kron(_COLOUR, haar)  # (coefficient, pixel) over colour-major pixels
-    ranked = _ranked()
     groups = 768 // n
     helmert = _helmert(groups)
     arrange = torch.zeros(768, 768, dtype=torch.float64)  # (channel, ranked coefficient)
@@ -194,9 +207,67 @@ def haar_start(body: Sequence, n: int) -> None:
             coefficient = m if r == 0 else n + (r - 1) * n + m
             for grp in range(groups):
                 arrange[grp * n + m, coefficient] = helmert[grp, r]
-    weight = arrange @ colour_haar[ranked] @ place.T
-    if any(conv.parameterization != "plain" for conv in convs):
-        raise ValueError("haar_start sets plain 1x1 convolutions")
+    weight = arrange @ ranked @ place.T
     for conv in convs[:3]:
         conv.set_matrix(torch.eye(conv.channels, dtype=torch.float64))
     convs[3].set_matrix(weight)
+
+
+@torch.no_grad()
+def haar_start(body: Sequence, n: int) -> None:
+    """Set ``body``'s four invertible 1x1 convolutions so that, with its couplings, enhancement
+    and attention at the identity, the latent is the tile-wise colour Haar transform (see the
+    module): channel ``m`` is the ``m``-th coefficient divided by ``sqrt(768 / n)``.
+    ``body`` is :func:`invcompress`'s."""
+    haar, _ = _haar_tile()
+    _set_tile_transform(body, n, torch.kron(_COLOUR, haar)[_ranked()])
+
+
+def _dct(size: int = 16) -> torch.Tensor:
+    """The orthonormal DCT-II matrix ``(size, size)`` (rows: frequencies)."""
+    k = torch.arange(size, dtype=torch.float64)[:, None]
+    i = torch.arange(size, dtype=torch.float64)[None]
+    m = torch.cos(math.pi * (2 * i + 1) * k / (2 * size)) * math.sqrt(2 / size)
+    m[0] /= math.sqrt(2)
+    return m
+
+
+def _tile_dct() -> torch.Tensor:
+    """The colour 16x16 DCT of a tile ``(768, 768)``: row ``colour * 256 + 16 * v + u`` is the
+    coefficient of vertical frequency ``v`` and horizontal ``u`` of colour ``colour`` (the
+    rows of the colour transform), columns the colour-major tile pixels."""
+    d = _dct()
+    return torch.kron(_COLOUR, torch.kron(d, d))
+
+
+_COLOUR_WEIGHT = (1.0, 0.2, 0.1)
+"""The fixed ranking's weight per colour (luma-like mean, then the two differences)."""
+
+
+def dct_keep(n: int | None = None) -> list[int]:
+    """The DCT start's fixed ranking: the ``n`` (default all 768) tile coefficients, most
+    important first, by ``w(colour) / ((u + 1)^2 + (v + 1)^2)`` (``w`` 1, 0.2, 0.1: luma before
+    chroma, low frequencies before high), ties in index order. Index ``colour * 256 + 16 * v +
+    u``."""
+    u = torch.arange(16, dtype=torch.float64).repeat(16)
+    v = torch.arange(16, dtype=torch.float64).repeat_interleave(16)
+    score = torch.cat([w / ((u + 1) ** 2 + (v + 1) ** 2) for w in _COLOUR_WEIGHT])
+    order = sorted(range(768), key=lambda i: (-float(score[i]), i))
+    return order[: 768 if n is None else n]
+
+
+@torch.no_grad()
+def dct_start(body: Sequence, n: int, keep: Iterable[int] | None = None) -> None:
+    """Set ``body``'s four invertible 1x1 convolutions so that, with its couplings, enhancement
+    and attention at the identity, latent channel ``m`` is the tile's colour-DCT coefficient
+    ``keep[m]`` divided by ``sqrt(768 / n)`` (see the module; ``keep`` defaults to
+    :func:`dct_keep`). ``body`` is :func:`invcompress`'s."""
+    chosen = dct_keep(n) if keep is None else [int(i) for i in keep]
+    if len(chosen) != n or len(set(chosen)) != n or not all(0 <= i < 768 for i in chosen):
+        raise ValueError(
+            f"keep must be {n} distinct coefficient indices in 0..767; received "
+            f"{len(chosen)} ({len(set(chosen))} distinct)"
+        )
+    taken = set(chosen)
+    order = chosen + [i for i in dct_keep() if i not in taken]
+    _set_tile_transform(body, n, _tile_dct()[order])

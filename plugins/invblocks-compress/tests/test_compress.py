@@ -17,6 +17,7 @@ from invblocks_compress import (
     EntropyCoded,
     FactorizedDensity,
     TwoSidedCoupling,
+    dct_keep,
     gaussian_likelihood,
     invcompress,
 )
@@ -168,14 +169,18 @@ def _photo(size: int = 128) -> torch.Tensor:
     return to_float(invblocks.data.default_photos().val[0])[None, :, :size, :size]
 
 
-def test_the_untrained_codec_is_a_wavelet_codec():
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * math.log10(1 / float(((a - b) ** 2).mean()))
+
+
+def test_the_untrained_codec_is_a_transform_codec():
     x = _photo()
     psnrs = []
     for quality in (2, 6):
         net = invcompress(quality, size=(128, 128)).eval()
         with torch.no_grad():
             restored = net.round_trip(x).restored.clamp(0, 1)
-        psnrs.append(10 * math.log10(1 / float(((restored - x) ** 2).mean())))
+        psnrs.append(_psnr(restored, x))
     assert psnrs[0] > 27 and psnrs[1] > psnrs[0]
     # without the channel the body is a projection: restoring twice changes nothing more (to
     # the attention's closed gate, sigmoid(-10) = 4.5e-5 of its subnets' outputs), while the
@@ -187,6 +192,67 @@ def test_the_untrained_codec_is_a_wavelet_codec():
         again = net.body([net.body([back])[0][0]], rev=True)[0][0]
     assert float((back - again).abs().max()) < 1e-3 < float((x - back).abs().max())
     assert float(back.norm()) <= float(x.norm()) * (1 + 1e-5)
+
+
+def test_the_dct_start_keeps_more_than_the_haar_start():
+    # the held-out photograph projected onto what each start's latent keeps (no quantisation)
+    x = _photo(256)
+    kept = {}
+    for start in ("haar", "dct"):
+        net = invcompress(3, start=start, generator=torch.Generator().manual_seed(0)).eval()
+        with torch.no_grad():
+            back = net.body([net.body([x])[0][0]], rev=True)[0][0]
+        kept[start] = _psnr(back, x)
+    assert kept["dct"] > kept["haar"] + 2, kept
+
+
+def _tile_coefficients(x: torch.Tensor) -> torch.Tensor:
+    """The colour-DCT coefficients ``(B, 768, H/16, W/16)`` of every 16x16 tile."""
+    colour = torch.tensor(
+        [[3**-0.5] * 3, [2**-0.5, 0, -(2**-0.5)], [6**-0.5, -2 * 6**-0.5, 6**-0.5]]
+    )
+    k, i = torch.arange(16.0)[:, None], torch.arange(16.0)[None]
+    d = torch.cos(math.pi * (2 * i + 1) * k / 32) * math.sqrt(2 / 16)
+    d[0] /= math.sqrt(2)
+    b, _, h, w = x.shape
+    tiles = x.reshape(b, 3, h // 16, 16, w // 16, 16)
+    return torch.einsum("kc,vi,uj,bcyixj->bkvuyx", colour, d, d, tiles).reshape(
+        b, 768, h // 16, w // 16
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_dct_start_latent_is_the_kept_coefficients(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = (96, 128, 192, 256)[seed]
+    keep = torch.randperm(768, generator=g)[:n].tolist()
+    h, w = (64 * int(v) for v in torch.randint(1, 3, (2,), generator=g))
+    net = invcompress(3, n=n, keep=keep, size=(h, w), generator=g).eval()
+    x = torch.rand(2, 3, h, w, generator=g)
+    with torch.no_grad():
+        y = net.body([x])[0][0]
+    expected = _tile_coefficients(x)[:, keep] / math.sqrt(768 / n)
+    # the attention's closed gate leaks sigmoid(-10) of its subnets' outputs
+    assert float((y - expected).abs().max()) < 1e-3, float((y - expected).abs().max())
+    # the fixed ranking: a permutation, the DC of luma first, more luma than chroma kept
+    order = dct_keep()
+    assert sorted(order) == list(range(768)) and order[0] == 0
+    assert sum(i < 256 for i in dct_keep(128)) > 64
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"keep": list(range(127))}, "128 distinct"),
+        ({"keep": [0] * 128}, "128 distinct"),
+        ({"keep": list(range(700, 828))}, "0..767"),
+        ({"start": "haar", "keep": list(range(128))}, "DCT start"),
+        ({"start": "wavelet"}, "start must be"),
+    ],
+)
+def test_bad_starts_are_refused(kw, needle):
+    with pytest.raises(ValueError, match=needle):
+        invcompress(3, size=(64, 64), **kw)
 
 
 def test_check_task_with_two_steps():
