@@ -7,8 +7,8 @@ For each quality, the ``compression`` task trains with its recipe ``q<quality>``
 split; then every held-out photograph (the validation split, trimmed to multiples of 64) is
 compressed to a real ``.ibc`` file and decompressed, and its bits per pixel (from the file's
 size) and PSNR / MS-SSIM (of the decoded 8-bit image) are measured. ``--start-budget`` adds
-the untrained codec (the Haar wavelet start) whose entropy model alone is fitted for that
-many CPU seconds (the transforms' learning rate 1e-9). ``--contexts`` trains more entropy
+the untrained codec (the DCT start) whose entropy model alone is fitted for that many CPU
+seconds (the transforms' learning rate 1e-9). ``--contexts`` trains more entropy
 models at quality ``--context-quality`` with ``--context-budget`` each, to measure each
 context's rate and decoding time.
 
