@@ -217,9 +217,9 @@ ISP = Task(
     network=_network,
     baseline=classical_inverse,
     losses=LossConfig(embedding=4.0, frequency=0.0, restoration=4.0),
-    train=TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel=JPEG_SETTING),
+    train=TrainDefaults(crop=32, batch=2, lr=1e-3, optimizer="win", channel=JPEG_SETTING),
     recipes={
-        "plain": TrainDefaults(crop=32, batch=4, lr=1e-3, optimizer="win", channel="quantizer"),
+        "plain": TrainDefaults(crop=32, batch=2, lr=1e-3, optimizer="win", channel="quantizer"),
     },
     files=FileFormat(suffixes=RAW_SUFFIXES, read=_read_file, write=_write_file, suffix=".dng"),
     fit_network=fit_start,
