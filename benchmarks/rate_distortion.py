@@ -10,7 +10,10 @@ size) and PSNR / MS-SSIM (of the decoded 8-bit image) are measured. ``--start-bu
 the untrained codec (the DCT start) whose entropy model alone is fitted for that many CPU
 seconds (the transforms' learning rate 1e-9). ``--contexts`` trains more entropy
 models at quality ``--context-quality`` with ``--context-budget`` each, to measure each
-context's rate and decoding time.
+context's rate and decoding time. ``--fitted-start 30,60,110`` measures the untrained DCT
+start at those quantisation steps with its entropy model alone fitted, on latents computed
+once, for ``--fitted-iters`` steps: what the start is worth once its entropy model has
+converged.
 
 The same photographs go through Pillow's JPEG (optimised Huffman tables, 4:2:0), WebP
 (method 6), JPEG 2000 (irreversible, rates) and AVIF at many settings. Writes
@@ -127,12 +130,13 @@ def train(run: Path, quality: int, budget: float, context: str, frozen: bool) ->
     return float(cpu[-1]) if cpu else float("nan")
 
 
-def measure(run: Path, images: list[np.ndarray], repeats: int = 1) -> dict[str, Any]:
-    """Compress every image to a real file and back; mean bpp, PSNR, MS-SSIM, and the median
-    encoding and decoding seconds."""
+def measure(run: Path | Any, images: list[np.ndarray], repeats: int = 1) -> dict[str, Any]:
+    """Compress every image to a real file and back with the model of a run folder (or a
+    :class:`~invblocks.model.Model`); mean bpp, PSNR, MS-SSIM, and the median encoding and
+    decoding seconds."""
     from invblocks.model import Model
 
-    model = Model.load(run, device="cpu")
+    model = run if isinstance(run, Model) else Model.load(run, device="cpu")
     bpp, p, s, enc, dec, est = [], [], [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i, image in enumerate(images):
@@ -164,6 +168,64 @@ def measure(run: Path, images: list[np.ndarray], repeats: int = 1) -> dict[str, 
         "psnr": statistics.mean(p), "ms_ssim": statistics.mean(s),
         "encode_s": statistics.mean(enc), "decode_s": statistics.mean(dec),
     }  # fmt: skip
+
+
+def fitted_start(
+    quality: int,
+    steps: list[float],
+    iters: int,
+    images: list[np.ndarray],
+    seed: int = 0,
+    per_photo: int = 8,
+) -> list[dict[str, Any]]:
+    """The untrained codec of ``quality`` (the DCT start) at each quantisation step of
+    ``steps`` (8-bit levels), its entropy model alone fitted for ``iters`` Adam steps (1e-3,
+    8 latents a step, the rate surrogate of training) on the start's latents of ``per_photo``
+    random 256x256 crops per training photograph, computed once: what the start codes once its
+    entropy model has converged, measured as the trained codecs are (:func:`measure`)."""
+    from invblocks_compress import EntropyCoded, invcompress
+    from invblocks_compress.plugin import COMPRESSION
+
+    import invblocks
+    from invblocks.model import Model
+    from invblocks.ops import to_float
+
+    g = torch.Generator().manual_seed(seed)
+    crops = []
+    for photo in invblocks.data.default_photos().train:
+        x = to_float(photo)
+        h, w = x.shape[-2:]
+        if min(h, w) < 256:
+            continue
+        for _ in range(per_photo):
+            i = int(torch.randint(0, h - 255, (1,), generator=g))
+            j = int(torch.randint(0, w - 255, (1,), generator=g))
+            crops.append(x[:, i : i + 256, j : j + 256])
+    out = []
+    for step in steps:
+        net = invcompress(quality, step=step, generator=torch.Generator().manual_seed(seed))
+        net.eval()
+        with torch.no_grad():
+            latents = torch.cat([net.body([torch.stack(crops[k : k + 8])])[0][0]
+                                 for k in range(0, len(crops), 8)])  # fmt: skip
+        channel = net.channel
+        assert isinstance(channel, EntropyCoded)
+        channel.train()
+        optimizer = torch.optim.Adam(channel.parameters(), lr=1e-3)
+        t = time.process_time()
+        for _ in range(iters):
+            pick = torch.randint(0, len(latents), (8,), generator=g)
+            _, lik_y, lik_z = channel._run(latents[pick] / channel.step)
+            bits = -(torch.log2(lik_y).sum() + torch.log2(lik_z).sum()) / (8 * 256 * 256)
+            optimizer.zero_grad()
+            bits.backward()
+            optimizer.step()
+        cpu = time.process_time() - t
+        channel.finalize()
+        model = Model(COMPRESSION, net, 1, {}, device="cpu")
+        out.append({"quality": quality, "step": step, "cpu_s": cpu, **measure(model, images)})
+        print("fitted start", out[-1], flush=True)
+    return out
 
 
 def decode_timing(repeats: int = 3, size: tuple[int, int] = (512, 768)) -> list[dict[str, Any]]:
@@ -209,6 +271,7 @@ def bd_rates(ours: list[dict[str, float]], others: dict[str, list[dict[str, floa
     out: dict[str, float | None] = {}
     if len(ours) < 2:
         return out
+    ours = sorted(ours, key=lambda q: q["bpp"])
     r = [q["bpp"] for q in ours]
     d = [q["psnr"] for q in ours]
     for name, points in others.items():
@@ -236,6 +299,14 @@ def main() -> None:
     parser.add_argument("--contexts", default="", help="e.g. checkerboard,none")
     parser.add_argument("--context-quality", type=int, default=3)
     parser.add_argument("--context-budget", type=float, default=600.0)
+    parser.add_argument(
+        "--fitted-start",
+        default="",
+        help="quantisation steps (e.g. 30,60,110) at which to measure the DCT start with its "
+        "entropy model fitted on cached latents (--fitted-quality, --fitted-iters)",
+    )
+    parser.add_argument("--fitted-quality", type=int, default=3)
+    parser.add_argument("--fitted-iters", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=Path("outputs/rd"))
     parser.add_argument(
         "--timing-only", action="store_true", help="only time decoding a 768x512 photograph"
@@ -262,6 +333,11 @@ def main() -> None:
             cpu = train(run, q, budget, "serial", frozen)
             learned[kind].append({"quality": q, "cpu_s": cpu, **measure(run, images)})
             print(kind, learned[kind][-1], flush=True)
+    steps = [float(v) for v in args.fitted_start.split(",") if v]
+    if steps:
+        learned["fitted start"] = fitted_start(
+            args.fitted_quality, steps, args.fitted_iters, images
+        )
     results["learned"] = learned
     contexts = []
     for context in [c for c in args.contexts.split(",") if c]:
@@ -283,8 +359,9 @@ def write_table(results: dict[str, Any], path: Path) -> None:
     lines = ["| codec | setting | bpp | PSNR (dB) | MS-SSIM |", "|---|---|---|---|---|"]
     for kind, points in results["learned"].items():
         for q in points:
+            setting = f"q{q['quality']}" + (f", step {q['step']:g}" if "step" in q else "")
             lines.append(
-                f"| invcompress ({kind}, {q['cpu_s']:.0f} CPU-s) | q{q['quality']} | "
+                f"| invcompress ({kind}, {q['cpu_s']:.0f} CPU-s) | {setting} | "
                 f"{q['bpp']:.3f} (model {q['coded_bpp']:.3f}) | {q['psnr']:.2f} | "
                 f"{q['ms_ssim']:.4f} |"
             )

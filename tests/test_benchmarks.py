@@ -376,6 +376,8 @@ def test_rate_distortion_bd_rate_table_and_plot(tmp_path):
     rates = bd_rates(double[1:4], {"anchor": anchor})
     assert rates["anchor"] == pytest.approx(100.0, abs=0.5)  # twice the bits at equal PSNR
     assert bd_rates(half[1:4], {"anchor": anchor})["anchor"] == pytest.approx(-50.0, abs=0.5)
+    backwards = bd_rates(double[3:0:-1], {"anchor": anchor})["anchor"]
+    assert backwards == pytest.approx(rates["anchor"])  # in any order
     far = [{"quality": 0, "bpp": 1.0, "psnr": 60.0}, {"quality": 1, "bpp": 2.0, "psnr": 62.0}]
     assert bd_rates(far, {"anchor": anchor})["anchor"] is None  # no overlap: no number
 
@@ -391,6 +393,23 @@ def test_rate_distortion_bd_rate_table_and_plot(tmp_path):
     assert "+100.0%" in table and "| none |" in table
     plot(results, tmp_path / "curves.png")
     assert (tmp_path / "curves.png").stat().st_size > 1000
+
+
+def test_rate_distortion_fitted_start_fits_the_entropy_model_alone():
+    pytest.importorskip("invblocks_compress")
+    import invblocks
+    from benchmarks.rate_distortion import fitted_start
+
+    photo = invblocks.data.default_photos().val[0][:, :192, :192]  # MS-SSIM needs > 160
+    images = [photo.permute(1, 2, 0).contiguous().numpy()]
+    untrained, fitted = (
+        fitted_start(3, [60.0], iters, images, per_photo=1)[0] for iters in (0, 30)
+    )
+    # the same transform and step (the PSNR moves only with the predicted means), fewer
+    # bits once the entropy model has seen latents
+    assert fitted["psnr"] == pytest.approx(untrained["psnr"], abs=0.5)
+    assert fitted["bpp"] < 0.9 * untrained["bpp"]
+    assert fitted["bpp"] == pytest.approx(fitted["coded_bpp"], rel=0.1, abs=0.1)
 
 
 def test_isp_runs_at_toy_size_and_round_trips_a_dng(tmp_path):
