@@ -49,6 +49,35 @@ def test_a_dense_block_in_bfloat16_returns_its_inputs_dtype(c, h, w, seed):
     assert torch.equal(block(u), full)
 
 
+class _Opted(torch.nn.Module):
+    """A plugin's subnet that opts in to ``set_subnet_dtype`` through ``compute_dtype``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(c, c, 3, padding=1)
+        self.compute_dtype = None
+
+    def forward(self, x):
+        return B.run_in_dtype(lambda u: torch.tanh(self.conv(u)), x, self.compute_dtype)
+
+
+@given(c=st.integers(1, 6), h=st.integers(3, 17), w=st.integers(3, 17), seed=st.integers(0, 99))
+@settings(deadline=None, max_examples=15)
+def test_any_subnet_with_a_compute_dtype_opts_in(c, h, w, seed):
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(_Opted(c), DenseBlock(c, c, growth=4), torch.nn.Conv2d(c, c, 1))
+    x = torch.randn(2, c, h, w)
+    with torch.no_grad():
+        full = net(x)
+        assert set_subnet_dtype(net, torch.bfloat16) == 2  # the plain convolution is not one
+        assert net[0].compute_dtype == torch.bfloat16
+        low = net[0](x)
+        assert low.dtype == torch.float32 and not torch.equal(low, net[0].conv(x).tanh())
+        assert (low - net[0].conv(x).tanh()).abs().max() < 0.05
+        set_subnet_dtype(net, None)
+        assert torch.equal(net(x), full)
+
+
 @given(channels=st.sampled_from([4, 6, 12]), depth=st.integers(2, 5), seed=st.integers(0, 99))
 @settings(deadline=None, max_examples=10)
 def test_a_round_trip_with_bfloat16_subnets_is_far_closer_than_under_autocast(

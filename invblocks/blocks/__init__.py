@@ -6,7 +6,7 @@ The channels (the quantiser, the JPEG channel) are in :mod:`invblocks.ric`.
 from .. import _deprecated
 from .conv1x1 import InvConv1x1
 from .coupling import AffineCoupling
-from .dense import DenseBlock, set_compact_dense, set_subnet_dtype
+from .dense import DenseBlock, run_in_dtype, set_compact_dense, set_subnet_dtype
 from .haar import HaarDownscale, Squeeze, Unsqueeze
 from .prior import ReferencePrior, UpscalePrior, reference_prediction, upscale_detail
 from .relation import RelationBlock, RelationModule
@@ -33,6 +33,7 @@ __all__ = [
     "UpscalePrior",
     "hides_in_residue",
     "reference_prediction",
+    "run_in_dtype",
     "secret_phases",
     "set_compact_dense",
     "set_subnet_dtype",

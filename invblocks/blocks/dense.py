@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import torch
@@ -11,7 +11,7 @@ from torch.nn import functional as F
 
 from ..initializers import conv2d
 
-__all__ = ["DenseBlock", "set_compact_dense", "set_subnet_dtype"]
+__all__ = ["DenseBlock", "run_in_dtype", "set_compact_dense", "set_subnet_dtype"]
 
 _aten = torch.ops.aten
 
@@ -92,7 +92,9 @@ def set_compact_dense(module: nn.Module, value: bool = True) -> int:
 def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
     """Run every :class:`DenseBlock` in ``module`` under autocast to ``dtype``
     (``torch.bfloat16``; ``None``: in the input's dtype), its output cast back to the input's
-    dtype; returns how many.
+    dtype; returns how many. Any other subnet opts in by having a ``compute_dtype`` attribute
+    (``None`` by default) that its ``forward`` honours as :class:`DenseBlock`'s does (a
+    plugin's subnets: :func:`run_in_dtype`).
 
     Dense blocks are the couplings' subnets, nearly all of a RIC network's arithmetic; the
     couplings' affine arithmetic and the invertible linear blocks stay in float32, so the
@@ -101,10 +103,22 @@ def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
     difference: a round trip is not exact to float32 rounding, but far closer than under a
     plain ``torch.autocast`` (which also runs the 1x1 convolutions and their inverses in
     bfloat16; measured in the tests: at least ten times closer)."""
-    blocks = [m for m in module.modules() if isinstance(m, DenseBlock)]
+    blocks = [m for m in module.modules() if hasattr(m, "compute_dtype")]
     for block in blocks:
-        block.compute_dtype = dtype
+        cast(Any, block).compute_dtype = dtype
     return len(blocks)
+
+
+def run_in_dtype(
+    forward: Callable[[Tensor], Tensor], x: Tensor, dtype: torch.dtype | None
+) -> Tensor:
+    """``forward(x)`` under autocast to ``dtype`` (a subnet's ``compute_dtype``), its output
+    cast back to ``x``'s dtype; ``forward(x)`` as it is when ``dtype`` is ``None`` or
+    ``x``'s."""
+    if dtype is None or dtype == x.dtype:
+        return forward(x)
+    with torch.autocast(x.device.type, dtype=dtype):
+        return forward(x).to(x.dtype)
 
 
 class DenseBlock(nn.Module):
@@ -166,10 +180,7 @@ class DenseBlock(nn.Module):
         self.compute_dtype: torch.dtype | None = None
 
     def forward(self, u: Tensor) -> Tensor:
-        if self.compute_dtype is not None and self.compute_dtype != u.dtype:
-            with torch.autocast(u.device.type, dtype=self.compute_dtype):
-                return self._forward(u).to(u.dtype)
-        return self._forward(u)
+        return run_in_dtype(self._forward, u, self.compute_dtype)
 
     def _forward(self, u: Tensor) -> Tensor:
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from invblocks.block import Block, Dims, Inversion
+from invblocks.blocks import run_in_dtype
 from invblocks.initializers import conv2d
 
 __all__ = ["AttentionBlock", "AttentionPair", "Bottleneck", "TwoSidedCoupling"]
@@ -27,6 +28,8 @@ __all__ = ["AttentionBlock", "AttentionPair", "Bottleneck", "TwoSidedCoupling"]
 class Bottleneck(nn.Module):
     """``(B, c_in, H, W) -> (B, c_out, H, W)``: ``conv kxk (c_in -> c_out) -> LReLU(0.2) ->
     conv 1x1 -> LReLU(0.2) -> conv kxk``; the first two Xavier-normal times 0.1, the last zero.
+    ``compute_dtype`` (``None``): the dtype it computes in
+    (:func:`~invblocks.blocks.dense.set_subnet_dtype`).
     """
 
     def __init__(
@@ -37,9 +40,13 @@ class Bottleneck(nn.Module):
         self.conv2 = conv2d(c_out, c_out, 1, init="xavier", scale=0.1, generator=generator)
         self.conv3 = conv2d(c_out, c_out, kernel, init="zeros")
         self.act = nn.LeakyReLU(0.2)
+        self.compute_dtype: torch.dtype | None = None
+
+    def _forward(self, x: Tensor) -> Tensor:
+        return self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
+        return run_in_dtype(self._forward, x, self.compute_dtype)
 
 
 class TwoSidedCoupling(Block):
@@ -159,6 +166,8 @@ class AttentionBlock(nn.Module):
     units and ``B`` three residual units and a 1x1 convolution. ``gate`` (``None``: PyTorch's
     initialisation) sets the bias of that last convolution, with its weights zero, so that
     the block starts as the identity up to ``sigmoid(gate)`` (``-10``: 5e-5 of ``A(x)``).
+    ``compute_dtype`` (``None``): the dtype ``A`` and ``B`` compute in
+    (:func:`~invblocks.blocks.dense.set_subnet_dtype`).
 
     Shapes:
         ``(B, N, H, W) -> (B, N, H, W)``
@@ -175,9 +184,13 @@ class AttentionBlock(nn.Module):
                 last.weight.zero_()
                 last.bias.fill_(gate)  # type: ignore[union-attr]
         self.conv_b = nn.Sequential(*(_ResidualUnit(n, generator) for _ in range(3)), last)
+        self.compute_dtype: torch.dtype | None = None
+
+    def _branches(self, x: Tensor) -> Tensor:
+        return self.conv_a(x) * torch.sigmoid(self.conv_b(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.conv_a(x) * torch.sigmoid(self.conv_b(x))
+        return x + run_in_dtype(self._branches, x, self.compute_dtype)
 
 
 class AttentionPair(Block):

@@ -57,6 +57,34 @@ def test_two_sided_coupling_is_exact(seed):
     assert check_block(block, (c, h, w), seed=seed, perturb=0.2) == []
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_codecs_subnets_run_in_bfloat16_when_the_model_asks(seed):
+    from invblocks_compress.blocks import AttentionBlock, Bottleneck
+
+    from invblocks.blocks import DenseBlock, set_subnet_dtype
+    from invblocks.testing import perturb_parameters
+
+    g = torch.Generator().manual_seed(seed)
+    net = invcompress(3, size=(64, 64), generator=g).eval()
+    perturb_parameters(net.body, 0.02, g)  # trained-like: the subnets' last layers nonzero
+    kinds = (Bottleneck, AttentionBlock, DenseBlock)
+    subnets = [m for m in net.body.modules() if isinstance(m, kinds)]
+    # 4 levels x 3 couplings x 4 subnets, the two attention branches, the enhancement's
+    assert len([m for m in subnets if isinstance(m, Bottleneck)]) == 48
+    assert len([m for m in subnets if isinstance(m, AttentionBlock)]) == 2
+    x = torch.rand(1, 3, 64, 64, generator=g)
+    with torch.no_grad():
+        (y,), _ = net.body([x])
+        (full,), _ = net.body([y], rev=True)
+        assert set_subnet_dtype(net.body, torch.bfloat16) == len(subnets)
+        (low,), _ = net.body([y], rev=True)
+        set_subnet_dtype(net.body, None)
+        (again,), _ = net.body([y], rev=True)
+    assert low.dtype == torch.float32 and not torch.equal(low, full)
+    assert float((low - full).abs().max()) < 0.02  # bfloat16's 8 bits in the subnets only
+    assert torch.equal(again, full)
+
+
 def test_attention_pair_is_learned_and_starts_near_identity_with_a_gate():
     load_plugins()
     block = AttentionPair([(8, 4, 4)])
