@@ -34,11 +34,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    from invblocks.model import Model
 
 MULTIPLE = 64
 
@@ -130,7 +133,7 @@ def train(run: Path, quality: int, budget: float, context: str, frozen: bool) ->
     return float(cpu[-1]) if cpu else float("nan")
 
 
-def measure(run: Path | Any, images: list[np.ndarray], repeats: int = 1) -> dict[str, Any]:
+def measure(run: Path | Model, images: list[np.ndarray], repeats: int = 1) -> dict[str, Any]:
     """Compress every image to a real file and back with the model of a run folder (or a
     :class:`~invblocks.model.Model`); mean bpp, PSNR, MS-SSIM, and the median encoding and
     decoding seconds."""
@@ -201,13 +204,15 @@ def fitted_start(
             i = int(torch.randint(0, h - 255, (1,), generator=g))
             j = int(torch.randint(0, w - 255, (1,), generator=g))
             crops.append(x[:, i : i + 256, j : j + 256])
-    out = []
+    out: list[dict[str, Any]] = []
+    latents = None  # the transforms do not depend on the step: their latents once
     for step in steps:
         net = invcompress(quality, step=step, generator=torch.Generator().manual_seed(seed))
         net.eval()
-        with torch.no_grad():
-            latents = torch.cat([net.body([torch.stack(crops[k : k + 8])])[0][0]
-                                 for k in range(0, len(crops), 8)])  # fmt: skip
+        if latents is None:
+            with torch.no_grad():
+                latents = torch.cat([net.body([torch.stack(crops[k : k + 8])])[0][0]
+                                     for k in range(0, len(crops), 8)])  # fmt: skip
         channel = net.channel
         assert isinstance(channel, EntropyCoded)
         channel.train()
