@@ -440,3 +440,50 @@ def test_diffjpeg_table_covers_every_quality_and_subsampling():
         assert (
             min(ours) > file_vs_image
         )  # each surrogate is closer to the file than the file to the image
+
+
+def test_decode_speed_decodes_the_authors_network_with_every_context(tmp_path):
+    """The benchmark's decoders hold the authors' weights: a stand-in for the authors' code
+    (their state dict, coded by the imported serial network) decodes to what the serial
+    float32 decoder gives."""
+    pytest.importorskip("invblocks_compress")
+    import json
+
+    from invblocks_compress.plugin import COMPRESSION
+    from invblocks_compress.published import convert_invcompress
+
+    from benchmarks.decode_speed import FIXTURE, authors_module, variants
+    from invblocks.model import Model
+
+    sys.path.insert(0, str(FIXTURE.parent))
+    try:
+        from invcompress_recipe import authors_input, authors_state_dict
+    finally:
+        sys.path.remove(str(FIXTURE.parent))
+    reference = json.loads((FIXTURE.parent / "invcompress_reference.json").read_text())
+    state = {k: v.float() for k, v in authors_state_dict(reference).items()}
+    model = Model(COMPRESSION, convert_invcompress(state).net, 1, {}, device="cpu")
+
+    class Authors:
+        def state_dict(self):
+            return state
+
+        def compress(self, x):
+            payload, meta = model.encode([x[0]])
+            return {"strings": [[payload.data]], "shape": (payload, meta)}
+
+        def decompress(self, strings, shape):
+            return {"x_hat": model.decode(*shape)[0][None]}
+
+    x = authors_input(reference["recipe"]).float()
+    decoders = variants(Authors(), x)
+    assert len(decoders) == 7
+    images = {name: decode() for name, (decode, _) in decoders.items()}
+    assert all(size > 0 for _, size in decoders.values())
+    assert all(image.shape == x.shape for image in images.values())
+    theirs = images["authors (serial, float32)"]
+    assert (images["invblocks (serial, float32)"] - theirs).abs().max() < 1e-5
+    assert (images["invblocks (checkerboard, float32)"] - theirs).abs().max() > 0  # other masks
+
+    with pytest.raises(SystemExit, match="no compiled ans and _CXX"):
+        authors_module(tmp_path, tmp_path, tmp_path / "root")

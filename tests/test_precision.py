@@ -78,6 +78,66 @@ def test_any_subnet_with_a_compute_dtype_opts_in(c, h, w, seed):
         assert torch.equal(net(x), full)
 
 
+@given(
+    c=st.integers(1, 6),
+    h=st.integers(3, 17),
+    w=st.integers(3, 17),
+    seed=st.integers(0, 99),
+    channels_last=st.booleans(),
+)
+@settings(deadline=None, max_examples=15)
+def test_inference_keeps_low_precision_weights_between_calls(c, h, w, seed, channels_last):
+    g = torch.Generator().manual_seed(seed)
+    block = DenseBlock(c, 3, growth=4)
+    perturb_parameters(block, 0.1, g)
+    if channels_last:
+        block.to(memory_format=torch.channels_last)
+    u = torch.randn(2, c, h, w, generator=g)
+    weights = {k: v.clone() for k, v in block.state_dict().items()}
+    strides = {k: v.stride() for k, v in block.state_dict().items()}
+    set_subnet_dtype(block, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = block._forward(u).float()  # what the same subnet gives under autocast
+    with torch.no_grad():
+        first = block(u)
+        copies = block.__dict__["_low_precision_copies"][1]
+        second = block(u)
+        assert block.__dict__["_low_precision_copies"][1] is copies  # made once
+    assert all(t.dtype == torch.bfloat16 for t in copies)
+    assert first.dtype == torch.float32 and torch.equal(first, second)
+    assert (first - autocast).abs().max() <= 0.02 * autocast.abs().max() + 1e-3
+    # the module's own weights are float32 again and untouched, and the layout kept
+    for k, v in block.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, weights[k])
+    assert all(t.stride() == strides[k] for k, t in block.state_dict().items())
+    assert all(c.stride() == t.stride() for c, t in zip(copies, block.parameters(), strict=True))
+    # a weight updated in place is seen by the next call
+    with torch.no_grad():
+        block.out.bias.add_(1.0)
+        moved = block(u)
+    assert block.__dict__["_low_precision_copies"][1] is not copies
+    assert (moved - first - 1.0).abs().max() < 0.05
+    # gradients flow through the autocast path, on the float32 weights
+    block.zero_grad()
+    block(u).sum().backward()
+    assert block.out.bias.grad is not None and block.out.bias.grad.dtype == torch.float32
+    set_subnet_dtype(block, None)  # back to float32: the copies are dropped
+    assert "_low_precision_copies" not in block.__dict__
+
+
+def test_a_plugins_subnet_keeps_its_residual_outside_the_low_precision_copies():
+    from invblocks_compress.blocks import AttentionBlock
+
+    torch.manual_seed(0)
+    block = AttentionBlock(8, gate=-30.0)  # the branches nearly closed: out = x + ~1e-11
+    x = 100 + torch.randn(1, 8, 6, 6)  # in bfloat16 these would move by up to 0.25
+    with torch.no_grad():
+        set_subnet_dtype(block, torch.bfloat16)
+        low = block(x)
+    assert "_low_precision_copies" in block.__dict__  # the branches ran on the copies
+    assert low.dtype == torch.float32 and (low - x).abs().max() < 1e-4
+
+
 @given(channels=st.sampled_from([4, 6, 12]), depth=st.integers(2, 5), seed=st.integers(0, 99))
 @settings(deadline=None, max_examples=10)
 def test_a_round_trip_with_bfloat16_subnets_is_far_closer_than_under_autocast(

@@ -105,20 +105,56 @@ def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
     bfloat16; measured in the tests: at least ten times closer)."""
     blocks = [m for m in module.modules() if hasattr(m, "compute_dtype")]
     for block in blocks:
+        if getattr(block, "compute_dtype", None) != dtype:
+            block.__dict__.pop(_CACHE, None)  # the other dtype's copies
         cast(Any, block).compute_dtype = dtype
     return len(blocks)
 
 
+_CACHE = "_low_precision_copies"
+
+
 def run_in_dtype(
-    forward: Callable[[Tensor], Tensor], x: Tensor, dtype: torch.dtype | None
+    forward: Callable[[Tensor], Tensor],
+    x: Tensor,
+    dtype: torch.dtype | None,
+    module: nn.Module | None = None,
 ) -> Tensor:
-    """``forward(x)`` under autocast to ``dtype`` (a subnet's ``compute_dtype``), its output
-    cast back to ``x``'s dtype; ``forward(x)`` as it is when ``dtype`` is ``None`` or
-    ``x``'s."""
+    """``forward(x)`` computed in ``dtype`` (a subnet's ``compute_dtype``), its output cast
+    back to ``x``'s dtype; ``forward(x)`` as it is when ``dtype`` is ``None`` or ``x``'s.
+
+    While gradients are recorded it runs under autocast to ``dtype``. With gradients off
+    (inference) and ``module`` given (the subnet whose parameters and buffers ``forward``
+    uses), ``forward`` runs on ``x`` cast to ``dtype`` with the module's floating-point
+    parameters and buffers swapped for copies in ``dtype``: autocast casts every weight at
+    every call, these copies are made once and kept on the module until a parameter changes
+    (updated in place, replaced, moved) or :func:`set_subnet_dtype` changes the dtype. They
+    take memory beside the float32 weights (half as much again for bfloat16). While the
+    copies are swapped in, the module's parameters are in ``dtype``: one module must not run
+    in two threads at once (as with ``torch.func.functional_call``)."""
     if dtype is None or dtype == x.dtype:
         return forward(x)
-    with torch.autocast(x.device.type, dtype=dtype):
-        return forward(x).to(x.dtype)
+    if module is None or torch.is_grad_enabled():
+        with torch.autocast(x.device.type, dtype=dtype):
+            return forward(x).to(x.dtype)
+    tensors = [
+        t
+        for t in (*module.parameters(), *module.buffers())
+        if t.is_floating_point() and t.dtype != dtype
+    ]
+    key = (dtype, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+    cached = module.__dict__.get(_CACHE)
+    if cached is None or cached[0] != key:
+        cached = (key, [t.detach().to(dtype) for t in tensors])
+        module.__dict__[_CACHE] = cached
+    originals = [t.data for t in tensors]
+    try:
+        for t, low in zip(tensors, cached[1], strict=True):
+            t.data = low
+        return forward(x.to(dtype)).to(x.dtype)
+    finally:
+        for t, original in zip(tensors, originals, strict=True):
+            t.data = original
 
 
 class DenseBlock(nn.Module):
@@ -180,7 +216,7 @@ class DenseBlock(nn.Module):
         self.compute_dtype: torch.dtype | None = None
 
     def forward(self, u: Tensor) -> Tensor:
-        return run_in_dtype(self._forward, u, self.compute_dtype)
+        return run_in_dtype(self._forward, u, self.compute_dtype, self)
 
     def _forward(self, u: Tensor) -> Tensor:
         if self.out.weight.is_contiguous(memory_format=torch.channels_last):

@@ -46,7 +46,7 @@ class Bottleneck(nn.Module):
         return self.conv3(self.act(self.conv2(self.act(self.conv1(x)))))
 
     def forward(self, x: Tensor) -> Tensor:
-        return run_in_dtype(self._forward, x, self.compute_dtype)
+        return run_in_dtype(self._forward, x, self.compute_dtype, self)
 
 
 class TwoSidedCoupling(Block):
@@ -190,7 +190,7 @@ class AttentionBlock(nn.Module):
         return self.conv_a(x) * torch.sigmoid(self.conv_b(x))
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + run_in_dtype(self._branches, x, self.compute_dtype)
+        return x + run_in_dtype(self._branches, x, self.compute_dtype, self)
 
 
 class AttentionPair(Block):

@@ -76,7 +76,9 @@ def gaussian_likelihood(v: Tensor, scale: Tensor) -> Tensor:
 def scale_indexes(scale: Tensor) -> Tensor:
     """The index in :data:`SCALES` of the smallest table scale at least ``scale`` (int64)."""
     table = SCALES.to(scale.device)
-    return torch.searchsorted(table, scale.double().clamp(SCALE_BOUND, float(table[-1])))
+    return torch.searchsorted(
+        table, scale.double().clamp(SCALE_BOUND, float(table[-1])).contiguous()
+    )
 
 
 class FactorizedDensity(nn.Module):
