@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
@@ -130,31 +132,46 @@ def run_in_dtype(
     every call, these copies are made once and kept on the module until a parameter changes
     (updated in place, replaced, moved) or :func:`set_subnet_dtype` changes the dtype. They
     take memory beside the float32 weights (half as much again for bfloat16). While the
-    copies are swapped in, the module's parameters are in ``dtype``: one module must not run
-    in two threads at once (as with ``torch.func.functional_call``)."""
+    copies are swapped in, the module's parameters are in ``dtype``; a lock of the module's
+    own keeps another thread from running it (or reading its parameters through it) then."""
     if dtype is None or dtype == x.dtype:
         return forward(x)
     if module is None or torch.is_grad_enabled():
         with torch.autocast(x.device.type, dtype=dtype):
             return forward(x).to(x.dtype)
-    tensors = [
-        t
-        for t in (*module.parameters(), *module.buffers())
-        if t.is_floating_point() and t.dtype != dtype
-    ]
-    key = (dtype, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
-    cached = module.__dict__.get(_CACHE)
-    if cached is None or cached[0] != key:
-        cached = (key, [t.detach().to(dtype) for t in tensors])
-        module.__dict__[_CACHE] = cached
-    originals = [t.data for t in tensors]
-    try:
-        for t, low in zip(tensors, cached[1], strict=True):
-            t.data = low
-        return forward(x.to(dtype)).to(x.dtype)
-    finally:
-        for t, original in zip(tensors, originals, strict=True):
-            t.data = original
+    with _lock(module):
+        tensors = [
+            t
+            for t in (*module.parameters(), *module.buffers())
+            if t.is_floating_point() and t.dtype != dtype
+        ]
+        key = (dtype, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
+        cached = module.__dict__.get(_CACHE)
+        if cached is None or cached[0] != key:
+            cached = (key, [t.detach().to(dtype) for t in tensors])
+            module.__dict__[_CACHE] = cached
+        originals = [t.data for t in tensors]
+        try:
+            for t, low in zip(tensors, cached[1], strict=True):
+                t.data = low
+            return forward(x.to(dtype)).to(x.dtype)
+        finally:
+            for t, original in zip(tensors, originals, strict=True):
+                t.data = original
+
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock(module: nn.Module) -> Any:
+    """The module's own lock around its swapped-in copies (kept beside the module, not in
+    it, so that it still deep-copies and pickles)."""
+    with _LOCKS_LOCK:
+        found = _LOCKS.get(module)
+        if found is None:
+            found = _LOCKS[module] = threading.RLock()
+    return found
 
 
 class DenseBlock(nn.Module):
