@@ -161,8 +161,19 @@ def test_low_precision_copies_are_safe_across_threads_and_copies():
         assert torch.equal(twin(u), expected)
 
 
-def test_a_plugins_subnet_keeps_its_residual_outside_the_low_precision_copies():
-    from invblocks_compress.blocks import AttentionBlock
+def test_the_codecs_subnets_compute_in_bfloat16_what_they_computed_under_autocast():
+    from invblocks_compress.blocks import AttentionBlock, Bottleneck
+
+    g = torch.Generator().manual_seed(0)
+    bottleneck = Bottleneck(6, 18, 5)
+    perturb_parameters(bottleneck, 0.1, g)
+    u = torch.randn(1, 6, 12, 12, generator=g)
+    set_subnet_dtype(bottleneck, torch.bfloat16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = bottleneck._forward(u).float()
+    with torch.no_grad():
+        assert torch.equal(bottleneck(u), expected)
+    assert "_low_precision_copies" in bottleneck.__dict__  # on the kept copies
 
     torch.manual_seed(0)
     block = AttentionBlock(8, gate=-30.0)  # the branches nearly closed: out = x + ~1e-11
@@ -170,8 +181,7 @@ def test_a_plugins_subnet_keeps_its_residual_outside_the_low_precision_copies():
     with torch.no_grad():
         set_subnet_dtype(block, torch.bfloat16)
         low = block(x)
-    assert "_low_precision_copies" in block.__dict__  # the branches ran on the copies
-    assert low.dtype == torch.float32 and (low - x).abs().max() < 1e-4
+    assert low.dtype == torch.float32 and (low - x).abs().max() < 1e-4  # residual in float32
 
 
 @given(channels=st.sampled_from([4, 6, 12]), depth=st.integers(2, 5), seed=st.integers(0, 99))
