@@ -429,8 +429,21 @@ class Model:
         """The ``n`` images ``(C, H, W)`` restored from a payload (:meth:`encode`) and its
         metadata, through ``channel``'s deployment face (default: the network's)."""
         self._check(meta)
+        self._check_payload(payload, meta)
         embedding = (channel or self.net.channel).decode([payload])[0]
         return self.restore(embedding, meta)
+
+    def _check_payload(self, payload: Payload, meta: dict[str, Any], where: str = "") -> None:
+        """Refuse a payload whose declared embedding is not what the metadata's images make,
+        before decoding it (a hostile file could declare a huge one)."""
+        expected = (self.net.embed_channels, *self.embedded_size(meta["height"], meta["width"]))
+        if tuple(payload.shape) != expected:
+            shape = "x".join(str(v) for v in payload.shape)
+            raise ValueError(
+                f"{where}{meta['height']}x{meta['width']} images embed as "
+                f"{'x'.join(map(str, expected))}; this embedding is {shape}: was it resized or "
+                "cropped after embedding, or damaged?"
+            )
 
     def _check(self, meta: dict[str, Any]) -> None:
         try:
@@ -608,6 +621,7 @@ class Model:
         """The embedding a file holds, as the receiver decodes it ``(C_e, H_e, W_e)``, and
         its metadata (:meth:`read_payload`)."""
         payload, meta, channel = self.read_payload(path, size=size)
+        self._check_payload(payload, meta, f"{path}: ")
         return channel.decode([payload])[0], meta
 
     def restore_file(

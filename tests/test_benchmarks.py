@@ -481,6 +481,7 @@ def test_decode_speed_decodes_the_authors_network_with_every_context(tmp_path):
     images = {name: decode() for name, (decode, _) in decoders.items()}
     assert all(size > 0 for _, size in decoders.values())
     assert all(image.shape == x.shape for image in images.values())
+    assert all(bool(image.isfinite().all()) for image in images.values())
     theirs = images["authors (serial, float32)"]
     assert (images["invblocks (serial, float32)"] - theirs).abs().max() < 1e-5
     assert (images["invblocks (checkerboard, float32)"] - theirs).abs().max() > 0  # other masks

@@ -17,6 +17,12 @@ from invblocks.blocks import DenseBlock, set_subnet_dtype
 from invblocks.testing import perturb_parameters
 
 
+def _copies(module):
+    """The low-precision copies a subnet keeps (``None`` when it keeps none)."""
+    found = B.dense._SIDE.get(module)
+    return found[1].get("tensors") if found else None
+
+
 def network(task_name="video", n=None, seed=0, **kw):
     task = invblocks.get_task(task_name)
     n = n or task.default_inputs
@@ -104,9 +110,9 @@ def test_inference_keeps_low_precision_weights_between_calls(c, h, w, seed, chan
         autocast = block._forward(u).float()  # what the same subnet gives under autocast
     with torch.no_grad():
         first = block(u)
-        copies = block.__dict__["_low_precision_copies"][1]
+        copies = _copies(block)
         second = block(u)
-        assert block.__dict__["_low_precision_copies"][1] is copies  # made once
+        assert _copies(block) is copies  # made once
     assert all(t.dtype == torch.bfloat16 for t in copies)
     assert first.dtype == torch.float32 and torch.equal(first, second)
     assert torch.equal(first, autocast)  # the same arithmetic, without the casts
@@ -119,14 +125,20 @@ def test_inference_keeps_low_precision_weights_between_calls(c, h, w, seed, chan
     with torch.no_grad():
         block.out.bias.add_(1.0)
         moved = block(u)
-    assert block.__dict__["_low_precision_copies"][1] is not copies
+    assert _copies(block) is not copies
     assert (moved - first - 1.0).abs().max() < 0.05
     # gradients flow through the autocast path, on the float32 weights
     block.zero_grad()
     block(u).sum().backward()
     assert block.out.bias.grad is not None and block.out.bias.grad.dtype == torch.float32
+    # an edit through .data counts no version: set_subnet_dtype makes the copies again
+    with torch.no_grad():
+        block.out.bias.data.add_(1.0)
+        assert torch.equal(block(u), moved)  # not seen (documented)
+        set_subnet_dtype(block, torch.bfloat16)
+        assert (block(u) - moved - 1.0).abs().max() < 0.05
     set_subnet_dtype(block, None)  # back to float32: the copies are dropped
-    assert "_low_precision_copies" not in block.__dict__
+    assert _copies(block) is None
 
 
 def test_low_precision_copies_are_safe_across_threads_and_copies():
@@ -155,10 +167,25 @@ def test_low_precision_copies_are_safe_across_threads_and_copies():
     assert not errors and len(results) == 120
     assert all(torch.equal(r, expected) for r in results)
     assert all(p.dtype == torch.float32 for p in block.parameters())  # none left swapped
+    # the copies live beside the module: its deep copies and pickles do not carry them
+    assert _copies(block) is not None
     twin = copy.deepcopy(block)
-    pickle.loads(pickle.dumps(block))
+    assert _copies(twin) is None and _copies(pickle.loads(pickle.dumps(block))) is None
+    assert len(pickle.dumps(block)) < 1.2 * len(pickle.dumps(DenseBlock(4, 4, growth=8)))
     with torch.no_grad():
         assert torch.equal(twin(u), expected)
+
+
+def test_parameters_made_in_inference_mode_run_under_autocast():
+    with torch.inference_mode():  # such tensors count no versions
+        block = DenseBlock(3, 3, growth=4)
+        perturb_parameters(block, 0.1, torch.Generator().manual_seed(0))
+        set_subnet_dtype(block, torch.bfloat16)
+        u = torch.randn(1, 3, 9, 9)
+        low = block(u)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(low, block._forward(u).float())
+    assert _copies(block) is None
 
 
 def test_the_codecs_subnets_compute_in_bfloat16_what_they_computed_under_autocast():
@@ -173,7 +200,7 @@ def test_the_codecs_subnets_compute_in_bfloat16_what_they_computed_under_autocas
         expected = bottleneck._forward(u).float()
     with torch.no_grad():
         assert torch.equal(bottleneck(u), expected)
-    assert "_low_precision_copies" in bottleneck.__dict__  # on the kept copies
+    assert _copies(bottleneck) is not None  # on the kept copies
 
     torch.manual_seed(0)
     block = AttentionBlock(8, gate=-30.0)  # the branches nearly closed: out = x + ~1e-11

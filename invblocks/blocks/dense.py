@@ -107,13 +107,11 @@ def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
     bfloat16; measured in the tests: at least ten times closer)."""
     blocks = [m for m in module.modules() if hasattr(m, "compute_dtype")]
     for block in blocks:
-        if getattr(block, "compute_dtype", None) != dtype:
-            block.__dict__.pop(_CACHE, None)  # the other dtype's copies
+        lock, copies = _side(block)
+        with lock:
+            copies.clear()  # copies of the weights as they were: made again when needed
         cast(Any, block).compute_dtype = dtype
     return len(blocks)
-
-
-_CACHE = "_low_precision_copies"
 
 
 def run_in_dtype(
@@ -127,32 +125,39 @@ def run_in_dtype(
 
     While gradients are recorded it runs under autocast to ``dtype``. With gradients off
     (inference) and ``module`` given (the subnet whose parameters and buffers ``forward``
-    uses), ``forward`` runs on ``x`` cast to ``dtype`` with the module's floating-point
-    parameters and buffers swapped for copies in ``dtype``: autocast casts every weight at
-    every call, these copies are made once and kept on the module until a parameter changes
-    (updated in place, replaced, moved) or :func:`set_subnet_dtype` changes the dtype. They
-    take memory beside the float32 weights (half as much again for bfloat16). While the
-    copies are swapped in, the module's parameters are in ``dtype``; a lock of the module's
-    own keeps another thread from running it (or reading its parameters through it) then."""
+    uses, which ``forward`` must not change), ``forward`` runs on ``x`` cast to ``dtype``
+    with the module's floating-point parameters and buffers swapped for copies in ``dtype``:
+    autocast casts every weight at every call, these copies are made once and kept (beside
+    the module: not in its state dict, deep copies or pickles) until a parameter is updated
+    in place, replaced or moved, or :func:`set_subnet_dtype` is called. An edit through
+    ``Tensor.data`` is not seen (PyTorch counts no version for it): call
+    :func:`set_subnet_dtype` after one. The copies take memory beside the float32 weights
+    (half as much again for bfloat16). Two threads' inference calls on one module take
+    turns (a lock of the module's own); while the copies are swapped in, anything else that
+    reads the module's parameters sees them in ``dtype``. Parameters made under
+    ``torch.inference_mode`` (which count no versions) run under autocast."""
     if dtype is None or dtype == x.dtype:
         return forward(x)
     if module is None or torch.is_grad_enabled():
         with torch.autocast(x.device.type, dtype=dtype):
             return forward(x).to(x.dtype)
-    with _lock(module):
+    lock, copies = _side(module)
+    with lock:  # the list too: another thread's swap changes the tensors' dtype
         tensors = [
             t
             for t in (*module.parameters(), *module.buffers())
             if t.is_floating_point() and t.dtype != dtype
         ]
-        key = (dtype, tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors))
-        cached = module.__dict__.get(_CACHE)
-        if cached is None or cached[0] != key:
-            cached = (key, [t.detach().to(dtype) for t in tensors])
-            module.__dict__[_CACHE] = cached
+        if any(t.is_inference() for t in tensors):
+            with torch.autocast(x.device.type, dtype=dtype):
+                return forward(x).to(x.dtype)
+        key = (dtype, tuple((id(t), t.data_ptr(), t._version, t.device) for t in tensors))
+        if copies.get("key") != key:
+            copies.clear()
+            copies.update(key=key, tensors=[t.detach().to(dtype) for t in tensors])
         originals = [t.data for t in tensors]
         try:
-            for t, low in zip(tensors, cached[1], strict=True):
+            for t, low in zip(tensors, copies["tensors"], strict=True):
                 t.data = low
             return forward(x.to(dtype)).to(x.dtype)
         finally:
@@ -160,17 +165,19 @@ def run_in_dtype(
                 t.data = original
 
 
-_LOCKS: weakref.WeakKeyDictionary[nn.Module, Any] = weakref.WeakKeyDictionary()
-_LOCKS_LOCK = threading.Lock()
+_SIDE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SIDE_LOCK = threading.Lock()
 
 
-def _lock(module: nn.Module) -> Any:
-    """The module's own lock around its swapped-in copies (kept beside the module, not in
-    it, so that it still deep-copies and pickles)."""
-    with _LOCKS_LOCK:
-        found = _LOCKS.get(module)
+def _side(module: nn.Module) -> tuple[Any, dict[str, Any]]:
+    """The module's lock and low-precision copies, kept beside the module (a weak table),
+    not in it, so that its state dict, deep copies and pickles do not carry them."""
+    with _SIDE_LOCK:
+        found = _SIDE.get(module)
         if found is None:
-            found = _LOCKS[module] = threading.RLock()
+            found = _SIDE[module] = (threading.RLock(), {})
     return found
 
 

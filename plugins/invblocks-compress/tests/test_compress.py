@@ -322,10 +322,17 @@ def test_command_line_compresses_and_decompresses(tmp_path: Path):
     assert 10 * math.log10(1 / mse) > 25
     # damaged, truncated and foreign files: one sentence, exit 2, nothing written
     data = packed.read_bytes()
+    # a valid container (checksum right) declaring a latent far larger than its images make:
+    # refused before anything is decoded (else gigabytes and minutes from a few bytes)
+    from invblocks.ric.payload import Payload, dumps_container, loads_container
+
+    meta, channel, payload = loads_container(data, "photo.ibc")
+    huge = Payload(payload.data, (payload.shape[0], 4096, 4096), payload.info)
     for name, content in [
         ("flipped.ibc", data[:40] + bytes([data[40] ^ 0xFF]) + data[41:]),
         ("short.ibc", data[: len(data) // 2]),
         ("foreign.ibc", photo.read_bytes()),
+        ("huge.ibc", dumps_container(huge, channel, meta)),
     ]:
         bad = tmp_path / name
         bad.write_bytes(content)
