@@ -45,8 +45,12 @@ def test_it_decodes_what_libjpeg_decodes(quality, subsampling, h, w, top):
     assert ours.shape == x.shape
     # closer to the file libjpeg writes than that file is to the image, over a few blocks: a
     # 9x9 image is one block, where a coefficient within float error of a half step, rounded
-    # the other way, moves all of it by a step (seen at quality 46)
-    assert _psnr(ours, real) > max(38.0, _psnr(real, x))
+    # the other way, moves all of it by a step (seen at quality 46). Near quality 100 the
+    # file is within a level of the image, as close as libjpeg's integer transforms and
+    # rounding are to float ones (quality 97, 32x32: 51.9 dB against 51.8): the bar stops
+    # at 44 dB (measured: 46.6 dB or more wherever the file is within 44 dB of the image), far
+    # above what a wrong table or transform gives
+    assert _psnr(ours, real) > max(38.0, min(_psnr(real, x), 44.0))
 
 
 def test_each_subsampling_is_the_one_asked_for():

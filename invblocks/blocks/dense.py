@@ -96,7 +96,8 @@ def set_subnet_dtype(module: nn.Module, dtype: torch.dtype | None) -> int:
     (``torch.bfloat16``; ``None``: in the input's dtype), its output cast back to the input's
     dtype; returns how many. Any other subnet opts in by having a ``compute_dtype`` attribute
     (``None`` by default) that its ``forward`` honours as :class:`DenseBlock`'s does (a
-    plugin's subnets: :func:`run_in_dtype`).
+    plugin's subnets: :func:`run_in_dtype`). Every call drops the low-precision copies of
+    weights those subnets keep for inference (:func:`run_in_dtype`).
 
     Dense blocks are the couplings' subnets, nearly all of a RIC network's arithmetic; the
     couplings' affine arithmetic and the invertible linear blocks stay in float32, so the
