@@ -410,13 +410,7 @@ class Model:
                 f"expected a ({self.net.embed_channels}, H, W) embedding; "
                 f"received {tuple(embedding.shape)}"
             )
-        size = self.embedded_size(meta["height"], meta["width"])
-        if tuple(embedding.shape[1:]) != size:
-            raise ValueError(
-                f"{meta['height']}x{meta['width']} images embed as {size[0]}x{size[1]}; this "
-                f"embedding is {embedding.shape[1]}x{embedding.shape[2]}: was it resized or "
-                "cropped after embedding?"
-            )
+        self._check_shape(tuple(embedding.shape), meta)
         full = self.padded_size(meta["height"], meta["width"])
         with torch.no_grad(), self._precision(meta.get("precision", "float32")):
             x = self._run(embedding[None], full, inverse=True)
@@ -429,20 +423,22 @@ class Model:
         """The ``n`` images ``(C, H, W)`` restored from a payload (:meth:`encode`) and its
         metadata, through ``channel``'s deployment face (default: the network's)."""
         self._check(meta)
-        self._check_payload(payload, meta)
+        self._check_shape(payload.shape, meta)  # before decoding: a file could declare a huge one
         embedding = (channel or self.net.channel).decode([payload])[0]
         return self.restore(embedding, meta)
 
-    def _check_payload(self, payload: Payload, meta: dict[str, Any], where: str = "") -> None:
-        """Refuse a payload whose declared embedding is not what the metadata's images make,
-        before decoding it (a hostile file could declare a huge one)."""
+    def _check_shape(self, shape: Sequence[int], meta: dict[str, Any], where: str = "") -> None:
+        """Refuse an embedding (or a payload declaring one) whose shape ``(C_e, H_e, W_e)`` is
+        not what the metadata's images make."""
         expected = (self.net.embed_channels, *self.embedded_size(meta["height"], meta["width"]))
-        if tuple(payload.shape) != expected:
-            shape = "x".join(str(v) for v in payload.shape)
+        shape = tuple(shape)
+        if shape != expected:
+            cut = 1 if len(shape) == 3 and shape[0] == expected[0] else 0  # sizes alone differ
             raise ValueError(
                 f"{where}{meta['height']}x{meta['width']} images embed as "
-                f"{'x'.join(map(str, expected))}; this embedding is {shape}: was it resized or "
-                "cropped after embedding, or damaged?"
+                f"{'x'.join(map(str, expected[cut:]))}; this embedding is "
+                f"{'x'.join(map(str, shape[cut:]))}: was it resized or cropped after "
+                "embedding, or damaged?"
             )
 
     def _check(self, meta: dict[str, Any]) -> None:
@@ -621,7 +617,7 @@ class Model:
         """The embedding a file holds, as the receiver decodes it ``(C_e, H_e, W_e)``, and
         its metadata (:meth:`read_payload`)."""
         payload, meta, channel = self.read_payload(path, size=size)
-        self._check_payload(payload, meta, f"{path}: ")
+        self._check_shape(payload.shape, meta, f"{path}: ")  # before decoding
         return channel.decode([payload])[0], meta
 
     def restore_file(
