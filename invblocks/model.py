@@ -423,9 +423,25 @@ class Model:
         """The ``n`` images ``(C, H, W)`` restored from a payload (:meth:`encode`) and its
         metadata, through ``channel``'s deployment face (default: the network's)."""
         self._check(meta)
-        self._check_shape(payload.shape, meta)  # before decoding: a file could declare a huge one
-        embedding = (channel or self.net.channel).decode([payload])[0]
+        channel = channel or self.net.channel
+        self._check_payload(payload, meta, channel)
+        embedding = channel.decode([payload])[0]
         return self.restore(embedding, meta)
+
+    def _check_payload(
+        self, payload: Payload, meta: dict[str, Any], channel: Channel, where: str = ""
+    ) -> None:
+        """Before decoding: refuse a payload whose declared embedding is not the size its
+        metadata's images make, or whose decoding needs more memory than is free (a file's
+        few bytes can declare an embedding of terabytes)."""
+        self._check_shape(payload.shape, meta, where)
+        need, free = channel.decode_memory(payload.shape), available_memory()
+        if free is not None and need > free:
+            raise ValueError(
+                f"{where}decoding the embedding of {meta['width']}x{meta['height']} images "
+                f"needs about {need / 2**30:,.1f} GiB and {free / 2**30:.1f} GiB are free "
+                "(a machine with more memory, or is the file damaged?)"
+            )
 
     def _check_shape(self, shape: Sequence[int], meta: dict[str, Any], where: str = "") -> None:
         """Refuse an embedding (or a payload declaring one) whose shape ``(C_e, H_e, W_e)`` is
@@ -617,7 +633,7 @@ class Model:
         """The embedding a file holds, as the receiver decodes it ``(C_e, H_e, W_e)``, and
         its metadata (:meth:`read_payload`)."""
         payload, meta, channel = self.read_payload(path, size=size)
-        self._check_shape(payload.shape, meta, f"{path}: ")  # before decoding
+        self._check_payload(payload, meta, channel, f"{path}: ")
         return channel.decode([payload])[0], meta
 
     def restore_file(

@@ -14,7 +14,7 @@ from pathlib import Path
 import attrs
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file
 
@@ -370,6 +370,38 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
     with pytest.raises(ValueError, match=r"damaged\.png: its invblocks metadata is damaged"):
         half_model.restore_file(damaged, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@given(free=st.integers(0, 2**20), seed=st.integers(0, 2**16))
+@settings(deadline=None, max_examples=20)
+def test_a_payload_needing_more_memory_than_is_free_is_refused_before_decoding(
+    half_model, free, seed
+):
+    """The channel's ``decode_memory`` of the declared embedding is weighed against the free
+    memory before the channel decodes anything (a file's few bytes can declare terabytes)."""
+    import invblocks.model as model_module
+
+    g = torch.Generator().manual_seed(seed)
+    images = [torch.rand(3, 9, 13, generator=g) for _ in range(3)]
+    payload, meta = half_model.encode(images)
+    channel = half_model.net.channel
+    need = channel.decode_memory(payload.shape)
+    assert need == 16 * math.prod(payload.shape)  # the contract's default
+    calls = []
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            channel, "decode", lambda p, **k: calls.append(1) or type(channel).decode(channel, p)
+        )
+        mp.setattr(model_module, "available_memory", lambda: free)
+        mp.setattr(half_model, "budget", lambda: None)  # no tiling: the decode's memory alone
+        if need > free:
+            with pytest.raises(ValueError, match=r"needs about 0\.0 GiB and 0\.0 GiB are free"):
+                half_model.decode(payload, meta)
+            assert not calls
+        else:
+            assert len(half_model.decode(payload, meta)) == 3 and calls
+        mp.setattr(model_module, "available_memory", lambda: None)  # unknown: decoded
+        assert len(half_model.decode(payload, meta)) == 3
 
 
 def test_restore_never_overwrites_its_input(half_model, frames, tmp_path):

@@ -21,6 +21,7 @@ own (:meth:`Channel.param_groups`) and bring deployment state up to date before 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -73,6 +74,15 @@ class Channel(Block):
         """The embeddings ``(B, C, h, w)`` the receiver decodes from ``payloads``, as
         ``dtype``, on the CPU."""
         raise NotImplementedError(f"{self._name()} has no deployment face (decode)")
+
+    def decode_memory(self, shape: Sequence[int]) -> int:
+        """Bytes, about, that decoding one payload declaring an embedding of ``shape``
+        ``(C, h, w)`` takes at its peak. :class:`~invblocks.model.Model` refuses, before
+        decoding, a payload that needs more than this machine has free: a file's few bytes
+        can declare an embedding of terabytes. Default: 16 bytes a value (the decoded float
+        embedding and a working copy or two); a channel that runs networks to decode (an
+        entropy model) says more."""
+        return 16 * math.prod(int(n) for n in shape)
 
     # -------------------------------------------------------------------- files
     def for_file(self, suffix: str, quality: int | None = None) -> Channel:

@@ -180,6 +180,42 @@ torch.save(channel.decode([p]), {str(tmp_path / "out.pt")!r})
     assert torch.equal(torch.load(tmp_path / "out.pt"), expected)
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("context", ["serial", "checkerboard", "none"])
+def test_decode_memory_bounds_what_decoding_takes(context, tmp_path):
+    """The estimate that refuses a file before decoding is at least the peak resident memory
+    decoding really adds, measured in a process that has not encoded (whose freed pages
+    decoding would reuse unseen)."""
+    n, side = 32, 128 if context != "serial" else 64
+    torch.manual_seed(5)
+    channel = EntropyCoded([(n, side, side)], context=context).eval()
+    channel.finalize()
+    (payload,) = channel.encode(3 * torch.randn(1, n, side, side))
+    torch.save(channel.state_dict(), tmp_path / "state.pt")
+    (tmp_path / "data.bin").write_bytes(payload.data)
+    script = f"""
+import gc, torch
+from invblocks.ric import Payload
+from invblocks_compress import EntropyCoded
+channel = EntropyCoded([{payload.shape!r}], context={context!r}).eval()
+channel.load_state_dict(torch.load({str(tmp_path / "state.pt")!r}))
+p = Payload(open({str(tmp_path / "data.bin")!r}, "rb").read(), {payload.shape!r}, {payload.info!r})
+gc.collect()
+def kib(key):
+    return next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith(key))
+open("/proc/self/clear_refs", "w").write("5")  # the peak, from now
+before = kib("VmRSS")
+channel.decode([p])
+print((kib("VmHWM") - before) * 1024)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    taken = int(done.stdout.split()[-1])
+    assert 0 < taken <= channel.decode_memory(payload.shape), (taken, payload.shape)
+
+
 def test_a_damaged_bitstream_is_refused_or_decodes_to_something_else():
     channel = _trained_channel("none", 4)
     (payload,) = channel.encode(torch.randn(1, 8, 8, 12))
@@ -328,11 +364,17 @@ def test_command_line_compresses_and_decompresses(tmp_path: Path):
 
     meta, channel, payload = loads_container(data, "photo.ibc")
     huge = Payload(payload.data, (payload.shape[0], 4096, 4096), payload.info)
+    # metadata naming vast images, the latent declared to match: refused on the memory its
+    # decoding needs (a petabyte), before decoding
+    side = 1 << 22
+    vast = Payload(payload.data, (payload.shape[0], side // 16, side // 16), payload.info)
+    vast_meta = {**meta, "height": side, "width": side}
     for name, content in [
         ("flipped.ibc", data[:40] + bytes([data[40] ^ 0xFF]) + data[41:]),
         ("short.ibc", data[: len(data) // 2]),
         ("foreign.ibc", photo.read_bytes()),
         ("huge.ibc", dumps_container(huge, channel, meta)),
+        ("vast.ibc", dumps_container(vast, channel, vast_meta)),
     ]:
         bad = tmp_path / name
         bad.write_bytes(content)
