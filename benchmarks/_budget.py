@@ -54,10 +54,12 @@ def run_recipe(
     items: int = 2,
     transports: tuple[str, ...] = ("png",),
     final_only: bool = False,
+    crop: int | None = None,
 ) -> list[dict[str, Any]]:
     """Train recipe ``name`` for ``budget`` CPU seconds in a child process; the evaluations
     (one dict per point: ``cpu_s``, ``step``, and per transport the metrics of
-    :func:`invblocks.model.evaluate_images`) in budget order."""
+    :func:`invblocks.model.evaluate_images`) in budget order. ``crop``: evaluate the
+    held-out images' top-left ``crop x crop`` only (a quick check; default whole)."""
     out.mkdir(parents=True, exist_ok=True)
     spec = {
         "name": name,
@@ -68,6 +70,7 @@ def run_recipe(
         "items": items,
         "transports": list(transports),
         "final_only": final_only,
+        "crop": crop,
         "run": str(out / "run"),
         "curve": str(out / "curve.jsonl"),
     }
@@ -115,6 +118,8 @@ def _child(path: Path) -> None:
     )
     source = task.default_data()
     items = source.val[: spec["items"]]
+    if spec.get("crop"):
+        items = [x[..., : spec["crop"], : spec["crop"]] for x in items]
     layout = config.channels_last
     marks = [budget * (k + 1) / spec["points"] for k in range(spec["points"])]
     curve = Path(spec["curve"])

@@ -3,6 +3,7 @@ then measured as the paper measures it: the RAW recovered from a real JPEG (Pill
 quality 90, 4:2:2) of the model's rendering, on whole held-out photographs.
 
     python -m benchmarks.isp --budget 600
+    python -m benchmarks.isp --budget 2 --items 1 --variants jpeg --crop 160  # a quick check
 
 Variants (each in its own process, ``--budget`` seconds of that process's CPU time):
 
@@ -51,9 +52,12 @@ def _psnr(a: Any, b: Any, peak: float) -> float:
     return 10 * math.log10(peak**2 / mse)
 
 
-def dng_round_trip(run: Path, items: int, out: Path) -> list[dict[str, float]]:
-    """Each held-out photograph's synthetic RAW as a DNG, through ``invblocks embed`` (JPEG)
-    and ``invblocks restore`` (DNG); the developed DNGs compared (PSNR in dB, 8-bit)."""
+def dng_round_trip(
+    run: Path, items: int, out: Path, crop: int | None = None
+) -> list[dict[str, float]]:
+    """Each held-out photograph's synthetic RAW (its top-left ``crop x crop`` when given) as
+    a DNG, through ``invblocks embed`` (JPEG) and ``invblocks restore`` (DNG); the developed
+    DNGs compared (PSNR in dB, 8-bit)."""
     import rawpy
     from invblocks_camera.isp import synthetic_raw
     from invblocks_camera.raw import RawInfo, dng_bytes, mosaic
@@ -82,6 +86,8 @@ def dng_round_trip(run: Path, items: int, out: Path) -> list[dict[str, float]]:
     options = {"use_camera_wb": True, "no_auto_bright": True, "adjust_maximum_thr": 0.0}
     for index, photo in enumerate(invblocks.data.default_photos().val[:items]):
         x = to_float(photo)[None]
+        if crop:
+            x = x[..., :crop, :crop]
         h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
         raw = synthetic_raw(x[..., :h, :w])[0]
         source = out / f"item{index}.dng"
@@ -116,6 +122,10 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=4, help="held-out photographs")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/bench/isp"))
+    parser.add_argument(
+        "--crop", type=int, default=None,
+        help="measure the held-out photographs' top-left CROP x CROP only (a quick check)",
+    )  # fmt: skip
     args = parser.parse_args()
     names = args.variants.split(",")
     results: dict[str, Any] = {}
@@ -123,7 +133,7 @@ def main() -> None:
         fields = {**VARIANTS[name], "seed": args.seed}
         curve = run_recipe(
             name, "isp", fields, args.budget, args.out / name, points=1, items=args.items,
-            transports=TRANSPORTS, final_only=True,
+            transports=TRANSPORTS, final_only=True, crop=args.crop,
         )  # fmt: skip
         results[name] = curve[-1]
     rows = [
@@ -142,7 +152,7 @@ def main() -> None:
     dng: list[dict[str, float]] = []
     if jpeg_names:
         best = max(jpeg_names, key=lambda n: results[n]["jpeg90-422"]["restored_psnr"])
-        dng = dng_round_trip(args.out / best / "run", args.items, args.out / "dng")
+        dng = dng_round_trip(args.out / best / "run", args.items, args.out / "dng", args.crop)
         rows.append("")
         rows.append(f"DNG round trip with `{best}` (rawpy.postprocess, 8-bit PSNR in dB):")
         rows.append("")

@@ -413,7 +413,9 @@ def test_rate_distortion_fitted_start_fits_the_entropy_model_alone():
 
 
 def test_isp_runs_at_toy_size_and_round_trips_a_dng(tmp_path):
-    run_module("isp", "--budget", 2, "--items", 1, "--variants", "jpeg", "--out", tmp_path)
+    run_module(
+        "isp", "--budget", 2, "--items", 1, "--variants", "jpeg", "--crop", 160, "--out", tmp_path
+    )
     record = json.loads((tmp_path / "results.json").read_text())
     result = record["results"]["jpeg"]
     assert set(result) >= {"png", "jpeg90-422", "step", "cpu_s"}
