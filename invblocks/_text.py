@@ -24,12 +24,19 @@ def short(value: Any, limit: int = 40) -> str:
 
 def one_line(message: str, limit: int = 280) -> str:
     """``message`` as one line of at most ``limit`` characters: several lines (a graph's list
-    of problems) joined by ``"; "``, the rest cut with ``"..."``.
+    of problems, their ``"- "`` bullets dropped) joined by ``"; "``; a longer one cut in the
+    middle with ``"..."``, so that its start and its end (often the reason) both stay.
 
     Example:
         >>> one_line("problems:\\n- a\\n- b")
         'problems:; a; b'
+        >>> one_line("cannot write " + "a" * 50 + ".png: File name too long", 40)
+        'cannot write aaaaaa...File name too long'
     """
-    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    lines = [line[2:] if line.startswith("- ") else line for line in lines]
     text = "; ".join(lines) if lines else message
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    tail = (limit - 3) // 2
+    return text[: limit - 3 - tail] + "..." + text[len(text) - tail :]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -202,32 +203,61 @@ def _for_each(
     args: argparse.Namespace,
     verb: str,
     items: list[Path],
-    output_of: Callable[[Path], Path],
+    name_of: Callable[[Path], str],
     work: Callable[[Path, Path], None],
+    finished: Callable[[Path], bool],
 ) -> None:
-    """Run ``work(item, output)`` on every item whose output does not exist yet (a rerun
-    goes on where the last one stopped), with a progress bar; an item that fails is said in
-    one line and skipped while the others go on; one summary line at the end, and exit code 2
+    """Run ``work(item, output)`` on every item, ``output`` the file or folder
+    ``name_of(item)`` names in ``-o``, unless ``finished(output)`` says an earlier run wrote
+    it (a rerun goes on where the last one stopped), with a progress bar. Refused before any
+    work: two items with one output, an output that is an item. An item that fails (its
+    output cannot be named after it, something else is in its output's way) is said in one
+    line and skipped while the others go on; one summary line at the end, and exit code 2
     when any failed."""
     from tqdm import tqdm
 
+    out = Path(args.output)
+    inputs = {os.path.realpath(p): p for p in items}
+    outputs: dict[Path, Path | str] = {}
+    taken: dict[str, Path] = {}
+    for item in items:
+        name = name_of(item)
+        if name in ("", ".", "..") or "/" in name or os.sep in name:
+            outputs[item] = f"cannot name an output {name!r} after it: rename it"
+            continue
+        output = out / name
+        other = taken.setdefault(os.path.realpath(output), item)
+        if other != item:
+            raise UserError(
+                f"{other.name} and {item.name} would both be written to {name}: rename or "
+                "move one of them"
+            )
+        if os.path.realpath(output) in inputs:
+            raise UserError(
+                f"{output} would overwrite the input {inputs[os.path.realpath(output)].name}: "
+                "choose another -o"
+            )
+        outputs[item] = output
     done, failed, kept = 0, 0, 0
     quiet = getattr(args, "quiet", False) or not sys.stderr.isatty()
     bar = tqdm(items, desc=verb, unit="item", disable=quiet)
     for item in bar:
-        output = output_of(item)
-        if output.exists():
-            kept += 1
-            continue
         try:
-            work(item, output)
+            target = outputs[item]
+            if isinstance(target, str):
+                raise UserError(target)
+            if finished(target):
+                kept += 1
+                continue
+            work(item, target)
             done += 1
         except Exception as err:
             message = _user_error(err)
             if message is None:
                 raise  # a bug, not the item
             failed += 1
-            bar.write(f"invblocks {args.command}: {item.name}: {_one_line(message)}", sys.stderr)
+            name = item.name.encode("unicode_escape").decode("ascii")  # one line
+            bar.write(f"invblocks {args.command}: {name}: {_one_line(message)}", sys.stderr)
     bar.close()
     summary = f"{verb} {done} of {len(items)} items into {args.output}"
     if kept:
@@ -235,6 +265,24 @@ def _for_each(
     if failed:
         raise _SomeFailed(f"{summary}; {failed} failed (said above)")
     print(summary)
+
+
+def _file_written(output: Path) -> bool:
+    """Whether an earlier run wrote the file ``output`` (a folder or other thing there is
+    in its way: ``UserError``)."""
+    if output.is_file():
+        return True
+    if os.path.lexists(output):
+        raise UserError(f"{output} exists and is not a file")
+    return False
+
+
+def _check_suffix(suffix: str) -> str:
+    """``--suffix``: a file type (``.png``, or ``png``), never a path."""
+    bare = suffix if suffix.startswith(".") else f".{suffix}"
+    if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", bare):
+        raise UserError(f"--suffix takes a file type such as .png or .jpg; received {suffix!r}")
+    return bare
 
 
 def _cmd_embed(args: argparse.Namespace) -> None:
@@ -245,7 +293,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
     model = Model.load(
         args.model, device=args.device, max_memory=args.max_memory, precision=args.precision
     )
-    suffix = args.suffix or model.net.channel.suffixes[0]
+    suffix = _check_suffix(args.suffix) if args.suffix else model.net.channel.suffixes[0]
     target = Path(args.output) / f"x{suffix}" if args.each else args.output
     channel = model.channel_for(target, args.quality)
     for problem in channel.problems(model.net.body):  # e.g. a JPEG of a residue hiding
@@ -258,15 +306,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
             )
 
         items = model.items_in(args.each)
-        named: dict[str, Path] = {}
-        for item in items:
-            other = named.setdefault(item.stem, item)
-            if other != item:
-                raise UserError(
-                    f"{other.name} and {item.name} would both be written to "
-                    f"{item.stem}{suffix}: rename or move one of them"
-                )
-        _for_each(args, "embedded", items, lambda p: Path(args.output) / f"{p.stem}{suffix}", embed)
+        _for_each(args, "embedded", items, lambda p: f"{p.stem}{suffix}", embed, _file_written)
         return
     started = time.perf_counter()
     _say(args, f"embedding {len(args.inputs)} input(s) with {model.task.name} on {model.device}...")
@@ -303,9 +343,16 @@ def _cmd_restore(args: argparse.Namespace) -> None:
 
         own = model.task.files
         ending = own.suffix if own is not None and own.suffix is not None else ""
-        _for_each(
-            args, "restored", items, lambda p: Path(args.output) / f"{p.stem}{ending}", restore
-        )
+
+        def finished(output: Path) -> bool:
+            if ending:  # the task's own file, one an item
+                return _file_written(output)
+            if os.path.lexists(output) and not output.is_dir():
+                raise UserError(f"{output} exists and is not a folder")
+            names = [f"restored_{i}.png" for i in range(model.n_inputs)]
+            return all((output / name).is_file() for name in names)
+
+        _for_each(args, "restored", items, lambda p: f"{p.stem}{ending}", restore, finished)
         return
     started = time.perf_counter()
     _say(args, f"restoring {args.embedding} with {model.task.name} on {model.device}...")

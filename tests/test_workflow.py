@@ -811,3 +811,61 @@ def test_folders_of_items_are_embedded_and_restored_with_one_model_load(half_mod
         f"restored_{i}.png" for i in range(3)
     ]
     assert main(["restore", "--model", model, "-o", str(back)]) == 2  # neither a file nor --each
+
+
+def test_folders_of_items_never_write_outside_their_output_or_over_an_input(tmp_path, capsys):
+    """``--each`` names each output after its item inside ``-o``, and nothing else: a
+    ``--suffix`` that is a path, an output folder that is the items' folder, an item whose
+    name would make ``..``, two items with one output, or something else in an output's way
+    are refused, and the files beside them are untouched."""
+    from invblocks.checkpoint import save_model
+
+    task = __import__("invblocks").get_task("grayscale")
+    net = task.build_network(1, blocks=1, width=4, generator=torch.Generator().manual_seed(0))
+    model = str(save_model(tmp_path / "model", net=net, meta={"task": "grayscale", "n_inputs": 1,
+                                                              "network": net.get_config()}))  # fmt: skip
+    items = tmp_path / "items"
+    for k, name in enumerate(["a.png", "b.png"]):
+        write_png(torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(k)), items / name)
+    snapshot = {p: p.read_bytes() for p in items.iterdir()}
+
+    def embed(*extra: str) -> int:
+        return main(["embed", "--model", model, "--each", str(items), "--quiet", *extra])
+
+    for suffix in ["/../../items/a.png", "../x.png", "/x.png", ".p/ng", "."]:
+        assert embed("-o", str(tmp_path / "out"), "--suffix", suffix) == 2, suffix
+        assert "--suffix takes a file type" in capsys.readouterr().err
+    assert embed("-o", str(items)) == 2  # the outputs would be the inputs
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in items.iterdir()} == snapshot
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.png").exists()
+
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)  # something else where an output goes
+    assert embed("-o", str(out), "--suffix", "png") == 2
+    assert "a.png exists and is not a file" in capsys.readouterr().err
+    assert (out / "a.png").is_dir() and (out / "b.png").is_file()
+
+    # restore: "...png" would be restored into "-o/.." ; a.png and a.jpg into one folder
+    sent = tmp_path / "sent"
+    sent.mkdir()
+    (sent / "...png").write_bytes((out / "b.png").read_bytes())
+    (sent / "ok.png").write_bytes((out / "b.png").read_bytes())
+    beside = tmp_path / "restored_0.png"
+    beside.write_bytes(b"the user's file")
+    back = tmp_path / "back"
+    (back / "ok").mkdir(parents=True)  # an empty folder is not a restored item
+    assert main(["restore", "--model", model, "--each", str(sent), "-o", str(back)]) == 2
+    err = capsys.readouterr()
+    assert "...png: cannot name an output '..' after it" in err.err
+    assert "restored 1 of 2 items" in err.err and beside.read_bytes() == b"the user's file"
+    assert (back / "ok" / "restored_0.png").is_file()
+    (back / "ok" / "restored_0.png").unlink()
+    (back / "ok").rmdir()
+    (back / "ok").write_text("in the way")
+    (sent / "...png").unlink()
+    assert main(["restore", "--model", model, "--each", str(sent), "-o", str(back)]) == 2
+    assert "ok exists and is not a folder" in capsys.readouterr().err
+    (sent / "ok.jpg").write_bytes(b"")
+    assert main(["restore", "--model", model, "--each", str(sent), "-o", str(tmp_path / "b2")]) == 2
+    assert "ok.jpg and ok.png would both be written to ok" in capsys.readouterr().err
