@@ -822,8 +822,8 @@ def test_folders_of_items_never_write_outside_their_output_or_over_an_input(tmp_
 
     task = __import__("invblocks").get_task("grayscale")
     net = task.build_network(1, blocks=1, width=4, generator=torch.Generator().manual_seed(0))
-    model = str(save_model(tmp_path / "model", net=net, meta={"task": "grayscale", "n_inputs": 1,
-                                                              "network": net.get_config()}))  # fmt: skip
+    meta = {"task": "grayscale", "n_inputs": 1, "network": net.get_config()}
+    model = str(save_model(tmp_path / "model", net=net, meta=meta))
     items = tmp_path / "items"
     for k, name in enumerate(["a.png", "b.png"]):
         write_png(torch.rand(3, 16, 20, generator=torch.Generator().manual_seed(k)), items / name)
