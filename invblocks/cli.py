@@ -191,7 +191,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         data = task.dataset(source, "val", n_inputs=n, crop=args.crop, length=count)
         metrics = evaluate(task, model.net, [data[i] for i in range(len(data))], n, **how)
     report: dict[str, Any] = {"model": str(args.model), **metrics}
-    report["train_crop"] = meta.get("train_config", {}).get("crop")
+    trained = meta.get("train_config")
+    report["train_crop"] = trained.get("crop") if isinstance(trained, dict) else None
     print(json.dumps(json_safe(report), indent=2, allow_nan=False))
 
 

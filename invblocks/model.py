@@ -760,7 +760,13 @@ def load_for_eval(
     elif meta.get("task") != task.name:
         raise ValueError(f"{folder} is a model of task {meta.get('task')!r}, not {task.name!r}")
     net = as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
-    return task, net.eval(), int(meta["n_inputs"]), meta
+    n = meta.get("n_inputs")
+    if not isinstance(n, int) or isinstance(n, bool) or n != net.n_images:
+        raise ValueError(
+            f"{folder}: its config.json says n_inputs {_short(n)}; its network takes "
+            f"{net.n_images} {task.image_channels}-channel images"
+        )
+    return task, net.eval(), n, meta
 
 
 def evaluate_images(

@@ -328,7 +328,13 @@ def _check_resume(config: TrainConfig, meta: dict[str, Any], start: int) -> dict
     not change: the seed (the run's random streams continue), or ``steps`` below the step
     the run is at. A larger ``steps`` extends the run (the schedule is recomputed over the
     new total from the resumed step on)."""
-    saved = TrainConfig.upgrade(meta.get("train_config") or {})
+    trained = meta.get("train_config") or {}
+    if not isinstance(trained, dict):
+        raise ValueError(
+            f"the checkpoint's train_config is damaged: expected a table of settings; "
+            f"received a {type(trained).__name__}"
+        )
+    saved = TrainConfig.upgrade(trained)
     if "seed" in saved and saved["seed"] != config.seed:
         raise ValueError(
             f"the run was trained with seed={saved['seed']}; a resume continues its random "

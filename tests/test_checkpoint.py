@@ -74,3 +74,32 @@ def test_format_1_is_upgraded():
     assert set(upgraded) == set(net.state_dict())
     assert json.dumps(config)  # still JSON
     assert upgrade(config, upgraded)[0] is config  # already current: unchanged
+
+
+@pytest.mark.parametrize("n_inputs", [0, 3, 10**20, "2", True, None, 2.0])
+def test_a_model_whose_input_count_is_not_its_networks_is_refused(tmp_path, n_inputs):
+    from invblocks.model import Model
+
+    net = tiny()
+    folder = save_model(tmp_path / "m", net=net, meta={**meta(net), "n_inputs": n_inputs})
+    with pytest.raises(ValueError, match=r"config\.json says n_inputs .*its network takes 2 3-"):
+        Model.load(folder, device="cpu")
+
+
+@pytest.mark.parametrize("trained", [None, "abc", [1, 2]])
+def test_eval_and_resume_survive_a_checkpoint_whose_training_config_is_not_a_table(
+    tmp_path, trained, capsys
+):
+    from invblocks.cli import main
+
+    net = presets.iicnet(3, blocks=1, width=4, growth=4, size=(8, 8))
+    config = {**meta(net), "n_inputs": 3, "train_config": trained}
+    save_checkpoint(tmp_path, step=1, net=net, meta=config, train_state={"x": torch.ones(1)})
+    assert main(["eval", "--model", str(tmp_path), "--samples", "1", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["train_crop"] is None
+    if trained is not None:  # a resume names the field
+        from invblocks.config import TrainConfig
+        from invblocks.trainer import _check_resume
+
+        with pytest.raises(ValueError, match="train_config is damaged: expected a table"):
+            _check_resume(TrainConfig(task="video"), config, 1)
