@@ -195,6 +195,23 @@ def ensure_folder(folder: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
+def new_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """``folder`` and its parents made as needed (:func:`ensure_folder`) for the ``with``
+    block; when the block raises, the folders it made are removed again (those still empty),
+    so that a write that failed leaves nothing behind."""
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
+    ensure_folder(folder)
+    try:
+        yield folder
+    except BaseException:
+        for made in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Write ``path`` all at once or not at all: yields a binary file to write into.
 
@@ -231,12 +248,11 @@ def atomic_write(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        try:
-            os.replace(tmp, path)
-        except OSError as err:
-            raise ValueError(f"cannot write {path}: {_reason(err)}") from None
-    except BaseException:
+        os.replace(tmp, path)
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # writing it, a full disk
+            raise ValueError(f"cannot write {path}: {_reason(err)}") from None
         raise
 
 
@@ -347,6 +363,27 @@ TEMPORARY_PREFIX = ".ib-"
 """The start of the hidden names of files being written (``.ib-XXXXXXXX.tmp``)."""
 
 
+def _backup(path: Path) -> tuple[Path, bool]:
+    """A second name for the file ``path`` under a hidden temporary name in its folder, to
+    put it back with, and whether the file was moved there: a hard link where the file
+    system has them (``path`` keeps its file until it is replaced), else a rename."""
+    fd, kept = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    backup = Path(kept)
+    try:
+        try:
+            backup.unlink()
+            os.link(path, backup)
+            return backup, False
+        except OSError:  # no hard links here (or the name was taken meanwhile)
+            backup.touch(exist_ok=True)
+            os.replace(path, backup)
+            return backup, True
+    except BaseException:
+        backup.unlink(missing_ok=True)
+        raise
+
+
 def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
     """Write several files all or none: each is written and flushed under a hidden temporary
     name in its folder first, then they are renamed into place one by one; when one of them
@@ -356,9 +393,11 @@ def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
     staged: list[tuple[Path, Path]] = []
     placed: list[tuple[Path, Path | None]] = []
     current: Path | None = None
+    made: list[Path] = []  # folders this call made, deepest first per file
     try:
         for target, data in files:
             current = Path(target)
+            made += [p for p in (current.parent, *current.parent.parents) if not os.path.lexists(p)]
             ensure_folder(current.parent)
             if current.is_dir():
                 raise ValueError(f"cannot write {current}: it is a folder")
@@ -372,16 +411,18 @@ def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
                 f.flush()
                 os.fsync(f.fileno())
         for staging, current in staged:
-            backup = None
-            if current.exists():
-                fd, kept = tempfile.mkstemp(
-                    prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=current.parent
-                )
-                os.close(fd)
-                backup = Path(kept)
-                os.replace(current, backup)
+            backup, moved = _backup(current) if current.exists() else (None, False)
+            try:
+                os.replace(staging, current)  # a linked old file keeps its name until this
+            except BaseException:
+                if backup is not None:
+                    with contextlib.suppress(OSError):
+                        if moved:
+                            os.replace(backup, current)
+                        else:
+                            backup.unlink()
+                raise
             placed.append((current, backup))
-            os.replace(staging, current)
     except BaseException as err:
         for path, backup in reversed(placed):  # take back what was placed
             with contextlib.suppress(OSError):
@@ -392,6 +433,9 @@ def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
         for staging, _ in staged:
             with contextlib.suppress(OSError):
                 staging.unlink(missing_ok=True)
+        for folder in sorted(set(made), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         if isinstance(err, OSError):
             raise ValueError(f"cannot write {current or 'the files'}: {_reason(err)}") from None
         raise
@@ -433,8 +477,7 @@ def write_jpeg(
 def write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically, making its folder (:func:`atomic_write`)."""
     path = Path(path)
-    ensure_folder(path.parent)
-    with atomic_write(path) as f:
+    with new_folder(path.parent), atomic_write(path) as f:
         f.write(data)
     return path
 

@@ -167,6 +167,47 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def test_a_full_disk_leaves_no_folder_and_names_the_file(small_disk):
+    """A write that fails on a full disk says which file, and the folders it made for it are
+    gone again (one file and several at once)."""
+    from invblocks.io import write_all, write_bytes
+
+    (small_disk / "filler").write_bytes(bytes(6 * 2**20 - 64 * 2**10))
+    big = bytes(2**20)
+    with pytest.raises(ValueError, match=r"cannot write .*new/deeper/x\.bin: No space left"):
+        write_bytes(big, small_disk / "new" / "deeper" / "x.bin")
+    with pytest.raises(ValueError, match=r"cannot write .*b\.bin: No space left"):
+        write_all([(small_disk / "made" / "a.bin", b"small"), (small_disk / "made" / "b.bin", big)])
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
+
+
+def test_a_failed_rename_puts_every_file_back_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """When placing the second file fails, the first is taken back, the user's files are
+    what they were and no hidden temporary file stays; the user's file keeps its name the
+    whole time (a hard link is the way back, not a rename)."""
+    import invblocks.io as io_module
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in (0, 1):
+        (out / f"restored_{i}.png").write_bytes(f"old {i}".encode())
+    real = os.replace
+    moves = []
+
+    def replace(src, dst):
+        moves.append((Path(src).name, Path(dst).name))
+        if Path(dst).name == "restored_1.png" and Path(src).name.startswith(".ib-"):
+            raise PermissionError(1, "Operation not permitted")
+        return real(src, dst)
+
+    monkeypatch.setattr(io_module.os, "replace", replace)
+    with pytest.raises(ValueError, match=r"cannot write .*restored_1\.png: Operation not"):
+        io_module.write_all([(out / f"restored_{i}.png", b"new") for i in (0, 1)])
+    assert sorted(p.name for p in out.iterdir()) == ["restored_0.png", "restored_1.png"]
+    assert [(out / f"restored_{i}.png").read_bytes() for i in (0, 1)] == [b"old 0", b"old 1"]
+    assert not any(dst.startswith(".ib-") for _, dst in moves)  # never moved aside
+
+
 def test_a_full_disk_stops_training_in_one_sentence_and_it_resumes_after(small_disk):
     filler = small_disk / "filler"
     filler.write_bytes(bytes(5 * 2**20 + 600 * 2**10))  # a few hundred KiB are left

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..block import Block, Inversion
-from ..io import atomic_write, check_regular, ensure_folder
+from ..io import atomic_write, check_regular, new_folder
 from ..registry import BLOCKS, NamedRegistry
 from .groups import ParamGroup
 from .payload import CONTAINER_SUFFIX, Payload, dumps_container, loads_container
@@ -129,9 +129,8 @@ class Channel(Block):
     def write(self, payload: Payload, path: str | Path, meta: Mapping[str, Any]) -> Path:
         """Write ``payload`` with ``meta`` to ``path`` atomically (all or nothing)."""
         path = Path(path)
-        ensure_folder(path.parent)
         data = self.dumps(payload, meta)
-        with atomic_write(path) as f:
+        with new_folder(path.parent), atomic_write(path) as f:
             f.write(data)
         return path
 
