@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["main"]
 
@@ -597,6 +597,14 @@ _EPILOGS = {
 """Text after a command's help: what its options cannot say."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as the commands' own are (argparse
+    prints its usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (``invblocks --help``)."""
     from importlib.metadata import PackageNotFoundError, version
@@ -607,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         torch_version = version("torch")
     except PackageNotFoundError:  # pragma: no cover - torch is a dependency
         torch_version = "not installed"
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="invblocks", description="Invertible networks for reversible image conversion."
     )
     parser.add_argument(

@@ -244,6 +244,12 @@ def catalogue(inputs, out, model):
         ("a zip bomb",
          ["import-weights", "iicnet", inputs / "bomb.pth", "-o", out / "imported"],
          "a zip bomb", {}),
+        ("a bad option value", [*restore("f0.png")[:-2], "--size", "0x0", "-o", out / "r"],
+         "argument --size: expected WIDTHxHEIGHT, e.g. 640x480; received '0x0'", {}),
+        ("an unknown command", ["info"], "invalid choice: 'info'", {}),
+        ("an option without its value", ["train", "--task"], "expected one argument", {}),
+        ("a path as a suffix", [*embed[:3], "--each", inputs, "-o", out / "e",
+                                "--suffix", "/../f0.png"], "--suffix takes a file type", {}),
     ]  # fmt: skip
 
 
@@ -258,7 +264,8 @@ CASES = [
     "nested config", "config of a list", "config train of a number",
     "nested checkpoint config", "NaN weights", "a symbolic-link loop",
     "an infinite learning rate", "a huge integer setting", "a network that cannot compute",
-    "a network too large to build", "a zip bomb",
+    "a network too large to build", "a zip bomb", "a bad option value", "an unknown command",
+    "an option without its value", "a path as a suffix",
 ]  # fmt: skip
 
 
