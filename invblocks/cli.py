@@ -663,6 +663,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             tune_malloc()
         with warnings.catch_warnings():  # a warning is one line on stderr, as errors are
             warnings.showwarning = _show_warning
+            # Pillow's warning of images over 89 M pixels: the readers refuse what is over
+            # twice that, and the memory budget governs the rest; the warning is noise
+            warnings.filterwarnings("ignore", message="Image size .* could be decompression bomb")
             args.func(args)
     except BrokenPipeError:  # the reader went away (`invblocks tasks | head`): nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -89,6 +89,7 @@ def inputs(tmp_path_factory, model, payload):
     folder = tmp_path_factory.mktemp("inputs")
     f = frames(folder)
     png_with_size(folder / "bomb.png", 30000, 30000)
+    png_with_size(folder / "large.png", 9600, 9600)  # over Pillow's warning, under its error
     write_png(torch.rand(3, 8, 8), folder / "blocker.png")
     (folder / "bad.toml").write_text("task = ")
     (folder / "notes.txt").write_text("not a checkpoint")
@@ -168,6 +169,8 @@ def catalogue(inputs, out, model):
     return [
         ("bomb", ["embed", "--model", model, inputs / "bomb.png", f[1], f[2], "-o", e_png],
          "decompression bomb", {}),
+        ("large and truncated", ["embed", "--model", model, inputs / "large.png", f[1], f[2],
+                                 "-o", e_png], "cannot read image", {}),
         ("oversized", [*embed, "-o", e_png, "--max-memory", "1k"],
          "not enough memory even for tiles", {}),
         ("output under a file", [*embed, "-o", inputs / "blocker.png" / "e.png"], "is a file", {}),
@@ -265,7 +268,7 @@ CASES = [
     "nested checkpoint config", "NaN weights", "a symbolic-link loop",
     "an infinite learning rate", "a huge integer setting", "a network that cannot compute",
     "a network too large to build", "a zip bomb", "a bad option value", "an unknown command",
-    "an option without its value", "a path as a suffix",
+    "an option without its value", "a path as a suffix", "large and truncated",
 ]  # fmt: skip
 
 
