@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["one_line", "short"]
+__all__ = ["nbytes", "one_line", "short"]
 
 
 def short(value: Any, limit: int = 40) -> str:
@@ -40,3 +40,19 @@ def one_line(message: str, limit: int = 280) -> str:
         return text
     tail = (limit - 3) // 2
     return text[: limit - 3 - tail] + "..." + text[len(text) - tail :]
+
+
+def nbytes(n: float) -> str:
+    """A number of bytes for a message, in the unit that shows it (``B``, ``KiB`` ... ``PiB``).
+
+    Example:
+        >>> nbytes(1536), nbytes(3 * 2**30), nbytes(100)
+        ('1.5 KiB', '3.0 GiB', '100 B')
+    """
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:,.1f} PiB"

@@ -29,6 +29,12 @@ def _one_line(message: str, limit: int = 280) -> str:
     return one_line(message, limit)
 
 
+def _short(value: Any) -> str:
+    from ._text import short
+
+    return short(value)
+
+
 def _count(least: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``least``."""
 
@@ -82,7 +88,13 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError:
         size = None
     if size is None or min(size) < 1:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480; received {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT, e.g. 640x480; received {_short(text)}"
+        )
+    if max(size) > 1 << 24:
+        raise argparse.ArgumentTypeError(
+            f"expected sides of at most {1 << 24}; received {_short(text)}"
+        )
     return size
 
 
@@ -602,7 +614,8 @@ class _Parser(argparse.ArgumentParser):
     prints its usage block first)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {_one_line(message)} (see {self.prog} --help)\n")
+        prefix, hint = f"{self.prog}: error: ", f" (see {self.prog} --help)"
+        self.exit(2, f"{prefix}{_one_line(message, 299 - len(prefix) - len(hint))}{hint}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -564,6 +564,8 @@ def parse_json(text: str | bytes, what: str) -> Any:
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError) as err:
+        if "digits" in str(err):  # Python's limit on an int's digits
+            raise ValueError(f"{what} holds a number of thousands of digits") from None
         raise ValueError(f"{what} is not JSON ({err})") from None
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._text import nbytes
 from ._text import short as _short
 from .blocks.dense import set_subnet_dtype
 from .checkpoint import load_checkpoint, load_network
@@ -281,7 +282,7 @@ class Model:
             need = self._bytes(*[round((side + 2 * halo) * ratio)] * 2)
             raise ValueError(
                 f"not enough memory even for tiles: a tile with its halo needs about "
-                f"{need / 2**30:.1f} GiB and {budget / 2**30:.1f} GiB may be used "
+                f"{nbytes(need)} and {nbytes(budget)} may be used "
                 "(--max-memory, or a machine with more memory)"
             )
         return side
@@ -322,8 +323,8 @@ class Model:
             scale = math.sqrt(free / need)
             fits = f"{int(width * scale)}x{int(height * scale)}"
             raise ValueError(
-                f"{width}x{height} images need about {need / 2**30:.1f} GiB here and "
-                f"{free / 2**30:.1f} GiB are free: use images of at most about {fits} "
+                f"{width}x{height} images need about {nbytes(need)} here and "
+                f"{nbytes(free)} are free: use images of at most about {fits} "
                 "(or a machine with more memory)"
             )
 
@@ -439,7 +440,7 @@ class Model:
         if free is not None and need > free:
             raise ValueError(
                 f"{where}decoding the embedding of {meta['width']}x{meta['height']} images "
-                f"needs about {need / 2**30:,.1f} GiB and {free / 2**30:.1f} GiB are free "
+                f"needs about {nbytes(need)} and {nbytes(free)} are free "
                 "(a machine with more memory, or is the file damaged?)"
             )
 
@@ -449,11 +450,15 @@ class Model:
         expected = (self.net.embed_channels, *self.embedded_size(meta["height"], meta["width"]))
         shape = tuple(shape)
         if shape != expected:
-            cut = 1 if len(shape) == 3 and shape[0] == expected[0] else 0  # sizes alone differ
+
+            def size(s: Sequence[int]) -> str:  # width x height, as --size takes it
+                if len(s) == 3 and shape[0] == expected[0]:  # the sizes alone differ
+                    return f"{s[2]}x{s[1]}"
+                return "(" + ", ".join(map(str, s)) + ")"
+
             raise ValueError(
-                f"{where}{meta['height']}x{meta['width']} images embed as "
-                f"{'x'.join(map(str, expected[cut:]))}; this embedding is "
-                f"{'x'.join(map(str, shape[cut:]))}: was it resized or cropped after "
+                f"{where}{meta['width']}x{meta['height']} images embed as {size(expected)}; "
+                f"this embedding is {size(shape)}: was it resized or cropped after "
                 "embedding, or damaged?"
             )
 
@@ -742,7 +747,9 @@ def _check_meta(meta: Any) -> None:
             f"expected 'precision' to be float32 or bfloat16; received {_short(meta['precision'])}"
         )
     version = meta.get("format", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > EMBEDDING_FORMAT:
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"expected 'format' to be an int; received {_short(version)}")
+    if version > EMBEDDING_FORMAT:
         raise ValueError(
             f"the embedding's metadata format is {_short(version)}; this invblocks reads "
             f"format {EMBEDDING_FORMAT} (a newer invblocks wrote it?)"

@@ -220,7 +220,7 @@ def catalogue(inputs, out, model):
         ("metadata of 400 digits", restore("huge-height.png"), "'height' to be in 1..", {}),
         ("a size of 400 digits",
          ["restore", "--model", model, inputs / "bare.png", "--size", f"1x{10**400}", "-o",
-          out / "r"], "'height' to be in 1..", {}),
+          out / "r"], "expected sides of at most 16777216", {}),
         ("nested metadata", restore("nested-meta.png"), "nested too deeply", {}),
         ("50 MB of metadata", restore("long-meta.png"), "made by task 'xxxx", {}),
         ("nested config", ["train", "--config", inputs / "deep.json", "--out", out / "run"],
@@ -250,6 +250,8 @@ def catalogue(inputs, out, model):
         ("a bad option value", [*restore("f0.png")[:-2], "--size", "0x0", "-o", out / "r"],
          "argument --size: expected WIDTHxHEIGHT, e.g. 640x480; received '0x0'", {}),
         ("an unknown command", ["info"], "invalid choice: 'info'", {}),
+        ("a size beyond the largest", [*restore("f0.png")[:-2], "--size", "99999999999x1", "-o",
+                                       out / "r"], "expected sides of at most 16777216", {}),
         ("an option without its value", ["train", "--task"], "expected one argument", {}),
         ("a path as a suffix", [*embed[:3], "--each", inputs, "-o", out / "e",
                                 "--suffix", "/../f0.png"], "--suffix takes a file type", {}),
@@ -269,6 +271,7 @@ CASES = [
     "an infinite learning rate", "a huge integer setting", "a network that cannot compute",
     "a network too large to build", "a zip bomb", "a bad option value", "an unknown command",
     "an option without its value", "a path as a suffix", "large and truncated",
+    "a size beyond the largest",
 ]  # fmt: skip
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from invblocks import Model
+from invblocks._text import nbytes
 from invblocks.cli import main
 from invblocks.config import TrainConfig, apply_overrides
 from invblocks.io import read_image, write_png
@@ -319,12 +320,16 @@ def test_altered_embeddings_are_refused_by_name(half_model, frames, tmp_path):
 
     png = half_model.embed_files(frames, tmp_path / "half.png")
     embedding, meta = read_image(png), json.loads(Image.open(png).text["invblocks"])
-    with pytest.raises(ValueError, match=r"embed as 19x23; this embedding is 18x22: .*resized"):
+    with pytest.raises(
+        ValueError, match=r"45x37 images embed as 23x19; this embedding is 22x18: .*resized"
+    ):
         half_model.restore(embedding[:, 1:, 1:], meta)
     with pytest.raises(ValueError, match=r"expected 'height' to be int; received None"):
         half_model.restore(embedding, {k: v for k, v in meta.items() if k != "height"})
     with pytest.raises(ValueError, match=r"expected 'width' to be in 1\.\.16777216; received 0"):
         half_model.restore(embedding, {**meta, "width": 0})
+    with pytest.raises(ValueError, match=r"expected 'format' to be an int; received '1'"):
+        half_model.restore(embedding, {**meta, "format": "1"})
     with pytest.raises(ValueError, match=r"the embedding as \(C, H, W\) .*received \(1, 3"):
         half_model.restore(embedding[None], meta)
     with pytest.raises(ValueError, match=r"expected a \(3, H, W\) embedding; received \(1, 19"):
@@ -395,7 +400,8 @@ def test_a_payload_needing_more_memory_than_is_free_is_refused_before_decoding(
         mp.setattr(model_module, "available_memory", lambda: free)
         mp.setattr(half_model, "budget", lambda: None)  # no tiling: the decode's memory alone
         if need > free:
-            with pytest.raises(ValueError, match=r"needs about 0\.0 GiB and 0\.0 GiB are free"):
+            free_said = nbytes(free).replace(".", r"\.")
+            with pytest.raises(ValueError, match=rf"needs about [\d.]+ KiB and {free_said} are"):
                 half_model.decode(payload, meta)
             assert not calls
         else:
