@@ -33,6 +33,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ._text import short
 from ._version import VERSION
 from .io import atomic_write, check_regular, ensure_folder, file_mode, folder_mode, parse_json
 from .registry import block_from_config
@@ -182,7 +183,10 @@ def find_checkpoint(path: str | Path) -> Path:
     for root in (path / "checkpoints", path):
         latest = root / "LATEST"
         if latest.is_file():
-            target = root / latest.read_text().strip()
+            named = latest.read_text().strip()
+            if not named or named in (".", "..") or "/" in named or os.sep in named:
+                raise ValueError(f"{latest} is damaged: it names {short(named)}, not a checkpoint")
+            target = root / named
             if (target / "config.json").is_file():
                 return target
             raise ValueError(f"{latest} names {target.name}, which is not a complete checkpoint")

@@ -306,6 +306,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except (ValueError, tomllib.TOMLDecodeError) as err:
         raise ValueError(f"cannot parse config {path}: {err}") from None
     if isinstance(data, dict) and "train" in data:
+        others = sorted(str(k) for k in data if k != "train")
+        if others:
+            raise ValueError(
+                f"config {path}: expected the settings alone or in a table named train; "
+                f"received {short(others[0], 30)} beside train"
+            )
         data = data["train"]
     if not isinstance(data, dict):
         raise ValueError(

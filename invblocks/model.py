@@ -639,7 +639,10 @@ class Model:
         its metadata (:meth:`read_payload`)."""
         payload, meta, channel = self.read_payload(path, size=size)
         self._check_payload(payload, meta, channel, f"{path}: ")
-        return channel.decode([payload])[0], meta
+        try:
+            return channel.decode([payload])[0], meta
+        except ValueError as err:  # the channel's reason, named with the file
+            raise ValueError(f"{path}: {err}") from None
 
     def restore_file(
         self,

@@ -139,9 +139,19 @@ def _container():
         (lambda b: b[:40] + bytes([b[40] ^ 1]) + b[41:], "checksum does not match"),
         (lambda b: b"GIF89a" + b[6:], "is not an invblocks bitstream"),
         (lambda b: b[:8] + struct.pack(">H", 9) + b[10:], "version-9 bitstream"),
+        (lambda b: b[:8] + struct.pack(">H", 0) + b[10:], r"damaged \(its container version is 0"),
         (lambda b: b[:10] + struct.pack(">I", 2**31) + b[14:], "header runs past the file"),
     ],
-    ids=["truncated", "header-only", "extra", "flipped", "foreign", "newer", "header-length"],
+    ids=[
+        "truncated",
+        "header-only",
+        "extra",
+        "flipped",
+        "foreign",
+        "newer",
+        "zero",
+        "header-length",
+    ],
 )
 def test_a_damaged_container_is_one_sentence(alter, message):
     with pytest.raises(ValueError, match=message):

@@ -60,6 +60,10 @@ def test_missing_and_broken_checkpoints_are_named(tmp_path):
     (tmp_path / "checkpoints" / "LATEST").write_text("step-00000009")
     with pytest.raises(ValueError, match="which is not a complete checkpoint"):
         find_checkpoint(tmp_path)
+    for escape in ("../../other/checkpoints/step-00000001", "..", "", "/etc"):
+        (tmp_path / "checkpoints" / "LATEST").write_text(escape)  # never followed out
+        with pytest.raises(ValueError, match="LATEST is damaged: it names"):
+            find_checkpoint(tmp_path)
 
 
 def test_format_1_is_upgraded():

@@ -670,6 +670,11 @@ def test_toml_and_json_configs(tmp_path):
     (tmp_path / "bad.toml").write_text("task = ")
     with pytest.raises(ValueError, match=r"cannot parse config .*bad\.toml"):
         load_config(tmp_path / "bad.toml")
+    (tmp_path / "other.toml").write_text("[train]\nsteps = 7\n[trian]\nlr = 1.0\n")
+    with pytest.raises(
+        ValueError, match=r"the settings alone or in a table named train; .*'trian'"
+    ):
+        load_config(tmp_path / "other.toml")  # not silently ignored
 
 
 def test_win_presets_and_loss_overrides_through_the_config(tmp_path):

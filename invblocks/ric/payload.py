@@ -115,6 +115,8 @@ def loads_container(data: bytes, where: str) -> tuple[dict[str, Any], str, Paylo
     if len(data) < fixed + 12:
         raise ValueError(f"{where} is truncated ({len(data)} bytes)")
     version, header_len = struct.unpack_from(">HI", data, len(CONTAINER_MAGIC))
+    if version < 1:
+        raise ValueError(f"{where} is damaged (its container version is {version})")
     if version > CONTAINER_VERSION:
         raise ValueError(
             f"{where} is a version-{version} bitstream; this invblocks reads version "

@@ -204,6 +204,6 @@ class FactorizedDensity(nn.Module):
 
 def as_words(data: bytes) -> np.ndarray:
     """A coder's compressed words from bytes (little-endian 32-bit)."""
-    if len(data) % 4:
-        raise ValueError(f"a bitstream holds whole 32-bit words; received {len(data)} bytes")
+    if len(data) % 4 or not data:
+        raise ValueError(f"expected a bitstream of whole 32-bit words; received {len(data)} bytes")
     return np.frombuffer(data, dtype="<u4").astype(np.uint32)

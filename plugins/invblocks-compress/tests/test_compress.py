@@ -227,6 +227,8 @@ def test_a_damaged_bitstream_is_refused_or_decodes_to_something_else():
         channel.decode([Payload(payload.data, (8, 6, 12), payload.info)])
     with pytest.raises(ValueError, match="32-bit"):
         channel.decode([Payload(payload.data[:-1], payload.shape, payload.info)])
+    with pytest.raises(ValueError, match="32-bit words; received 0 bytes"):
+        channel.decode([Payload(b"", payload.shape, payload.info)])
 
 
 def _photo(size: int = 128) -> torch.Tensor:
