@@ -555,12 +555,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def parse_json(text: str | bytes, what: str) -> Any:
-    """``text`` parsed as JSON; ``ValueError`` naming ``what`` when it is not JSON or is
-    nested too deeply for the parser (a hostile file's ``[[[[...]]]]``)."""
+    """``text`` parsed as JSON; ``ValueError`` naming ``what`` when it is not JSON (``NaN``
+    and ``Infinity``, which Python's parser would take, included: no file invblocks reads
+    holds them) or is nested too deeply for the parser (a hostile file's ``[[[[...]]]]``)."""
     import json
 
+    def refuse(word: str) -> Any:
+        raise ValueError(f"it holds {word}, which JSON does not have")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=refuse)
     except RecursionError:
         raise ValueError(f"{what} is nested too deeply to read") from None
     except (ValueError, UnicodeDecodeError) as err:

@@ -107,3 +107,18 @@ def test_eval_and_resume_survive_a_checkpoint_whose_training_config_is_not_a_tab
 
         with pytest.raises(ValueError, match="train_config is damaged: expected a table"):
             _check_resume(TrainConfig(task="video"), config, 1)
+
+
+@pytest.mark.parametrize("word", ["NaN", "Infinity", "-Infinity"])
+def test_a_config_holding_nan_or_infinity_is_refused(tmp_path, word):
+    """Python's JSON parser takes NaN and Infinity; no file invblocks writes holds them."""
+    from invblocks.model import Model
+
+    net = tiny()
+    folder = save_model(tmp_path / "m", net=net, meta=meta(net))
+    text = (folder / "config.json").read_text()
+    assert '"clamp": ' in text
+    head, tail = text.split('"clamp": ', 1)
+    (folder / "config.json").write_text(head + f'"clamp": {word}' + tail[tail.index(",") :])
+    with pytest.raises(ValueError, match=f"it holds {word}, which JSON does not have"):
+        Model.load(folder, device="cpu")
