@@ -227,6 +227,8 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
                 ) from None
             text = "it is neither a torch.save file nor a pickle of tensors"
         reason = text.splitlines()[0] if text else type(err).__name__
+        if len(reason) < 8:  # a bare key or code ("101": the file's first byte, 'e')
+            reason = "it is neither a torch.save file nor a pickle of tensors"
         raise ValueError(f"cannot read {path} as a PyTorch checkpoint: {reason}") from None
     for key in ("state_dict", "model", "net", "params"):
         if isinstance(data, Mapping) and isinstance(data.get(key), Mapping):

@@ -93,6 +93,7 @@ def inputs(tmp_path_factory, model, payload):
     write_png(torch.rand(3, 8, 8), folder / "blocker.png")
     (folder / "bad.toml").write_text("task = ")
     (folder / "notes.txt").write_text("not a checkpoint")
+    (folder / "text.pth").write_text("hello")
     damaged = folder / "damaged"
     damaged.mkdir()
     (damaged / "config.json").write_text("{not json")
@@ -247,6 +248,9 @@ def catalogue(inputs, out, model):
         ("a zip bomb",
          ["import-weights", "iicnet", inputs / "bomb.pth", "-o", out / "imported"],
          "a zip bomb", {}),
+        ("text as published weights",
+         ["import-weights", "iicnet", inputs / "text.pth", "-o", out / "imported"],
+         "it is neither a torch.save file nor a pickle of tensors", {}),
         ("a bad option value", [*restore("f0.png")[:-2], "--size", "0x0", "-o", out / "r"],
          "argument --size: expected WIDTHxHEIGHT, e.g. 640x480; received '0x0'", {}),
         ("an unknown command", ["info"], "invalid choice: 'info'", {}),
@@ -271,7 +275,7 @@ CASES = [
     "an infinite learning rate", "a huge integer setting", "a network that cannot compute",
     "a network too large to build", "a zip bomb", "a bad option value", "an unknown command",
     "an option without its value", "a path as a suffix", "large and truncated",
-    "a size beyond the largest",
+    "a size beyond the largest", "text as published weights",
 ]  # fmt: skip
 
 
