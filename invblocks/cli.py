@@ -688,7 +688,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"invblocks {args.command}: {_interrupted(err)}{hint or ''}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
-        message = _user_error(err)
+        message = _user_error(err, args.command)
         if message is None:
             raise  # a bug: the traceback is shown
         prefix = f"invblocks {args.command}: error: "
@@ -701,12 +701,12 @@ def _interrupted(err: KeyboardInterrupt) -> str:
     return "terminated" if isinstance(err, Terminated) else "interrupted"
 
 
-def _user_error(err: Exception) -> str | None:
+def _user_error(err: Exception, command: str | None = None) -> str | None:
     """The one sentence an error caused by the user's input or machine is reported with, or
     ``None`` for a bug. Input errors (``ValueError``, ``KeyError``, a plugin that fails to
     load, files: ``OSError``), exhausted memory, numbers out of range (``OverflowError``),
     input nested too deeply for Python (``RecursionError``) and a training that diverged
-    (``FloatingPointError``)."""
+    (``FloatingPointError``). ``command`` says what exhausted memory is blamed on."""
     from .plugins import PluginLoadError
 
     if isinstance(err, UserError | ValueError | PluginLoadError | FloatingPointError):
@@ -718,7 +718,7 @@ def _user_error(err: Exception) -> str | None:
             return f"{err.filename}: {err.strerror}"
         return str(err)
     if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and _allocation_failure(err)):
-        return _OUT_OF_MEMORY
+        return _OUT_OF_MEMORY.get(command or "", _OUT_OF_MEMORY[""])
     if isinstance(err, OverflowError):
         return f"a number in the input is too large ({err})"
     if isinstance(err, RecursionError):
@@ -726,10 +726,14 @@ def _user_error(err: Exception) -> str | None:
     return None
 
 
-_OUT_OF_MEMORY = (
-    "not enough memory for this input (use smaller images, fewer frames, or a machine with "
-    "more memory)"
-)
+_OUT_OF_MEMORY = {
+    "": "not enough memory for this input (use smaller images, fewer frames, or a machine "
+    "with more memory)",
+    "train": "not enough memory for these settings (a smaller batch, crop or network, or a "
+    "machine with more memory)",
+    "export": "not enough memory to export at this size (a smaller --size, or a machine with "
+    "more memory)",
+}
 
 
 def _allocation_failure(err: RuntimeError) -> bool:

@@ -470,3 +470,17 @@ def test_kills_at_random_moments_then_resume_equal_an_uninterrupted_run(tmp_path
     assert steps == list(range(1, 13))  # each step logged once
     hidden = [p for p in run.rglob(".*")]
     assert not hidden, hidden  # no temporary files or folders left
+
+
+@pytest.mark.parametrize(
+    ("command", "blamed"),
+    [("train", "these settings"), ("export", "a smaller --size"), ("embed", "this input"),
+     ("restore", "this input"), (None, "this input")],
+)  # fmt: skip
+def test_exhausted_memory_is_blamed_on_what_the_command_was_given(command, blamed):
+    from invblocks.cli import _user_error
+
+    for err in (MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory")):
+        message = _user_error(err, command)
+        assert message is not None and blamed in message and "\n" not in message
+    assert _user_error(RuntimeError("a bug"), command) is None
