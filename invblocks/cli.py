@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -239,7 +238,7 @@ def _for_each(
             outputs[item] = f"cannot name an output {name!r} after it: rename it"
             continue
         output = out / name
-        other = taken.setdefault(os.path.realpath(output), item)
+        other = taken.setdefault(os.path.normcase(os.path.realpath(output)), item)
         if other != item:
             raise UserError(
                 f"{other.name} and {item.name} would both be written to {name}: rename or "
@@ -269,7 +268,7 @@ def _for_each(
             if message is None:
                 raise  # a bug, not the item
             failed += 1
-            name = item.name.encode("unicode_escape").decode("ascii")  # one line
+            name = "".join(c if c.isprintable() else repr(c)[1:-1] for c in item.name)
             bar.write(f"invblocks {args.command}: {name}: {_one_line(message)}", sys.stderr)
     bar.close()
     summary = f"{verb} {done} of {len(items)} items into {args.output}"
@@ -290,10 +289,14 @@ def _file_written(output: Path) -> bool:
     return False
 
 
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
 def _check_suffix(suffix: str) -> str:
-    """``--suffix``: a file type (``.png``, or ``png``), never a path."""
+    """``--suffix``: a file type (``.png``, or ``png``; a plugin's own), never a path."""
     bare = suffix if suffix.startswith(".") else f".{suffix}"
-    if not re.fullmatch(r"\.[A-Za-z0-9]{1,10}", bare):
+    if bare == "." or ".." in bare or any(c in bare for c in ("/", "\\", os.sep, "\0")):
         raise UserError(f"--suffix takes a file type such as .png or .jpg; received {suffix!r}")
     return bare
 
@@ -319,6 +322,11 @@ def _cmd_embed(args: argparse.Namespace) -> None:
             )
 
         items = model.items_in(args.each)
+        if model.n_inputs == 1 and _same_folder(args.each, args.output):
+            raise UserError(
+                f"-o {args.output} is the folder of the items: its embeddings would be read as "
+                "items by the next run (name another folder)"
+            )
         _for_each(args, "embedded", items, lambda p: f"{p.stem}{suffix}", embed, _file_written)
         return
     started = time.perf_counter()
@@ -360,10 +368,17 @@ def _cmd_restore(args: argparse.Namespace) -> None:
         def finished(output: Path) -> bool:
             if ending:  # the task's own file, one an item
                 return _file_written(output)
-            if os.path.lexists(output) and not output.is_dir():
+            if not os.path.lexists(output):
+                return False
+            if not output.is_dir():
                 raise UserError(f"{output} exists and is not a folder")
-            names = [f"restored_{i}.png" for i in range(model.n_inputs)]
-            return all((output / name).is_file() for name in names)
+            names = {f"restored_{i}.png" for i in range(model.n_inputs)}
+            there = {p.name for p in output.iterdir()}
+            if names <= there and all((output / name).is_file() for name in names):
+                return True
+            if there <= names:  # empty, or a restoration's files alone: restored into
+                return False
+            raise UserError(f"{output} holds other files; name another -o")
 
         _for_each(args, "restored", items, lambda p: f"{p.stem}{ending}", restore, finished)
         return

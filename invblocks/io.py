@@ -201,8 +201,8 @@ def new_folder(folder: str | os.PathLike) -> Iterator[Path]:
     so that a write that failed leaves nothing behind."""
     folder = Path(folder)
     missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]
-    ensure_folder(folder)
     try:
+        ensure_folder(folder)  # may fail below folders it already made
         yield folder
     except BaseException:
         for made in missing:  # deepest first
@@ -366,21 +366,26 @@ TEMPORARY_PREFIX = ".ib-"
 def _backup(path: Path) -> tuple[Path, bool]:
     """A second name for the file ``path`` under a hidden temporary name in its folder, to
     put it back with, and whether the file was moved there: a hard link where the file
-    system has them (``path`` keeps its file until it is replaced), else a rename."""
+    system has them (``path`` keeps its file until it is replaced; a symbolic link is linked
+    itself), else a rename."""
     fd, kept = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=".tmp", dir=path.parent)
     os.close(fd)
-    backup = Path(kept)
+    backup, moved = Path(kept), False
     try:
         try:
             backup.unlink()
-            os.link(path, backup)
-            return backup, False
-        except OSError:  # no hard links here (or the name was taken meanwhile)
+            os.link(path, backup, follow_symlinks=False)
+        except (OSError, NotImplementedError):  # no hard links here (or the name was taken)
             backup.touch(exist_ok=True)
             os.replace(path, backup)
-            return backup, True
+            moved = True
+        return backup, moved
     except BaseException:
-        backup.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if moved:  # interrupted after the move: the file goes back to its name
+                os.replace(backup, path)
+            else:
+                backup.unlink(missing_ok=True)
         raise
 
 
@@ -411,23 +416,25 @@ def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
                 f.flush()
                 os.fsync(f.fileno())
         for staging, current in staged:
-            backup, moved = _backup(current) if current.exists() else (None, False)
+            pending: tuple[Path, bool] | None = None
             try:
+                pending = _backup(current) if os.path.lexists(current) else None
                 os.replace(staging, current)  # a linked old file keeps its name until this
             except BaseException:
-                if backup is not None:
+                if pending is not None:
+                    kept, moved = pending
                     with contextlib.suppress(OSError):
                         if moved:
-                            os.replace(backup, current)
+                            os.replace(kept, current)
                         else:
-                            backup.unlink()
+                            kept.unlink()
                 raise
-            placed.append((current, backup))
+            placed.append((current, pending[0] if pending else None))
     except BaseException as err:
-        for path, backup in reversed(placed):  # take back what was placed
+        for path, before in reversed(placed):  # take back what was placed
             with contextlib.suppress(OSError):
-                if backup is not None:
-                    os.replace(backup, path)
+                if before is not None:
+                    os.replace(before, path)
                 else:
                     path.unlink(missing_ok=True)
         for staging, _ in staged:
@@ -439,10 +446,10 @@ def write_all(files: Sequence[tuple[str | os.PathLike, bytes]]) -> list[Path]:
         if isinstance(err, OSError):
             raise ValueError(f"cannot write {current or 'the files'}: {_reason(err)}") from None
         raise
-    for _, backup in placed:
-        if backup is not None:
+    for _, before in placed:
+        if before is not None:
             with contextlib.suppress(OSError):
-                backup.unlink()
+                before.unlink()
     return [path for _, path in staged]
 
 

@@ -436,7 +436,10 @@ class Model:
         metadata's images make, or whose decoding needs more memory than is free (a file's
         few bytes can declare an embedding of terabytes)."""
         self._check_shape(payload.shape, meta, where)
-        need, free = channel.decode_memory(payload.shape), available_memory()
+        estimate = getattr(channel, "decode_memory", None)  # a duck-typed channel: the default
+        shape = tuple(payload.shape)
+        need = estimate(shape) if estimate is not None else Channel.decode_memory(channel, shape)
+        free = available_memory()
         if free is not None and need > free:
             raise ValueError(
                 f"{where}decoding the embedding of {meta['width']}x{meta['height']} images "

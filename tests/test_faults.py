@@ -181,31 +181,57 @@ def test_a_full_disk_leaves_no_folder_and_names_the_file(small_disk):
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler"]
 
 
-def test_a_failed_rename_puts_every_file_back_and_leaves_no_temporary_file(tmp_path, monkeypatch):
-    """When placing the second file fails, the first is taken back, the user's files are
-    what they were and no hidden temporary file stays; the user's file keeps its name the
-    whole time (a hard link is the way back, not a rename)."""
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_a_failed_rename_puts_every_file_back_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch, links
+):
+    """When placing the second file fails, the first is taken back, the user's files (a
+    symbolic link among them) are what they were and no hidden temporary file stays; where
+    the file system has hard links the user's file keeps its name the whole time."""
     import invblocks.io as io_module
 
     out = tmp_path / "out"
     out.mkdir()
-    for i in (0, 1):
-        (out / f"restored_{i}.png").write_bytes(f"old {i}".encode())
+    (out / "restored_0.png").write_bytes(b"old 0")
+    (out / "restored_1.png").write_bytes(b"old 1")
+    (tmp_path / "elsewhere.png").write_bytes(b"the link's target")
+    (out / "restored_2.png").symlink_to(tmp_path / "elsewhere.png")
     real = os.replace
     moves = []
 
     def replace(src, dst):
         moves.append((Path(src).name, Path(dst).name))
-        if Path(dst).name == "restored_1.png" and Path(src).name.startswith(".ib-"):
-            raise PermissionError(1, "Operation not permitted")
+        if Path(dst).name == "restored_2.png" and Path(src).name.startswith(".ib-"):
+            if not any(d == "restored_2.png" for _, d in moves[:-1]):  # not the way back
+                raise PermissionError(1, "Operation not permitted")
         return real(src, dst)
 
     monkeypatch.setattr(io_module.os, "replace", replace)
-    with pytest.raises(ValueError, match=r"cannot write .*restored_1\.png: Operation not"):
-        io_module.write_all([(out / f"restored_{i}.png", b"new") for i in (0, 1)])
-    assert sorted(p.name for p in out.iterdir()) == ["restored_0.png", "restored_1.png"]
-    assert [(out / f"restored_{i}.png").read_bytes() for i in (0, 1)] == [b"old 0", b"old 1"]
-    assert not any(dst.startswith(".ib-") for _, dst in moves)  # never moved aside
+    if not links:
+
+        def no_link(*args, **kwargs):
+            raise OSError(1, "Operation not permitted")
+
+        monkeypatch.setattr(io_module.os, "link", no_link)
+    with pytest.raises(ValueError, match=r"cannot write .*restored_2\.png: Operation not"):
+        io_module.write_all([(out / f"restored_{i}.png", b"new") for i in (0, 1, 2)])
+    names = ["restored_0.png", "restored_1.png", "restored_2.png"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert [(out / n).read_bytes() for n in names[:2]] == [b"old 0", b"old 1"]
+    assert (out / "restored_2.png").is_symlink()
+    assert (tmp_path / "elsewhere.png").read_bytes() == b"the link's target"
+    if links:
+        assert not any(dst.startswith(".ib-") for _, dst in moves)  # never moved aside
+
+
+def test_a_folder_made_for_a_write_that_fails_is_removed(tmp_path):
+    """Making the folders fails below those already made (a name over the file system's
+    limit): those are removed again."""
+    from invblocks.io import write_bytes
+
+    with pytest.raises(ValueError, match="cannot create the folder"):
+        write_bytes(b"data", tmp_path / "a" / "b" / ("x" * 300) / "f.png")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_stops_training_in_one_sentence_and_it_resumes_after(small_disk):

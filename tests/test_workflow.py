@@ -391,7 +391,7 @@ def test_a_payload_needing_more_memory_than_is_free_is_refused_before_decoding(
     payload, meta = half_model.encode(images)
     channel = half_model.net.channel
     need = channel.decode_memory(payload.shape)
-    assert need == 16 * math.prod(payload.shape)  # the contract's default
+    assert need == 32 * math.prod(payload.shape)  # the contract's default
     calls = []
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(
@@ -846,8 +846,8 @@ def test_folders_of_items_never_write_outside_their_output_or_over_an_input(tmp_
     for suffix in ["/../../items/a.png", "../x.png", "/x.png", ".p/ng", "."]:
         assert embed("-o", str(tmp_path / "out"), "--suffix", suffix) == 2, suffix
         assert "--suffix takes a file type" in capsys.readouterr().err
-    assert embed("-o", str(items)) == 2  # the outputs would be the inputs
-    assert "would overwrite the input" in capsys.readouterr().err
+    assert embed("-o", str(items)) == 2  # the outputs would be the inputs, or items next time
+    assert "is the folder of the items" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in items.iterdir()} == snapshot
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.png").exists()
 
@@ -877,6 +877,12 @@ def test_folders_of_items_never_write_outside_their_output_or_over_an_input(tmp_
     (sent / "...png").unlink()
     assert main(["restore", "--model", model, "--each", str(sent), "-o", str(back)]) == 2
     assert "ok exists and is not a folder" in capsys.readouterr().err
+    (back / "ok").unlink()
+    (back / "ok").mkdir()
+    (back / "ok" / "frame.png").write_bytes(b"the user's frame")  # a folder of other files
+    assert main(["restore", "--model", model, "--each", str(sent), "-o", str(back)]) == 2
+    assert "ok holds other files" in capsys.readouterr().err
+    assert [p.name for p in (back / "ok").iterdir()] == ["frame.png"]
     (sent / "ok.jpg").write_bytes(b"")
     assert main(["restore", "--model", model, "--each", str(sent), "-o", str(tmp_path / "b2")]) == 2
     assert "ok.jpg and ok.png would both be written to ok" in capsys.readouterr().err

@@ -79,10 +79,10 @@ class Channel(Block):
         """Bytes, about, that decoding one payload declaring an embedding of ``shape``
         ``(C, h, w)`` takes at its peak. :class:`~invblocks.model.Model` refuses, before
         decoding, a payload that needs more than this machine has free: a file's few bytes
-        can declare an embedding of terabytes. Default: 16 bytes a value (the decoded float
-        embedding and a working copy or two); a channel that runs networks to decode (an
-        entropy model) says more."""
-        return 16 * math.prod(int(n) for n in shape)
+        can declare an embedding of terabytes. Default: 32 bytes a value (the decoded
+        embedding in float64 and float32, the pixels); a channel that runs networks to decode
+        (an entropy model) says more."""
+        return 32 * math.prod(int(n) for n in shape)
 
     # -------------------------------------------------------------------- files
     def for_file(self, suffix: str, quality: int | None = None) -> Channel:
