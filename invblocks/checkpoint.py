@@ -179,6 +179,11 @@ def find_checkpoint(path: str | Path) -> Path:
     folder, or a checkpoint folder itself. ``ValueError`` naming the path otherwise."""
     path = Path(path)
     if not path.exists():
+        if os.path.lexists(path):
+            raise ValueError(
+                f"no checkpoint at {path}: it is a symbolic link to nothing (a loop, or its "
+                "target is gone)"
+            )
         raise ValueError(f"no checkpoint at {path}: it does not exist")
     for root in (path / "checkpoints", path):
         latest = root / "LATEST"

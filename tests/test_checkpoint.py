@@ -54,6 +54,10 @@ def test_a_model_folder_is_a_checkpoint_without_training_state(tmp_path):
 def test_missing_and_broken_checkpoints_are_named(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         find_checkpoint(tmp_path / "nothing")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(ValueError, match="a symbolic link to nothing"):
+        find_checkpoint(tmp_path / "loop")
+    (tmp_path / "loop").unlink()
     with pytest.raises(ValueError, match="expected a run folder or a checkpoint folder"):
         find_checkpoint(tmp_path)
     (tmp_path / "checkpoints").mkdir()
