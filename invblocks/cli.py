@@ -151,6 +151,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         if saved.is_file():
             data = {**TrainConfig.upgrade(load_config(saved)), **data}
     data = apply_overrides(data, args.set or [])
+    if args.task and data.get("task") != args.task:
+        raise UserError(f"--task {args.task} and --set task={data.get('task')} disagree")
     if args.device:
         data["device"] = args.device
     if "task" not in data:

@@ -254,6 +254,8 @@ def catalogue(inputs, out, model):
         ("a bad option value", [*restore("f0.png")[:-2], "--size", "0x0", "-o", out / "r"],
          "argument --size: expected WIDTHxHEIGHT, e.g. 640x480; received '0x0'", {}),
         ("an unknown command", ["info"], "invalid choice: 'info'", {}),
+        ("two tasks", [*train, *base, "--set", "task=hiding"],
+         "--task video and --set task=hiding disagree", {}),
         ("a size beyond the largest", [*restore("f0.png")[:-2], "--size", "99999999999x1", "-o",
                                        out / "r"], "expected sides of at most 16777216", {}),
         ("an option without its value", ["train", "--task"], "expected one argument", {}),
@@ -275,7 +277,7 @@ CASES = [
     "an infinite learning rate", "a huge integer setting", "a network that cannot compute",
     "a network too large to build", "a zip bomb", "a bad option value", "an unknown command",
     "an option without its value", "a path as a suffix", "large and truncated",
-    "a size beyond the largest", "text as published weights",
+    "a size beyond the largest", "text as published weights", "two tasks",
 ]  # fmt: skip
 
 
