@@ -116,9 +116,12 @@ def classical(images: list[np.ndarray]) -> dict[str, list[dict[str, float]]]:
 
 
 # ------------------------------------------------------------------------ learned codec
-def train(run: Path, quality: int, budget: float, context: str, frozen: bool) -> float:
-    """Train the codec in a child process; its CPU seconds (the trainer's count)."""
-    sets = [f"recipe=q{quality}", f"cpu_budget={budget}", f"network.context={context}"]
+def train(
+    run: Path, quality: int, budget: float, context: str, frozen: bool, extra: tuple[str, ...] = ()
+) -> float:
+    """Train the codec in a child process; its CPU seconds (the trainer's count). ``extra``:
+    more ``--set KEY=VALUE`` settings (e.g. ``autocast=bfloat16``)."""
+    sets = [f"recipe=q{quality}", f"cpu_budget={budget}", f"network.context={context}", *extra]
     if frozen:
         sets.append("lr=1e-9")
     cmd = [sys.executable, "-m", "invblocks", "train", "--task", "compression", "--out", str(run)]
@@ -314,6 +317,10 @@ def main() -> None:
     parser.add_argument("--fitted-iters", type=int, default=1500)
     parser.add_argument("--out", type=Path, default=Path("outputs/rd"))
     parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a training setting for the trained codecs (repeatable), e.g. autocast=bfloat16",
+    )  # fmt: skip
+    parser.add_argument(
         "--timing-only", action="store_true", help="only time decoding a 768x512 photograph"
     )
     args = parser.parse_args()
@@ -335,7 +342,7 @@ def main() -> None:
             if budget <= 0:
                 continue
             run = args.out / f"q{q}-{kind}"
-            cpu = train(run, q, budget, "serial", frozen)
+            cpu = train(run, q, budget, "serial", frozen, () if frozen else tuple(args.set))
             learned[kind].append({"quality": q, "cpu_s": cpu, **measure(run, images)})
             print(kind, learned[kind][-1], flush=True)
     steps = [float(v) for v in args.fitted_start.split(",") if v]
