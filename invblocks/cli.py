@@ -231,7 +231,7 @@ def _for_each(
     from tqdm import tqdm
 
     out = Path(args.output)
-    inputs = {os.path.realpath(p): p for p in items}
+    inputs = {_path_key(p): p for p in items}
     outputs: dict[Path, Path | str] = {}
     taken: dict[str, Path] = {}
     for item in items:
@@ -240,16 +240,16 @@ def _for_each(
             outputs[item] = f"cannot name an output {name!r} after it: rename it"
             continue
         output = out / name
-        other = taken.setdefault(os.path.normcase(os.path.realpath(output)), item)
+        key = _path_key(output)
+        other = taken.setdefault(key, item)
         if other != item:
             raise UserError(
                 f"{other.name} and {item.name} would both be written to {name}: rename or "
                 "move one of them"
             )
-        if os.path.realpath(output) in inputs:
+        if key in inputs:
             raise UserError(
-                f"{output} would overwrite the input {inputs[os.path.realpath(output)].name}: "
-                "choose another -o"
+                f"{output} would overwrite the input {inputs[key].name}: choose another -o"
             )
         outputs[item] = output
     done, failed, kept = 0, 0, 0
@@ -291,8 +291,9 @@ def _file_written(output: Path) -> bool:
     return False
 
 
-def _same_folder(a: str | Path, b: str | Path) -> bool:
-    return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+def _path_key(path: str | Path) -> str:
+    """What names one file: its real path, its case folded where the system ignores case."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def _check_suffix(suffix: str) -> str:
@@ -324,7 +325,7 @@ def _cmd_embed(args: argparse.Namespace) -> None:
             )
 
         items = model.items_in(args.each)
-        if model.n_inputs == 1 and _same_folder(args.each, args.output):
+        if model.n_inputs == 1 and _path_key(args.each) == _path_key(args.output):
             raise UserError(
                 f"-o {args.output} is the folder of the items: its embeddings would be read as "
                 "items by the next run (name another folder)"
