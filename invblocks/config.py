@@ -166,10 +166,12 @@ class TrainConfig:
             network traces, same arithmetic as eager). The first step compiles. Validation,
             checkpoints, embedding and restoring use the eager network (the same weights).
             On a 2-core CPU compilation does not pay (see the benchmarks).
-        autocast: ``"float32"`` trains in float32; ``None``: the recipe's choice.
-            ``"bfloat16"`` runs the training step's forward computation under
-            :func:`torch.autocast` in bfloat16 (convolutions in bfloat16, weights, optimiser
-            and losses in float32); ``None`` (default) trains in float32. Validation,
+        autocast: ``"float32"`` trains in float32; ``None`` (default): the recipe's choice
+            (float32 unless the recipe says otherwise). ``"bfloat16"`` runs the training
+            step's forward computation under :func:`torch.autocast` in bfloat16
+            (convolutions in bfloat16, weights, optimiser and losses in float32); ``"auto"``
+            chooses bfloat16 where the device has bfloat16 units
+            (:func:`invblocks.runtime.fast_bfloat16`) and float32 elsewhere. Validation,
             checkpoints, embedding and restoring stay float32. Faster on CPUs with bfloat16
             instructions, at a measured cost in restoration quality (see the workflow
             guide); not combinable with ``memory_saving`` or ``compact_dense``, whose
@@ -217,8 +219,8 @@ class TrainConfig:
         default=None,
         validator=_one_of("default", "reduce-overhead", "max-autotune", "eager"),
     )
-    autocast: Literal["bfloat16", "float32"] | None = attrs.field(
-        default=None, validator=_one_of("bfloat16", "float32")
+    autocast: Literal["bfloat16", "float32", "auto"] | None = attrs.field(
+        default=None, validator=_one_of("bfloat16", "float32", "auto")
     )
 
     def __attrs_post_init__(self) -> None:

@@ -53,7 +53,7 @@ from .data import DataSplit, TaskDataset
 from .io import LOCK_NAME, atomic_write, ensure_folder, json_safe, lock_folder
 from .model import available_memory, load_for_eval
 from .plugins import get_task
-from .ric.channel import build_channel
+from .ric.channel import Channel, build_channel
 from .ric.evaluation import evaluate
 from .ric.groups import ParamGroup, split_parameters
 from .ric.losses import Objective
@@ -180,6 +180,29 @@ def _initial_network(task: Task, n: int, config: TrainConfig) -> RICNet:
     return as_ricnet(load_network(meta, state, str(folder)), image_channels=task.image_channels)
 
 
+def _same_weights(
+    channel: Channel, net: RICNet, config: TrainConfig, spec: Mapping[str, Any]
+) -> Channel:
+    """``channel`` (the network's own channel with other arguments) holding the weights of
+    the network's channel (a learned entropy model, trained when ``config.init`` gave the
+    network), where its arguments leave their shapes as they were; ``ValueError`` when they
+    change them and the weights were trained."""
+    old = net.channel.state_dict()
+    new = channel.state_dict()
+    same = old.keys() == new.keys() and all(
+        old[k].shape == new[k].shape or old[k].numel() == 0 or new[k].numel() == 0 for k in old
+    )
+    if same:
+        channel.load_state_dict(old)
+    elif config.init is not None:
+        raise ValueError(
+            f"channel settings {sorted(spec)} change the shapes of the "
+            f"channel's trained weights from {config.init}; give a channel table with its "
+            "type to train a new one"
+        )
+    return channel
+
+
 def _with_channel(net: RICNet, config: TrainConfig) -> RICNet:
     """``net`` with the channel the config asks for (``channel``: a name, a table with a
     ``type``, or a table of arguments for the network's own channel), checked against the
@@ -189,7 +212,10 @@ def _with_channel(net: RICNet, config: TrainConfig) -> RICNet:
         own = net.channel.get_config()
         spec = {"type": own["type"], **own.get("args", {}), **spec}
         spec.pop("dims_in", None)
-    if spec is not None:
+        given = config.channel if isinstance(config.channel, Mapping) else {}
+        channel = _same_weights(build_channel(spec, net.embedding_dims), net, config, given)
+        net = net.with_channel(channel)
+    elif spec is not None:
         net = net.with_channel(build_channel(spec, net.embedding_dims))
     problems = net.problems()
     if problems:
@@ -396,12 +422,16 @@ def resolved(config: TrainConfig, task: Task) -> TrainConfig:
     """``config`` with what it leaves unset taken from its recipe (``config.recipe``:
     the task's default recipe or the papers'): batch, crop, learning rate, optimiser,
     warm-up, channel, autocast, network settings, loss weights and sampling settings (the
-    config's own over the recipe's, over the task's for sampling). Resolving a resolved
-    config changes nothing."""
+    config's own over the recipe's, over the task's for sampling; a channel's arguments
+    over the recipe's when neither names a channel type; ``autocast`` may stay
+    ``"auto"``, which the run resolves for its device). Resolving a resolved config changes
+    nothing."""
     recipe = task.recipe(config.recipe)
     own = config.init is not None or "preset" in config.network  # the run chose its network
     network = dict(config.network) if own else {**recipe.network, **config.network}
     channel = config.channel if config.channel is not None else recipe.channel
+    if all(isinstance(c, Mapping) and "type" not in c for c in (config.channel, recipe.channel)):
+        channel = {**recipe.channel, **config.channel}  # type: ignore[dict-item]
     channel = dict(channel) if isinstance(channel, Mapping) else channel
     return attrs.evolve(
         config,
@@ -445,6 +475,16 @@ def _fitted(
     return attrs.evolve(config, network={**fitted, **config.network}), source
 
 
+def _device_autocast(config: TrainConfig, device: torch.device) -> TrainConfig:
+    """``autocast="auto"`` made ``"bfloat16"`` where ``device`` has bfloat16 units and
+    neither ``memory_saving`` nor ``compact_dense`` is on (their backward passes recompute
+    in float32), ``"float32"`` otherwise."""
+    if config.autocast != "auto":
+        return config
+    fast = fast_bfloat16(device) and not (config.memory_saving or config.compact_dense)
+    return attrs.evolve(config, autocast="bfloat16" if fast else "float32")
+
+
 def _setup(
     config: TrainConfig, out: Path, task: Task | None = None, source: DataSplit | None = None
 ) -> _Run:
@@ -458,7 +498,7 @@ def _setup(
         task = get_task(config.task)
     elif config.task != task.name:
         config = attrs.evolve(config, task=task.name)
-    config = resolved(config, task)
+    config = _device_autocast(resolved(config, task), device)
     n = config.n_inputs or task.default_inputs
     task.check_inputs(n)
     if config.threads:

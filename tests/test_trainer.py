@@ -87,6 +87,32 @@ def test_bfloat16_autocast_warns_where_the_device_would_emulate_it(fast, monkeyp
     assert fast or "several times slower than float32" in str(slow[0].message)
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_autocast_auto_trains_in_bfloat16_only_where_the_device_has_it(fast, monkeypatch, tmp_path):
+    import warnings
+
+    import invblocks.trainer as trainer
+
+    monkeypatch.setattr(trainer, "fast_bfloat16", lambda device: fast)
+    tiny = {"blocks": 1, "growth": 4}
+    chosen = "bfloat16" if fast else "float32"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # never the emulation warning: auto avoids it
+        run = trainer._setup(TrainConfig(task="video", autocast="auto", network=tiny), tmp_path)
+        assert run.config.autocast == chosen
+        saving = TrainConfig(task="video", autocast="auto", network=tiny, memory_saving=True)
+        assert trainer._setup(saving, tmp_path / "m").config.autocast == "float32"
+        task = attrs.evolve(
+            invblocks.get_task("video"), train=attrs.evolve(invblocks.get_task("video").train,
+                                                            autocast="auto")
+        )  # fmt: skip
+        assert trainer._setup(TrainConfig(task="video", network=tiny), tmp_path / "r",
+                              task=task).config.autocast == chosen  # fmt: skip
+        mine = TrainConfig(task="video", network=tiny, autocast="float32")
+        assert trainer._setup(mine, tmp_path / "f", task=task).config.autocast == "float32"
+    assert resolved(TrainConfig(task="video", autocast="auto"), task).autocast == "auto"
+
+
 def test_the_command_line_prints_a_warning_as_one_line(monkeypatch, tmp_path, capsys):
     import invblocks.trainer as trainer
     from invblocks.cli import main

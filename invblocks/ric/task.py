@@ -135,7 +135,9 @@ class TrainDefaults:
         quantizer: Deprecated: ``channel={"type": "quantizer", "train_mode": ...}``.
         network: Settings for the task's network function (``{"blocks": 4}``); the run's
             ``network`` settings are applied over them.
-        autocast: ``"bfloat16"`` to train under bfloat16 autocast (``None``: float32).
+        autocast: ``"bfloat16"`` to train under bfloat16 autocast, ``"auto"`` to train so
+            where the device has bfloat16 units and in float32 elsewhere (``None``:
+            float32); a run's own ``autocast`` setting wins.
         losses: Loss weights over the task's, by term name.
         sampling: The task's sampling settings over its defaults (``Task.sampling``;
             ``{"frame_step": 1}``).
@@ -155,8 +157,8 @@ class TrainDefaults:
         default=None, validator=v.optional(v.in_(TRAIN_MODES))
     )
     network: Mapping[str, Any] = attrs.field(factory=dict, converter=_settings, hash=False)
-    autocast: Literal["bfloat16"] | None = attrs.field(
-        default=None, validator=v.optional(v.in_(("bfloat16",)))
+    autocast: Literal["bfloat16", "auto"] | None = attrs.field(
+        default=None, validator=v.optional(v.in_(("bfloat16", "auto")))
     )
     losses: Mapping[str, float] = attrs.field(factory=dict, converter=_settings, hash=False)
     sampling: Mapping[str, Any] = attrs.field(factory=dict, converter=dict, hash=False)
