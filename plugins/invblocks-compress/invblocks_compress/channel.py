@@ -9,13 +9,15 @@ The channel of a learned codec (Minnen et al. 2018's joint hyperprior, CompressA
     y_hat = quantise(y); ctx = masked 5x5 conv(y_hat)
     (scale, mean) = entropy_parameters(params, ctx)
 
-In training, uniform noise stands in for both roundings and the likelihoods of ``y`` and
-``z`` are auxiliary outputs (``likelihoods_y``, ``likelihoods_z``) from which the ``rate``
-term counts bits. In evaluation and deployment, ``z`` is rounded around its medians and coded
-with each channel's learned density; ``y`` is coded as ``round(y - mean)`` with a Gaussian of
-``scale`` (rounded up to one of :data:`~invblocks_compress.entropy.SCALES`), and the receiver
-starts from ``y_hat = round(y - mean) + mean``. Both streams share one ANS coder
-(``constriction``), written in the invblocks bitstream container (``.ibc``).
+In training, uniform noise stands in for both roundings (``train_mode="mixed"``: for the
+rate only, the synthesis receiving ``y`` rounded around its means with a straight-through
+gradient) and the likelihoods of ``y`` and ``z`` are auxiliary outputs (``likelihoods_y``,
+``likelihoods_z``) from which the ``rate`` term counts bits. In evaluation and deployment,
+``z`` is rounded around its medians and coded with each channel's learned density; ``y`` is
+coded as ``round(y - mean)`` with a Gaussian of ``scale`` (rounded up to one of
+:data:`~invblocks_compress.entropy.SCALES`), and the receiver starts from
+``y_hat = round(y - mean) + mean``. Both streams share one ANS coder (``constriction``),
+written in the invblocks bitstream container (``.ibc``).
 
 ``context`` chooses how ``y``'s neighbours inform its model: ``"serial"`` (the authors':
 every position from the decoded positions above and to the left, so decoding visits them one
@@ -41,10 +43,11 @@ from invblocks.ric.channel import decoded
 
 from .entropy import SCALES, FactorizedDensity, as_words, gaussian_likelihood, scale_indexes
 
-__all__ = ["CONTEXTS", "EntropyCoded", "MaskedConv2d"]
+__all__ = ["CONTEXTS", "TRAIN_MODES", "EntropyCoded", "MaskedConv2d"]
 
 _MIN_MASS = 2.0**-24  # constriction's models give every symbol at least this mass
 CONTEXTS: tuple[str, ...] = ("serial", "checkerboard", "none")
+TRAIN_MODES: tuple[str, ...] = ("noise", "mixed")
 
 
 def _mask(kind: str, k: int) -> Tensor:
@@ -111,6 +114,11 @@ class EntropyCoded(Channel):
         step: The quantisation step in the latent's units: the entropy model sees
             ``y / step`` and the receiver gets its decoded values times ``step`` (1: the
             authors' codec, whose transforms learn their own scale).
+        train_mode: The training surrogate of rounding: ``"noise"`` (the authors'), uniform
+            noise for both the rate and what the synthesis receives; ``"mixed"``, uniform
+            noise for the rate and, for the synthesis, the latent rounded around its
+            predicted means as the coder rounds it, with a straight-through gradient (Minnen
+            and Singh, 2020), so the synthesis trains on what it will decode.
 
     Shapes:
         ``(B, N, h, w) -> (B, N, h, w)``
@@ -120,11 +128,22 @@ class EntropyCoded(Channel):
     image_embedding: ClassVar[bool] = False
     idempotent = False
 
-    def __init__(self, dims_in: Any = None, *, context: str = "serial", step: float = 1.0) -> None:
+    def __init__(
+        self,
+        dims_in: Any = None,
+        *,
+        context: str = "serial",
+        step: float = 1.0,
+        train_mode: str = "noise",
+    ) -> None:
         super().__init__(dims_in)
         if not step > 0:
             raise ValueError(f"step must be > 0; received {step!r}")
-        self.step = float(step)
+        if train_mode not in TRAIN_MODES:
+            raise ValueError(
+                f"train_mode must be one of {', '.join(TRAIN_MODES)}; received {train_mode!r}"
+            )
+        self.step, self.train_mode = float(step), train_mode
         if context not in CONTEXTS:
             raise ValueError(f"context must be one of {', '.join(CONTEXTS)}; received {context!r}")
         n = self.dims_in[0][0] if self.dims_in else 192
@@ -273,7 +292,11 @@ class EntropyCoded(Channel):
         else:
             ctx = torch.zeros_like(params)
         scales, means = self._gaussian(params, ctx)
-        return y_hat, gaussian_likelihood(y_hat - means, scales), self.density.likelihood(z_hat)
+        likelihoods = gaussian_likelihood(y_hat - means, scales)
+        if self.train_mode == "mixed":
+            offset = y - means
+            y_hat = means + offset + (torch.round(offset) - offset).detach()
+        return y_hat, likelihoods, self.density.likelihood(z_hat)
 
     def _deployed(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """:meth:`_run` in eval mode for one item ``(1, N, h, w)``."""
@@ -467,4 +490,8 @@ class EntropyCoded(Channel):
         return y_hat[0].float().cpu()
 
     def extra_repr(self) -> str:
-        return f"N={self.n}, context={self.context!r}, step={self.step:g}, {super().extra_repr()}"
+        mode = f", train_mode={self.train_mode!r}" if self.train_mode != "noise" else ""
+        return (
+            f"N={self.n}, context={self.context!r}, step={self.step:g}{mode}, "
+            f"{super().extra_repr()}"
+        )

@@ -144,6 +144,64 @@ def _trained_channel(context: str, seed: int, n: int = 8, size: tuple[int, int] 
 
 @pytest.mark.parametrize("context", ["serial", "checkerboard", "none"])
 @pytest.mark.parametrize("seed", [0, 1])
+def test_the_rate_is_float32_under_bfloat16_autocast(context, seed):
+    # the training surrogate's means and noise in bfloat16 would be off by whole steps on
+    # latents of a hundred; under autocast the channel computes what it computes outside
+    torch.manual_seed(seed)
+    channel = EntropyCoded([(8, 8, 12)], context=context, step=0.5).train()
+    y = (torch.randn(2, 8, 8, 12) * 60).requires_grad_()
+    runs = []
+    for enabled in (False, True):
+        torch.manual_seed(seed + 10)
+        with torch.autocast("cpu", torch.bfloat16, enabled=enabled):
+            (y_hat,), _, aux = channel.forward_with_aux([y])
+            bits = -sum(torch.log2(aux[k]).sum() for k in ("likelihoods_y", "likelihoods_z"))
+        (grad,) = torch.autograd.grad(bits, y)
+        runs.append((y_hat, aux, grad))
+    (y0, aux0, g0), (y1, aux1, g1) = runs
+    assert y1.dtype == aux1["likelihoods_y"].dtype == aux1["likelihoods_z"].dtype == y.dtype
+    assert torch.equal(y0, y1) and torch.equal(g0, g1)
+    assert all(torch.equal(aux0[k], aux1[k]) for k in aux0)
+
+
+@pytest.mark.parametrize("context", ["serial", "checkerboard", "none"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_mixed_training_rounds_what_the_synthesis_receives(context, seed, monkeypatch):
+    torch.manual_seed(seed)
+    step = float(torch.empty(()).uniform_(0.3, 3.0))
+    channel = EntropyCoded([(8, 8, 12)], context=context, step=step).train()
+    y = (torch.randn(2, 8, 8, 12) * 20).requires_grad_()
+    means = []
+    gaussian = channel._gaussian
+
+    def recorded(params, ctx):
+        scales, m = gaussian(params, ctx)
+        means.append(m.detach())
+        return scales, m
+
+    monkeypatch.setattr(channel, "_gaussian", recorded)
+    runs = {}
+    for mode in ("noise", "mixed"):
+        channel.train_mode = mode
+        torch.manual_seed(seed + 10)
+        (y_hat,), _, aux = channel.forward_with_aux([y])
+        runs[mode] = (y_hat, aux)
+    noisy, mixed = runs["noise"][0], runs["mixed"][0]
+    for k in ("likelihoods_y", "likelihoods_z"):  # the same rate: noise for the rate
+        assert torch.equal(runs["noise"][1][k], runs["mixed"][1][k])
+    offset = mixed.detach() / step - means[-1]
+    assert float((offset - offset.round()).abs().max()) < 1e-3  # rounded around the means
+    assert float((mixed - y).detach().abs().max()) <= 0.5 * step + 1e-4
+    assert not torch.allclose(noisy, mixed)
+    w = torch.randn_like(y)
+    (grad,) = torch.autograd.grad((mixed * w).sum(), y)
+    assert torch.allclose(grad, w)  # straight through
+    with pytest.raises(ValueError, match="train_mode must be one of noise, mixed"):
+        EntropyCoded([(8, 8, 12)], train_mode="ste")
+
+
+@pytest.mark.parametrize("context", ["serial", "checkerboard", "none"])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_bitstreams_decode_to_what_the_encoder_computed(context, seed):
     channel = _trained_channel(context, seed)
     e = 3 * torch.randn(2, 8, 8, 12)
@@ -326,6 +384,41 @@ def test_check_task_with_two_steps():
     losses = check_task(task, steps=2, batch=1, crop=64)
     assert {"rate", "distortion"} <= set(losses)
     assert all(math.isfinite(v) for v in losses.values())
+
+
+def test_the_recipes_train_with_mixed_quantisation_and_a_runs_settings_add_to_it():
+    from invblocks import TrainConfig
+    from invblocks.trainer import resolved
+
+    task = invblocks.get_task("compression")
+    for recipe in task.recipe_names():
+        if recipe != "reference":
+            config = TrainConfig(task="compression", recipe=recipe)
+            assert resolved(config, task).channel == {"train_mode": "mixed"}
+    mine = resolved(TrainConfig(task="compression", channel={"step": 2.0}), task)
+    assert mine.channel == {"train_mode": "mixed", "step": 2.0}
+    authors = TrainConfig(task="compression", channel={"train_mode": "noise"})
+    assert resolved(authors, task).channel == {"train_mode": "noise"}
+
+
+def test_channel_settings_keep_the_entropy_models_weights(tmp_path: Path):
+    from invblocks import TrainConfig
+    from invblocks.trainer import _setup, train
+
+    small = {"steps": 1, "batch": 1, "crop": 64, "val_every": 1000, "ckpt_every": 1000}
+    run = train(TrainConfig(task="compression", **small), tmp_path / "run", progress=False)
+    trained = invblocks.Model.load(run).net.channel.state_dict()
+    tuned = TrainConfig(task="compression", init=str(run), channel={"train_mode": "mixed"}, **small)
+    channel = _setup(tuned, tmp_path / "tuned").net.channel
+    assert channel.train_mode == "mixed"
+    state = channel.state_dict()
+    assert state.keys() == trained.keys()
+    assert all(torch.equal(state[k], trained[k].to(state[k].device)) for k in state)
+    # a fresh run: the preset's own channel, the same weights whatever its training mode
+    fresh = [_setup(TrainConfig(task="compression", channel=c, **small), tmp_path / str(i))
+             for i, c in enumerate([None, {"train_mode": "mixed"}])]  # fmt: skip
+    a, b = (r.net.channel.state_dict() for r in fresh)
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
