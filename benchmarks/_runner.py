@@ -30,9 +30,39 @@ def run_interleaved(
     return runs
 
 
+def machine() -> dict[str, Any]:
+    """The CPU a benchmark ran on: CPU-seconds differ about twofold between CPUs that
+    ``lscpu`` gives the same flags (one vendor's generations), so every record names the
+    family and model, and the threads and PyTorch it ran with."""
+    import os
+    import platform
+
+    import torch
+
+    info: dict[str, Any] = {"processor": platform.processor() or platform.machine()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    fields = dict(
+        (k.strip(), v.strip())
+        for k, _, v in (line.partition(":") for line in text.split("\n\n")[0].splitlines())
+    )
+    for key in ("vendor_id", "cpu family", "model", "model name"):
+        if key in fields:
+            info[key.replace(" ", "_")] = fields[key]
+    flags = set(fields.get("flags", "").split())
+    info["units"] = sorted(flags & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
+    info["cpus"] = os.cpu_count()
+    info["torch"] = torch.__version__
+    info["threads"] = torch.get_num_threads()
+    return info
+
+
 def write_record(out: Path, args: Any, runs: dict, summary: dict) -> None:
-    """Write ``{"args", "runs", "summary"}`` to ``out`` (folders created) and say where."""
+    """Write ``{"args", "machine", "runs", "summary"}`` to ``out`` (folders created) and say
+    where."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"args": vars(args), "runs": runs, "summary": summary}
+    record = {"args": vars(args), "machine": machine(), "runs": runs, "summary": summary}
     out.write_text(json.dumps(record, indent=2, default=str))
     print(f"written {out}")

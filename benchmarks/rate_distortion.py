@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ._runner import machine
+
 if TYPE_CHECKING:
     from invblocks.model import Model
 
@@ -330,7 +332,7 @@ def main() -> None:
         (args.out / "decode_timing.json").write_text(json.dumps(timing, indent=2))
         return
     images = photos()
-    results: dict[str, Any] = {"images": [list(i.shape) for i in images]}
+    results: dict[str, Any] = {"images": [list(i.shape) for i in images], "machine": machine()}
     results["classical"] = classical(images)
     qualities = [int(q) for q in args.qualities.split(",") if q]
     learned: dict[str, list[dict[str, Any]]] = {"trained": [], "start": []}

@@ -87,9 +87,16 @@ def test_embed_throughput_toy_clip(tmp_path):
         "embed_throughput",
         "--width", 32, "--height", 24, "--variants", "contiguous", "channels_last", "--out", out,
     )  # fmt: skip
-    summary = json.loads(out.read_text())["summary"]
+    record = json.loads(out.read_text())
+    summary = record["summary"]
     assert set(summary) == {"contiguous", "channels_last"}
     assert all(row["embed_s"] > 0 and row["restore_s"] > 0 for row in summary.values())
+    # the record names the CPU it ran on (CPU-seconds are compared only on the same one)
+    machine = record["machine"]
+    assert machine["cpus"] >= 1 and machine["threads"] >= 1 and machine["torch"]
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "cpu family" in cpuinfo.read_text():
+        assert machine["cpu_family"].isdigit() and machine["model"].isdigit()
 
 
 def test_train_step_ratios_are_to_invblocks_or_else_the_first_variant():

@@ -44,6 +44,9 @@ def test_parameter_counts_equal_the_authors(quality, expected):
     # counted from the authors' InvCompress(N) modules (N = 128 and 192)
     net = invcompress(quality, size=(64, 64))
     assert sum(p.numel() for p in net.parameters()) == expected
+    # without the enhancement module: its forward and inverse networks fewer (627,974)
+    lean = invcompress(quality, size=(64, 64), enhancement=False)
+    assert sum(p.numel() for p in lean.parameters()) == expected - 627_974
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -351,7 +354,11 @@ def test_the_dct_start_latent_is_the_kept_coefficients(seed):
     n = (96, 128, 192, 256)[seed]
     keep = torch.randperm(768, generator=g)[:n].tolist()
     h, w = (64 * int(v) for v in torch.randint(1, 3, (2,), generator=g))
-    net = invcompress(3, n=n, keep=keep, size=(h, w), generator=g).eval()
+    enhancement = seed % 2 == 0  # without the enhancement module the start is the same codec
+    net = invcompress(3, n=n, keep=keep, size=(h, w), enhancement=enhancement, generator=g)
+    net = net.eval()
+    modules = {type(m).__name__ for m in net.modules()}
+    assert ("RelationModule" in modules) == enhancement
     x = torch.rand(2, 3, h, w, generator=g)
     with torch.no_grad():
         y = net.body([x])[0][0]
@@ -372,6 +379,7 @@ def test_the_dct_start_latent_is_the_kept_coefficients(seed):
         ({"keep": list(range(700, 828))}, "0..767"),
         ({"start": "haar", "keep": list(range(128))}, "DCT start"),
         ({"start": "wavelet"}, "start must be"),
+        ({"enhancement": "no"}, "true or false"),
     ],
 )
 def test_bad_starts_are_refused(kw, needle):
@@ -399,6 +407,25 @@ def test_the_recipes_train_with_mixed_quantisation_and_a_runs_settings_add_to_it
     assert mine.channel == {"train_mode": "mixed", "step": 2.0}
     authors = TrainConfig(task="compression", channel={"train_mode": "noise"})
     assert resolved(authors, task).channel == {"train_mode": "noise"}
+
+
+def test_the_quality_recipes_leave_the_enhancement_out_and_the_authors_keep_it():
+    from invblocks import TrainConfig
+    from invblocks.trainer import resolved
+
+    task = invblocks.get_task("compression")
+    for recipe in task.recipe_names():
+        network = resolved(TrainConfig(task="compression", recipe=recipe), task).network
+        assert network["enhancement"] is (recipe == "reference"), recipe
+        built = task.build_network(1, **{**network, "size": (64, 64)})
+        modules = {type(m).__name__ for m in built.modules()}
+        assert ("RelationModule" in modules) is network["enhancement"], recipe
+    # a run's setting brings it back and keeps the recipe's quality
+    mine = TrainConfig(task="compression", recipe="q6", network={"enhancement": True})
+    assert resolved(mine, task).network == {"quality": 6, "enhancement": True}
+    authors = resolved(TrainConfig(task="compression", recipe="reference"), task)
+    assert (authors.lr, authors.batch, authors.warmup) == (1e-4, 8, 0.0)
+    assert authors.channel == {"train_mode": "noise"}
 
 
 def test_channel_settings_keep_the_entropy_models_weights(tmp_path: Path):
