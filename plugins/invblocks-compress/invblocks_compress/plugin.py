@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import torch
 from pytorch_msssim import ms_ssim
 from torch import Tensor
@@ -133,15 +134,13 @@ def authors_recipe(quality: int = 3) -> TrainDefaults:
     uniform noise for rounding (``recipe=reference``; their gradient clip is
     ``--set grad_clip=1.0``). For long runs; in a budget of CPU-minutes the quality recipes
     code in fewer bits (decisions 96, 105, 106)."""
-    return TrainDefaults(
-        crop=256,
+    return attrs.evolve(
+        recipe(quality),
         batch=8,
         lr=1e-4,
-        optimizer="invcompress",
         warmup=0.0,
         channel={"train_mode": "noise"},
         network={"quality": quality, "enhancement": True},
-        losses={"distortion": LAMBDAS[quality]},
     )
 
 
